@@ -1,0 +1,154 @@
+//! The local rendezvous: a running hub writes `<data-dir>/hub.json` (where it listens) and keeps
+//! its bearer token in `<data-dir>/hub-token`; a spoke on the same machine reads both.
+
+use std::{
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+/// The runtime file's name inside the hub's data dir.
+pub const RUNTIME_FILE: &str = "hub.json";
+/// The token file's name inside the hub's data dir.
+pub const TOKEN_FILE: &str = "hub-token";
+/// The environment variable that may name the hub's data dir.
+pub const HUB_DIR_ENV: &str = "HELIX_HUB_DIR";
+
+/// What `hub.json` says about a running hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub hub_id: String,
+    pub version: String,
+    pub pid: u32,
+    pub grpc_addr: SocketAddr,
+    pub started_at_ms: i64,
+}
+
+/// Why the local hub could not be found.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalHubError {
+    #[error(
+        "no hub is running with data dir {dir} (no {RUNTIME_FILE}): start one with `helix-hub serve`, or pass --hub-dir"
+    )]
+    NotRunning { dir: PathBuf },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a valid hub runtime file ({problem}); restart the hub to rewrite it")]
+    Corrupt { path: PathBuf, problem: String },
+    #[error("{path} is empty; restart the hub to create a token")]
+    EmptyToken { path: PathBuf },
+}
+
+/// A hub found through its data dir. `Debug` does not show the token.
+#[derive(Clone)]
+pub struct LocalHub {
+    pub dir: PathBuf,
+    pub info: RuntimeInfo,
+    token: String,
+}
+
+impl std::fmt::Debug for LocalHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalHub")
+            .field("dir", &self.dir)
+            .field("info", &self.info)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl LocalHub {
+    /// Reads `hub.json` and the token from `dir`.
+    pub fn find(dir: &Path) -> Result<Self, LocalHubError> {
+        let runtime_path = dir.join(RUNTIME_FILE);
+        let bytes = match std::fs::read(&runtime_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LocalHubError::NotRunning {
+                    dir: dir.to_owned(),
+                });
+            }
+            Err(source) => {
+                return Err(LocalHubError::Read {
+                    path: runtime_path,
+                    source,
+                });
+            }
+        };
+        let info: RuntimeInfo =
+            serde_json::from_slice(&bytes).map_err(|e| LocalHubError::Corrupt {
+                path: runtime_path.clone(),
+                problem: e.to_string(),
+            })?;
+        let token_path = dir.join(TOKEN_FILE);
+        let token = std::fs::read_to_string(&token_path)
+            .map_err(|source| LocalHubError::Read {
+                path: token_path.clone(),
+                source,
+            })?
+            .trim()
+            .to_owned();
+        if token.is_empty() {
+            return Err(LocalHubError::EmptyToken { path: token_path });
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            info,
+            token,
+        })
+    }
+
+    /// The bearer token, for the `authorization` header.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+}
+
+/// The platform's default hub data directory (`~/.local/share/helix-hub` on Linux).
+pub fn default_hub_dir() -> PathBuf {
+    dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("helix-hub")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_corrupt_and_good_runtime_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = LocalHub::find(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("helix-hub serve"), "{err}");
+
+        std::fs::write(dir.path().join(RUNTIME_FILE), "{").unwrap();
+        let err = LocalHub::find(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a valid hub runtime file"), "{err}");
+
+        let info = RuntimeInfo {
+            hub_id: "h".into(),
+            version: "0".into(),
+            pid: 1,
+            grpc_addr: "127.0.0.1:1".parse().unwrap(),
+            started_at_ms: 0,
+        };
+        std::fs::write(
+            dir.path().join(RUNTIME_FILE),
+            serde_json::to_vec(&info).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(TOKEN_FILE), "secret-token\n").unwrap();
+        let hub = LocalHub::find(dir.path()).unwrap();
+        assert_eq!(hub.info, info);
+        assert_eq!(hub.token(), "secret-token");
+        assert!(!format!("{hub:?}").contains("secret-token"));
+    }
+}

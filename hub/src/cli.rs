@@ -1,0 +1,128 @@
+//! The `helix-hub` command line (clap derive; the doc comments are the help text).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use helix_mesh::pb::Provider;
+
+/// Helix Mesh hub: keeps your AI-agent credentials on this machine and runs prompts sent by
+/// your devices, streaming the output back live.
+#[derive(Debug, Parser)]
+#[command(name = "helix-hub", version, propagate_version = true)]
+pub struct Cli {
+    /// The hub's data directory (journal, credentials, token). Default: the platform data dir,
+    /// e.g. ~/.local/share/helix-hub.
+    #[arg(long, global = true, env = crate::config::DATA_DIR_ENV, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// More logging (-v debug, -vv trace). HELIX_LOG=<filter> sets it precisely.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub until SIGINT or SIGTERM (a second signal stops it at once).
+    Serve(ServeArgs),
+    /// Store a provider credential; the secret is read from stdin, never from a flag.
+    Login(LoginArgs),
+    /// Remove the stored credentials of a provider.
+    Logout {
+        #[arg(value_enum)]
+        provider: ProviderArg,
+    },
+    /// Show where the hub keeps its files, whether it runs, and which credentials it has.
+    Status {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Loopback address of the gRPC listener (config: grpc_addr).
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_addr: Option<SocketAddr>,
+
+    /// Commands run at once (config: max_concurrent; default 5).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_concurrent: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(value_enum)]
+    pub provider: ProviderArg,
+
+    /// Store an API key, read from stdin (e.g. `printf %s "$KEY" | helix-hub login anthropic --api-key`).
+    #[arg(long, required = true)]
+    pub api_key: bool,
+}
+
+/// Providers as spelled on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    Anthropic,
+    OpenaiCodex,
+    GoogleGemini,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Anthropic => Provider::Anthropic,
+            ProviderArg::OpenaiCodex => Provider::OpenaiCodex,
+            ProviderArg::GoogleGemini => Provider::GoogleGemini,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_forms() {
+        let cli = Cli::try_parse_from([
+            "helix-hub",
+            "--data-dir",
+            "/tmp/h",
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--max-concurrent",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/h")));
+        match cli.command {
+            Command::Serve(a) => {
+                assert_eq!(a.max_concurrent, Some(3));
+                assert_eq!(a.grpc_addr, Some("127.0.0.1:0".parse().unwrap()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["helix-hub", "login", "anthropic", "--api-key"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Login(LoginArgs {
+                provider: ProviderArg::Anthropic,
+                api_key: true
+            })
+        ));
+    }
+
+    #[test]
+    fn secrets_are_not_flag_values_and_bad_values_are_refused() {
+        // --api-key takes no value: a key typed after it is an unexpected argument.
+        assert!(
+            Cli::try_parse_from(["helix-hub", "login", "anthropic", "--api-key", "sk-x"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["helix-hub", "serve", "--max-concurrent", "0"]).is_err());
+        assert!(Cli::try_parse_from(["helix-hub", "login", "claude", "--api-key"]).is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! Hub configuration: `<data-dir>/config.toml`, then environment, then command-line flags
+//! (each later source wins). Every field has a safe default, so no file is needed.
+//!
+//! ```toml
+//! grpc_addr = "127.0.0.1:50051"   # loopback TCP listener (grpcurl, local spokes)
+//! max_concurrent = 5              # commands running at once
+//! queue_capacity = 4096           # commands waiting; beyond this: RESOURCE_EXHAUSTED
+//! drain_timeout = "30s"           # on shutdown, how long running commands may finish
+//!
+//! [retry]
+//! max_retries = 3
+//! base_delay = "1s"
+//! max_delay = "30s"
+//!
+//! [providers.anthropic]
+//! base_url = "https://api.anthropic.com"   # env ANTHROPIC_BASE_URL wins over this
+//! model = "claude-sonnet-4-5"
+//! max_tokens = 8192
+//!
+//! [agents.main]
+//! provider = "anthropic"
+//! model = "claude-opus-4-1"       # overrides the provider's model for this agent
+//! system = "You are terse."
+//! ```
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use helix_mesh::pb::Provider;
+use serde::{Deserialize, Serialize};
+
+use crate::{fsutil, provider::anthropic};
+
+/// The config file's name inside the data dir.
+pub const FILE_NAME: &str = "config.toml";
+
+/// The default loopback gRPC address.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
+
+/// The environment variable that may stand for `--data-dir`.
+pub const DATA_DIR_ENV: &str = helix_discovery::local::HUB_DIR_ENV;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error(transparent)]
+    Fs(#[from] fsutil::FsError),
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{what} is invalid: {message}")]
+    Invalid { what: String, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    pub grpc_addr: SocketAddr,
+    pub max_concurrent: u32,
+    pub queue_capacity: u32,
+    #[serde(with = "duration_text")]
+    pub drain_timeout: Duration,
+    pub retry: RetryConfig,
+    pub providers: ProvidersConfig,
+    pub agents: BTreeMap<String, AgentConfig>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_concurrent: 5,
+            queue_capacity: 4096,
+            drain_timeout: Duration::from_secs(30),
+            retry: RetryConfig::default(),
+            providers: ProvidersConfig::default(),
+            agents: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryConfig {
+    pub max_retries: u32,
+    #[serde(with = "duration_text")]
+    pub base_delay: Duration,
+    #[serde(with = "duration_text")]
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub anthropic: AnthropicConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnthropicConfig {
+    pub base_url: String,
+    pub model: String,
+    pub max_tokens: u32,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    /// Longest silence inside a streaming answer before the attempt counts as timed out.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for AnthropicConfig {
+    fn default() -> Self {
+        Self {
+            base_url: anthropic::DEFAULT_BASE_URL.into(),
+            model: "claude-sonnet-4-5".into(),
+            max_tokens: 8192,
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A named agent profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Provider used when a command does not name one (`anthropic` when unset).
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub system: Option<String>,
+}
+
+impl HubConfig {
+    /// Reads `<data_dir>/config.toml`; a missing file gives the defaults.
+    pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(FILE_NAME);
+        let Some(bytes) = fsutil::read_optional(&path)? else {
+            return Ok(Self::default());
+        };
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+            path: path.clone(),
+            message: "not UTF-8".into(),
+        })?;
+        let config: HubConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies environment overrides through `get` (so tests need not touch the process env).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        if let Some(url) = get("ANTHROPIC_BASE_URL").filter(|u| !u.is_empty()) {
+            self.providers.anthropic.base_url = url;
+        }
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str, message: &str| ConfigError::Invalid {
+            what: what.into(),
+            message: message.into(),
+        };
+        if self.max_concurrent == 0 {
+            return Err(invalid("max_concurrent", "must be at least 1"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(invalid("queue_capacity", "must be at least 1"));
+        }
+        for (name, agent) in &self.agents {
+            if let Some(p) = &agent.provider {
+                p.parse::<Provider>().map_err(|e| ConfigError::Invalid {
+                    what: format!("agents.{name}.provider"),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        let base = &self.providers.anthropic.base_url;
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(invalid(
+                "providers.anthropic.base_url",
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The provider an agent uses when a command names none.
+    pub fn default_provider(&self, agent_id: &str) -> Provider {
+        self.agents
+            .get(agent_id)
+            .and_then(|a| a.provider.as_deref())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(Provider::Anthropic)
+    }
+}
+
+/// The platform's data directory for the hub (`~/.local/share/helix-hub` on Linux).
+pub fn default_data_dir() -> PathBuf {
+    helix_discovery::local::default_hub_dir()
+}
+
+/// Durations as human text in TOML ("30s", "1m 30s", "250ms").
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_file_gives_defaults_and_defaults_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HubConfig::load(dir.path()).unwrap();
+        assert_eq!(config, HubConfig::default());
+        let text = toml::to_string(&config).unwrap();
+        assert_eq!(toml::from_str::<HubConfig>(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn file_then_env_precedence() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "max_concurrent = 2\n[providers.anthropic]\nbase_url = \"http://file\"\n[agents.coder]\nprovider = \"openai-codex\"\n",
+        )
+        .unwrap();
+        let mut config = HubConfig::load(dir.path()).unwrap();
+        assert_eq!(config.max_concurrent, 2);
+        assert_eq!(config.providers.anthropic.base_url, "http://file");
+        config.apply_env(|k| (k == "ANTHROPIC_BASE_URL").then(|| "http://env".to_owned()));
+        assert_eq!(config.providers.anthropic.base_url, "http://env");
+        assert_eq!(config.default_provider("coder"), Provider::OpenaiCodex);
+        assert_eq!(config.default_provider("main"), Provider::Anthropic);
+    }
+
+    #[test]
+    fn bad_file_names_itself_and_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "max_concurent = 2\n").unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("config.toml"), "{err}");
+        assert!(err.contains("max_concurent"), "{err}");
+
+        std::fs::write(dir.path().join(FILE_NAME), "max_concurrent = 0\n").unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert_eq!(err, "max_concurrent is invalid: must be at least 1");
+    }
+}

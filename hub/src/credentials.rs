@@ -1,0 +1,363 @@
+//! The credential store: `auth-profiles.json` in the OpenClaw v1 shape.
+//!
+//! ```json
+//! {"version":1,"profiles":{"anthropic:default":{"type":"api_key","provider":"anthropic","key":"sk-ant-…"}}}
+//! ```
+//!
+//! The file is 0600 in a 0700 directory and written atomically. A file that cannot be parsed is
+//! reported with its path and what is wrong, and is never rewritten. The hub reads it for every
+//! command, so `helix-hub login` takes effect without a restart. Fields this version does not
+//! know are kept when the file is rewritten.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use helix_mesh::pb::Provider;
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, FsError};
+
+/// The file name inside the hub's data dir.
+pub const FILE_NAME: &str = "auth-profiles.json";
+
+/// The only store version this hub reads and writes.
+pub const STORE_VERSION: u32 = 1;
+
+/// A secret string: serialized as itself, never shown by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it (an HTTP header, a child's env).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// One profile. `type` is `api_key`, `token` or `oauth`; which secret fields are set follows
+/// from it. Unknown fields are kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub provider: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh: Option<Secret>,
+    /// Expiry in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    #[serde(default, rename = "accountId", skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthProfiles {
+    pub version: u32,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for AuthProfiles {
+    fn default() -> Self {
+        Self {
+            version: STORE_VERSION,
+            profiles: BTreeMap::new(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// A usable credential for one provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    ApiKey(Secret),
+    Token {
+        token: Secret,
+        expires_ms: Option<i64>,
+    },
+    OAuth {
+        access: Secret,
+        expires_ms: Option<i64>,
+        account_id: Option<String>,
+    },
+}
+
+impl Credential {
+    /// `api_key`, `token` or `oauth`, as in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::ApiKey(_) => "api_key",
+            Credential::Token { .. } => "token",
+            Credential::OAuth { .. } => "oauth",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(
+        "credential store {path} is corrupt ({problem}); it was left untouched: fix or move it"
+    )]
+    Corrupt { path: PathBuf, problem: String },
+    #[error(
+        "credential store {path} has version {found}, this hub reads version {STORE_VERSION}; it was left untouched"
+    )]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("profile {id} in {path} is incomplete: {problem}")]
+    IncompleteProfile {
+        path: PathBuf,
+        id: String,
+        problem: &'static str,
+    },
+    #[error("serializing the credential store: {0}")]
+    Serialize(#[source] serde_json::Error),
+}
+
+/// The store at one path.
+#[derive(Debug, Clone)]
+pub struct CredentialStore {
+    path: PathBuf,
+}
+
+impl CredentialStore {
+    /// The store inside a hub data dir.
+    pub fn in_dir(data_dir: &Path) -> Self {
+        Self {
+            path: data_dir.join(FILE_NAME),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads the file; a missing file is an empty store.
+    pub fn load(&self) -> Result<AuthProfiles, CredentialError> {
+        let Some(bytes) = fsutil::read_optional(&self.path)? else {
+            return Ok(AuthProfiles::default());
+        };
+        let profiles: AuthProfiles =
+            serde_json::from_slice(&bytes).map_err(|e| CredentialError::Corrupt {
+                path: self.path.clone(),
+                problem: e.to_string(),
+            })?;
+        if profiles.version != STORE_VERSION {
+            return Err(CredentialError::UnsupportedVersion {
+                path: self.path.clone(),
+                found: profiles.version,
+            });
+        }
+        Ok(profiles)
+    }
+
+    /// Writes the whole store atomically (0600, directory 0700).
+    pub fn save(&self, profiles: &AuthProfiles) -> Result<(), CredentialError> {
+        if let Some(dir) = self.path.parent() {
+            fsutil::ensure_private_dir(dir)?;
+        }
+        let mut bytes = serde_json::to_vec_pretty(profiles).map_err(CredentialError::Serialize)?;
+        bytes.push(b'\n');
+        fsutil::write_private_atomic(&self.path, &bytes)?;
+        Ok(())
+    }
+
+    /// Stores an API key as `<provider>:default`, replacing what was there. A corrupt store is
+    /// refused, not overwritten.
+    pub fn set_api_key(&self, provider: Provider, key: Secret) -> Result<(), CredentialError> {
+        let mut profiles = self.load()?;
+        profiles.profiles.insert(
+            default_profile_id(provider),
+            Profile {
+                kind: "api_key".into(),
+                provider: provider.name().into(),
+                key: Some(key),
+                token: None,
+                access: None,
+                refresh: None,
+                expires: None,
+                account_id: None,
+                email: None,
+                extra: BTreeMap::new(),
+            },
+        );
+        self.save(&profiles)
+    }
+
+    /// Removes every profile of `provider`; returns how many were removed.
+    pub fn remove_provider(&self, provider: Provider) -> Result<usize, CredentialError> {
+        let mut profiles = self.load()?;
+        let before = profiles.profiles.len();
+        profiles
+            .profiles
+            .retain(|_, p| p.provider != provider.name());
+        let removed = before - profiles.profiles.len();
+        if removed > 0 {
+            self.save(&profiles)?;
+        }
+        Ok(removed)
+    }
+
+    /// The credential to use for `provider`: `<provider>:default` if present, else the first
+    /// profile of that provider by id.
+    pub fn credential_for(
+        &self,
+        provider: Provider,
+    ) -> Result<Option<Credential>, CredentialError> {
+        let profiles = self.load()?;
+        let default_id = default_profile_id(provider);
+        let chosen = profiles.profiles.get_key_value(&default_id).or_else(|| {
+            profiles
+                .profiles
+                .iter()
+                .find(|(_, p)| p.provider == provider.name())
+        });
+        let Some((id, profile)) = chosen else {
+            return Ok(None);
+        };
+        let incomplete = |problem| CredentialError::IncompleteProfile {
+            path: self.path.clone(),
+            id: id.clone(),
+            problem,
+        };
+        let credential = match profile.kind.as_str() {
+            "api_key" => Credential::ApiKey(
+                profile
+                    .key
+                    .clone()
+                    .ok_or_else(|| incomplete("an api_key profile needs \"key\""))?,
+            ),
+            "token" => Credential::Token {
+                token: profile
+                    .token
+                    .clone()
+                    .ok_or_else(|| incomplete("a token profile needs \"token\""))?,
+                expires_ms: profile.expires,
+            },
+            "oauth" => Credential::OAuth {
+                access: profile
+                    .access
+                    .clone()
+                    .ok_or_else(|| incomplete("an oauth profile needs \"access\""))?,
+                expires_ms: profile.expires,
+                account_id: profile.account_id.clone(),
+            },
+            _ => return Err(incomplete("\"type\" must be api_key, token or oauth")),
+        };
+        Ok(Some(credential))
+    }
+}
+
+/// `<provider>:default`.
+pub fn default_profile_id(provider: Provider) -> String {
+    format!("{}:default", provider.name())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn api_key_round_trips_in_openclaw_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("hub");
+        let store = CredentialStore::in_dir(&data);
+        assert_eq!(store.credential_for(Provider::Anthropic).unwrap(), None);
+        store
+            .set_api_key(Provider::Anthropic, Secret::new("sk-ant-test"))
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"version":1,"profiles":{"anthropic:default":
+                {"type":"api_key","provider":"anthropic","key":"sk-ant-test"}}})
+        );
+        let mode = std::fs::metadata(store.path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            store.credential_for(Provider::Anthropic).unwrap(),
+            Some(Credential::ApiKey(Secret::new("sk-ant-test")))
+        );
+        assert_eq!(store.remove_provider(Provider::Anthropic).unwrap(), 1);
+        assert_eq!(store.credential_for(Provider::Anthropic).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupt_store_is_reported_and_left_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::in_dir(dir.path());
+        let garbage = b"{\"version\":1,\"profiles\":{\"anthropic:default\":";
+        std::fs::write(store.path(), garbage).unwrap();
+        let err = store
+            .set_api_key(Provider::Anthropic, Secret::new("k"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&store.path().display().to_string()), "{err}");
+        assert!(err.contains("corrupt"), "{err}");
+        assert_eq!(std::fs::read(store.path()).unwrap(), garbage);
+    }
+
+    #[test]
+    fn unknown_fields_survive_a_rewrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::in_dir(dir.path());
+        std::fs::write(
+            store.path(),
+            r#"{"version":1,"lastGood":{"x":1},"profiles":{"openai-codex:default":{"type":"oauth","provider":"openai-codex","access":"a","refresh":"r","expires":5,"accountId":"acc","note":"keep"}}}"#,
+        )
+        .unwrap();
+        store
+            .set_api_key(Provider::Anthropic, Secret::new("k"))
+            .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.path()).unwrap()).unwrap();
+        assert_eq!(json["lastGood"]["x"], 1);
+        assert_eq!(json["profiles"]["openai-codex:default"]["note"], "keep");
+        assert_eq!(json["profiles"]["openai-codex:default"]["accountId"], "acc");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let p = Credential::ApiKey(Secret::new("sk-ant-very-secret"));
+        assert!(!format!("{p:?}").contains("very-secret"));
+    }
+}

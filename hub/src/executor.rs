@@ -1,0 +1,482 @@
+//! The executor: a bounded FIFO queue in front of at most `max_concurrent` workers.
+//!
+//! Ownership: the queue and the table of running commands sit behind one `std` mutex that is
+//! never held across an `.await`. One dispatcher task takes a worker permit, then the oldest
+//! queued command, and spawns its worker; every task is tracked so shutdown can wait for them.
+//! Every state change goes through the journal first (see [`crate::journal`]).
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use helix_mesh::{pb::CommandStatus, proto_ext::now_ms};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use uuid::Uuid;
+
+use crate::{
+    bus::Bus,
+    command::{EventKind, FinalStatus, NewCommand},
+    config::HubConfig,
+    credentials::{CredentialStore, default_profile_id},
+    journal::{Journal, JournalError, PendingCommand, SubmitOutcome},
+    provider::{ProviderError, ProviderRequest, Providers},
+    retry,
+};
+
+/// How long `Cancel` waits for a running command to acknowledge before answering anyway.
+const CANCEL_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Error text of commands stopped because the hub shut down before they finished.
+pub const SHUTDOWN_ERROR: &str = "hub shut down during execution";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("command {0} already exists with different content")]
+    AlreadyExists(Uuid),
+    #[error("the hub's queue is full ({0} commands waiting); try again later")]
+    QueueFull(usize),
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    #[error("no command {0} on this hub")]
+    NotFound(Uuid),
+    #[error("command {id} has already finished ({status})")]
+    AlreadyFinished { id: Uuid, status: CommandStatus },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// What a submit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// Stored and queued.
+    New,
+    /// The same command was already here, in this status; nothing new runs.
+    Existing(CommandStatus),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled {
+    pub status: CommandStatus,
+    pub was_queued: bool,
+}
+
+/// Handle to the executor; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    journal: Journal,
+    bus: Bus,
+    providers: Providers,
+    credentials: CredentialStore,
+    config: Arc<HubConfig>,
+    state: Mutex<State>,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+    tasks: TaskTracker,
+    /// Stops the dispatcher from starting commands.
+    stop_dispatch: CancellationToken,
+    /// Parent of every running command's token: cancelled when the drain deadline passes.
+    abort: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<PendingCommand>,
+    /// Submits between the capacity check and the journal's answer.
+    reserved: usize,
+    running: HashMap<Uuid, CancellationToken>,
+    closed: bool,
+}
+
+impl Executor {
+    /// Creates the executor with the commands recovered from the journal already queued, and
+    /// starts its dispatcher.
+    pub fn start(
+        journal: Journal,
+        bus: Bus,
+        providers: Providers,
+        credentials: CredentialStore,
+        config: Arc<HubConfig>,
+        recovered: Vec<PendingCommand>,
+    ) -> Self {
+        let permits = Arc::new(Semaphore::new(config.max_concurrent as usize));
+        let inner = Arc::new(Inner {
+            journal,
+            bus,
+            providers,
+            credentials,
+            config,
+            state: Mutex::new(State {
+                queue: recovered.into(),
+                ..State::default()
+            }),
+            wake: Notify::new(),
+            permits,
+            tasks: TaskTracker::new(),
+            stop_dispatch: CancellationToken::new(),
+            abort: CancellationToken::new(),
+        });
+        let executor = Executor { inner };
+        executor.inner.tasks.spawn(executor.clone().dispatch());
+        executor
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock is only poisoned if code holding it panicked; its data is still consistent
+        // (every critical section is a few field updates), so keep going.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stores and queues a command, or finds the same command already here.
+    pub async fn submit(&self, cmd: NewCommand) -> Result<Submitted, SubmitError> {
+        let position = {
+            let mut state = self.state();
+            if state.closed {
+                return Err(SubmitError::ShuttingDown);
+            }
+            let waiting = state.queue.len() + state.reserved;
+            if waiting >= self.inner.config.queue_capacity as usize {
+                return Err(SubmitError::QueueFull(waiting));
+            }
+            state.reserved += 1;
+            u32::try_from(waiting + 1).unwrap_or(u32::MAX)
+        };
+        let command_id = cmd.command_id;
+        let expires_at_ms = cmd.expires_at_ms;
+        let outcome = self.inner.journal.submit(cmd.clone(), position).await;
+        let mut state = self.state();
+        state.reserved -= 1;
+        match outcome? {
+            SubmitOutcome::Created(_) => {
+                state.queue.push_back(PendingCommand {
+                    command_id,
+                    expires_at_ms,
+                });
+                drop(state);
+                self.inner.wake.notify_one();
+                Ok(Submitted::New)
+            }
+            SubmitOutcome::Existing { existing, status } if existing.same_work(&cmd) => {
+                Ok(Submitted::Existing(status))
+            }
+            SubmitOutcome::Existing { .. } => Err(SubmitError::AlreadyExists(command_id)),
+        }
+    }
+
+    /// Cancels a queued or running command.
+    pub async fn cancel(&self, command_id: Uuid) -> Result<Cancelled, CancelError> {
+        let (was_queued, running) = {
+            let mut state = self.state();
+            let queued = state
+                .queue
+                .iter()
+                .position(|p| p.command_id == command_id)
+                .and_then(|i| state.queue.remove(i))
+                .is_some();
+            (queued, state.running.get(&command_id).cloned())
+        };
+        if was_queued {
+            self.inner
+                .journal
+                .append(
+                    command_id,
+                    finished(FinalStatus::Cancelled, "cancelled before it started", 0),
+                )
+                .await?;
+            return Ok(Cancelled {
+                status: CommandStatus::Cancelled,
+                was_queued: true,
+            });
+        }
+        if let Some(token) = running {
+            let mut sub = self.inner.bus.subscribe_command(command_id);
+            token.cancel();
+            // The worker may have finished before we subscribed: then the journal says so.
+            let now = self.current_status(command_id).await?;
+            if now.is_terminal() {
+                return Ok(Cancelled {
+                    status: now,
+                    was_queued: false,
+                });
+            }
+            // Otherwise wait for the worker's `finished`.
+            let status = tokio::time::timeout(CANCEL_ACK_TIMEOUT, async {
+                loop {
+                    match sub.recv().await {
+                        Ok(ev) => {
+                            if let EventKind::Finished { status, .. } = ev.kind {
+                                return Some(status.to_status());
+                            }
+                        }
+                        Err(_) => return None,
+                    }
+                }
+            })
+            .await
+            .ok()
+            .flatten();
+            let status = match status {
+                Some(s) => s,
+                None => self.current_status(command_id).await?,
+            };
+            return Ok(Cancelled {
+                status,
+                was_queued: false,
+            });
+        }
+        match self.inner.journal.command(command_id, false).await? {
+            None => Err(CancelError::NotFound(command_id)),
+            Some(record) => Err(CancelError::AlreadyFinished {
+                id: command_id,
+                status: record.status,
+            }),
+        }
+    }
+
+    async fn current_status(&self, command_id: Uuid) -> Result<CommandStatus, CancelError> {
+        Ok(self
+            .inner
+            .journal
+            .command(command_id, false)
+            .await?
+            .ok_or(CancelError::NotFound(command_id))?
+            .status)
+    }
+
+    /// Commands waiting and running right now.
+    pub fn load(&self) -> (usize, usize) {
+        let state = self.state();
+        (state.queue.len(), state.running.len())
+    }
+
+    /// Staged stop: refuse new commands, stop starting queued ones (they stay pending in the
+    /// journal and run after the next start), give running ones `drain` to finish, then abort
+    /// them (they end failed with [`SHUTDOWN_ERROR`]).
+    pub async fn shutdown(&self, drain: Duration) {
+        self.state().closed = true;
+        self.inner.stop_dispatch.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(drain, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                running = self.state().running.len(),
+                "drain deadline passed; stopping running commands"
+            );
+            self.inner.abort.cancel();
+            self.inner.tasks.wait().await;
+        }
+    }
+
+    async fn dispatch(self) {
+        loop {
+            let permit = tokio::select! {
+                p = self.inner.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = self.inner.stop_dispatch.cancelled() => return,
+            };
+            let (next, token) = loop {
+                let popped = {
+                    let mut state = self.state();
+                    state.queue.pop_front().map(|next| {
+                        let token = self.inner.abort.child_token();
+                        state.running.insert(next.command_id, token.clone());
+                        (next, token)
+                    })
+                };
+                if let Some(found) = popped {
+                    break found;
+                }
+                tokio::select! {
+                    _ = self.inner.wake.notified() => {}
+                    _ = self.inner.stop_dispatch.cancelled() => return,
+                }
+            };
+            let worker = self.clone();
+            self.inner.tasks.spawn(async move {
+                worker.run(next, token, permit).await;
+            });
+        }
+    }
+
+    async fn run(
+        &self,
+        next: PendingCommand,
+        token: CancellationToken,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let command_id = next.command_id;
+        let end = if next.expires_at_ms <= now_ms() {
+            finished(FinalStatus::Expired, "expired before it could start", 0)
+        } else {
+            self.execute(command_id, &token).await
+        };
+        if let Err(error) = self.inner.journal.append(command_id, end).await {
+            tracing::error!(%command_id, %error, "could not record the end of a command");
+        }
+        self.state().running.remove(&command_id);
+        drop(permit);
+    }
+
+    /// Runs the attempts of one command; returns its `finished` event.
+    async fn execute(&self, command_id: Uuid, token: &CancellationToken) -> EventKind {
+        let journal = &self.inner.journal;
+        let cmd = match journal.command(command_id, false).await {
+            Ok(Some(record)) => record.command,
+            Ok(None) => {
+                return finished(FinalStatus::Failed, "command vanished from the journal", 0);
+            }
+            Err(e) => return finished(FinalStatus::Failed, &e.to_string(), 0),
+        };
+        let Some(exec) = self.inner.providers.get(cmd.provider).cloned() else {
+            return finished(
+                FinalStatus::Failed,
+                &format!("provider {} is not supported by this hub", cmd.provider),
+                0,
+            );
+        };
+        let config = &self.inner.config;
+        let agent = config.agents.get(&cmd.agent_id);
+        let anthropic = &config.providers.anthropic;
+        let model = cmd
+            .model
+            .clone()
+            .or_else(|| agent.and_then(|a| a.model.clone()))
+            .unwrap_or_else(|| anthropic.model.clone());
+        let max_retries = config.retry.max_retries;
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            if let Err(e) = journal
+                .append(command_id, EventKind::Started { attempt })
+                .await
+            {
+                return finished(FinalStatus::Failed, &e.to_string(), attempt);
+            }
+            let credential = match self.inner.credentials.credential_for(cmd.provider) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return finished(
+                        FinalStatus::Failed,
+                        &format!(
+                            "no credential for {p} (profile {id}): run `helix-hub login {p}{flag}` on the hub",
+                            p = cmd.provider,
+                            id = default_profile_id(cmd.provider),
+                            flag = login_flag(cmd.provider),
+                        ),
+                        attempt,
+                    );
+                }
+                Err(e) => return finished(FinalStatus::Failed, &e.to_string(), attempt),
+            };
+            let mut output = exec.execute(ProviderRequest {
+                command_id,
+                content: cmd.content.clone(),
+                model: model.clone(),
+                max_tokens: anthropic.max_tokens,
+                system: agent.and_then(|a| a.system.clone()),
+                credential,
+            });
+            let mut streamed = false;
+            let failure: ProviderError = loop {
+                let item = tokio::select! {
+                    biased;
+                    _ = token.cancelled() => return self.stopped(attempt),
+                    item = output.next() => item,
+                };
+                match item {
+                    Some(Ok(text)) => {
+                        streamed = true;
+                        if let Err(e) = journal
+                            .append_nowait(command_id, EventKind::Output { text })
+                            .await
+                        {
+                            return finished(FinalStatus::Failed, &e.to_string(), attempt);
+                        }
+                    }
+                    Some(Err(e)) => break e,
+                    None => return finished(FinalStatus::Completed, "", attempt),
+                }
+            };
+            drop(output);
+            let retries_done = attempt - 1;
+            if !failure.is_retryable() || retries_done >= max_retries {
+                return finished(FinalStatus::Failed, &failure.message, attempt);
+            }
+            if streamed {
+                return finished(
+                    FinalStatus::Failed,
+                    &format!(
+                        "{} (not retried: part of the answer had already been streamed)",
+                        failure.message
+                    ),
+                    attempt,
+                );
+            }
+            let delay = retry::delay(&config.retry, retries_done + 1, failure.retry_after);
+            tracing::info!(%command_id, attempt, delay_ms = delay.as_millis() as u64, reason = %failure.message, "retrying");
+            let retrying = EventKind::Retrying {
+                attempt: attempt + 1,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason: failure.message,
+            };
+            if let Err(e) = journal.append(command_id, retrying).await {
+                return finished(FinalStatus::Failed, &e.to_string(), attempt);
+            }
+            tokio::select! {
+                _ = token.cancelled() => return self.stopped(attempt),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// The `finished` event of a command whose token was cancelled: by a user, or by shutdown.
+    fn stopped(&self, attempts: u32) -> EventKind {
+        if self.inner.abort.is_cancelled() {
+            finished(FinalStatus::Failed, SHUTDOWN_ERROR, attempts)
+        } else {
+            finished(FinalStatus::Cancelled, "cancelled", attempts)
+        }
+    }
+}
+
+fn finished(status: FinalStatus, error: &str, attempts: u32) -> EventKind {
+    EventKind::Finished {
+        status,
+        error: error.to_owned(),
+        attempts,
+        executed_at_ms: None,
+    }
+}
+
+/// The `helix-hub login` flag that stores the credential a provider needs.
+fn login_flag(provider: helix_mesh::pb::Provider) -> &'static str {
+    match provider {
+        helix_mesh::pb::Provider::OpenaiCodex => "",
+        _ => " --api-key",
+    }
+}

@@ -1,0 +1,324 @@
+//! A running hub: the journal, the executor, and the gRPC listener, with a staged shutdown.
+//!
+//! `Hub::bind` takes the data dir and config; `Hub::bind_with_listener` takes an already-bound
+//! TCP listener so tests use port 0. While running, `<data-dir>/hub.json` says where the hub
+//! listens (spokes on this machine read it); a lock on `<data-dir>/hub.lock` keeps a second hub
+//! off the same data dir.
+
+use std::{
+    fs::File,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use helix_mesh::pb::remote_execution_server::RemoteExecutionServer;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic_health::ServingStatus;
+
+use crate::{
+    bearer::{BearerToken, RequireBearer},
+    bus::Bus,
+    config::HubConfig,
+    credentials::CredentialStore,
+    executor::Executor,
+    fsutil::{self, FsError},
+    journal::{Journal, JournalError},
+    provider::{Providers, anthropic::Anthropic},
+    service::RemoteExecutionService,
+};
+
+pub use helix_discovery::local::{RUNTIME_FILE, RuntimeInfo};
+
+/// The lock file's name inside the data dir.
+pub const LOCK_FILE: &str = "hub.lock";
+/// The hub id file's name inside the data dir.
+pub const ID_FILE: &str = "hub-id";
+
+/// How long the gRPC server may take to close its connections after streams were ended.
+const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(
+        "another helix-hub is already running with data dir {0} (stop it first, or pass another --data-dir)"
+    )]
+    AlreadyRunning(PathBuf),
+    #[error(
+        "binding gRPC listener on {addr}: {source} (is another program using the port? pass --grpc-addr)"
+    )]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("setting up the {0} provider: {1}")]
+    Provider(&'static str, String),
+    #[error("setting up gRPC reflection: {0}")]
+    Reflection(String),
+}
+
+/// A running hub.
+#[derive(Debug)]
+pub struct Hub {
+    data_dir: PathBuf,
+    hub_id: String,
+    local_addr: SocketAddr,
+    executor: Executor,
+    config: Arc<HubConfig>,
+    streams_shutdown: CancellationToken,
+    server_shutdown: CancellationToken,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    _lock: File,
+}
+
+impl Hub {
+    /// Starts a hub on `config.grpc_addr`.
+    pub async fn bind(data_dir: &Path, config: HubConfig) -> Result<Hub, HubError> {
+        let lock = lock_data_dir(data_dir)?;
+        let listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .map_err(|source| HubError::Bind {
+                addr: config.grpc_addr,
+                source,
+            })?;
+        Self::start(data_dir, config, listener, lock, None).await
+    }
+
+    /// Starts a hub on an already-bound listener.
+    pub async fn bind_with_listener(
+        data_dir: &Path,
+        config: HubConfig,
+        listener: TcpListener,
+    ) -> Result<Hub, HubError> {
+        let lock = lock_data_dir(data_dir)?;
+        Self::start(data_dir, config, listener, lock, None).await
+    }
+
+    /// Like [`Hub::bind_with_listener`] with the given providers instead of those built from
+    /// the config (benchmarks use an instant local provider).
+    pub async fn bind_with_providers(
+        data_dir: &Path,
+        config: HubConfig,
+        listener: TcpListener,
+        providers: Providers,
+    ) -> Result<Hub, HubError> {
+        let lock = lock_data_dir(data_dir)?;
+        Self::start(data_dir, config, listener, lock, Some(providers)).await
+    }
+
+    async fn start(
+        data_dir: &Path,
+        config: HubConfig,
+        listener: TcpListener,
+        lock: File,
+        providers: Option<Providers>,
+    ) -> Result<Hub, HubError> {
+        let config = Arc::new(config);
+        let hub_id = load_or_create_id(data_dir)?;
+        let token = BearerToken::load_or_create(data_dir)?;
+        let providers = match providers {
+            Some(p) => p,
+            None => providers_from_config(&config)?,
+        };
+        let credentials = CredentialStore::in_dir(data_dir);
+        let bus = Bus::new();
+        let (journal, recovery) = Journal::open(data_dir, bus.clone())?;
+        if !recovery.interrupted.is_empty() {
+            tracing::warn!(
+                count = recovery.interrupted.len(),
+                "finished commands interrupted by the last stop as failed"
+            );
+        }
+        if !recovery.pending.is_empty() {
+            tracing::info!(count = recovery.pending.len(), "re-queued pending commands");
+        }
+        let executor = Executor::start(
+            journal.clone(),
+            bus.clone(),
+            providers.clone(),
+            credentials.clone(),
+            config.clone(),
+            recovery.pending,
+        );
+        let streams_shutdown = CancellationToken::new();
+        let service = RemoteExecutionService::new(
+            executor.clone(),
+            journal,
+            bus,
+            config.clone(),
+            credentials,
+            providers,
+            hub_id.clone(),
+            streams_shutdown.clone(),
+        );
+
+        let local_addr = listener.local_addr().map_err(|source| HubError::Bind {
+            addr: config.grpc_addr,
+            source,
+        })?;
+        let server_shutdown = CancellationToken::new();
+        let router = grpc_router(service, token).await?;
+        let incoming = TcpListenerStream::new(listener);
+        let server = tokio::spawn(
+            router
+                .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
+        );
+
+        let info = RuntimeInfo {
+            hub_id: hub_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            pid: std::process::id(),
+            grpc_addr: local_addr,
+            started_at_ms: helix_mesh::proto_ext::now_ms(),
+        };
+        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
+        fsutil::write_private_atomic(&data_dir.join(RUNTIME_FILE), &json)?;
+        tracing::info!(%local_addr, %hub_id, data_dir = %data_dir.display(), "hub ready");
+
+        Ok(Hub {
+            data_dir: data_dir.to_owned(),
+            hub_id,
+            local_addr,
+            executor,
+            config,
+            streams_shutdown,
+            server_shutdown,
+            server,
+            _lock: lock,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn hub_id(&self) -> &str {
+        &self.hub_id
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Commands waiting and running.
+    pub fn load(&self) -> (usize, usize) {
+        self.executor.load()
+    }
+
+    /// Staged stop: refuse new commands, let running ones finish (up to the configured drain
+    /// timeout, then stop them), end live streams, close the listener, remove `hub.json`.
+    pub async fn shutdown(self) {
+        let drain = self.config.drain_timeout;
+        self.shutdown_with_drain(drain).await;
+    }
+
+    /// [`Hub::shutdown`] with an explicit drain timeout.
+    pub async fn shutdown_with_drain(self, drain: Duration) {
+        tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
+        self.executor.shutdown(drain).await;
+        self.streams_shutdown.cancel();
+        self.server_shutdown.cancel();
+        let mut server = self.server;
+        match tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                tracing::warn!("gRPC connections did not close in time; dropping them");
+                server.abort();
+            }
+        }
+        let _ = std::fs::remove_file(self.data_dir.join(RUNTIME_FILE));
+        tracing::info!("hub stopped");
+    }
+}
+
+async fn grpc_router(
+    service: RemoteExecutionService,
+    token: BearerToken,
+) -> Result<tonic::transport::server::Router, HubError> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_service_status(helix_mesh::SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| HubError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| HubError::Reflection(e.to_string()))?;
+    let remote = RemoteExecutionServer::new(service)
+        .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
+    Ok(Server::builder()
+        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(InterceptedService::new(remote, RequireBearer(token))))
+}
+
+/// Builds the providers the config describes.
+pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> {
+    let a = &config.providers.anthropic;
+    let anthropic = Anthropic::new(&a.base_url, a.connect_timeout, a.idle_timeout)
+        .map_err(|e| HubError::Provider("anthropic", e.to_string()))?;
+    Ok(Providers::default().with(helix_mesh::pb::Provider::Anthropic, Arc::new(anthropic)))
+}
+
+fn lock_data_dir(data_dir: &Path) -> Result<File, HubError> {
+    fsutil::ensure_private_dir(data_dir)?;
+    let path = data_dir.join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| FsError::new("opening", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(HubError::AlreadyRunning(data_dir.to_owned()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(FsError::new("locking", &path, e).into()),
+    }
+}
+
+fn load_or_create_id(data_dir: &Path) -> Result<String, FsError> {
+    let path = data_dir.join(ID_FILE);
+    if let Some(bytes) = fsutil::read_optional(&path)? {
+        let id = String::from_utf8_lossy(&bytes).trim().to_owned();
+        if !id.is_empty() {
+            return Ok(id);
+        }
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    fsutil::write_private_atomic(&path, format!("{id}\n").as_bytes())?;
+    Ok(id)
+}
+
+/// Reads `<data-dir>/hub.json`, if a hub wrote one.
+pub fn read_runtime_info(data_dir: &Path) -> Result<Option<RuntimeInfo>, FsError> {
+    let path = data_dir.join(RUNTIME_FILE);
+    let Some(bytes) = fsutil::read_optional(&path)? else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes).ok())
+}

@@ -1,0 +1,34 @@
+//! The Helix Mesh hub: the desktop service that keeps the credentials and runs commands.
+//!
+//! Module map:
+//! - [`hub`]: a running hub (journal + executor + gRPC listener) and its staged shutdown.
+//! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
+//! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
+//! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
+//! - [`bus`]: live fan-out of committed events to streams and watchers.
+//! - [`command`]: the command model and request validation.
+//! - [`provider`]: provider executors ([`provider::anthropic`]); [`sse`] parses their streams;
+//!   [`retry`] decides delays.
+//! - [`credentials`]: `auth-profiles.json`; [`bearer`]: the TCP listener's token.
+//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line; [`fsutil`]:
+//!   private atomic files.
+
+pub mod bearer;
+pub mod bus;
+pub mod cli;
+pub mod command;
+pub mod config;
+pub mod credentials;
+pub mod executor;
+pub mod fsutil;
+pub mod hub;
+pub mod journal;
+pub mod journal_read;
+pub mod provider;
+pub mod retry;
+pub mod service;
+pub mod sse;
+pub mod status;
+
+pub use config::HubConfig;
+pub use hub::{Hub, HubError, RuntimeInfo};

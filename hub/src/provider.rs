@@ -1,0 +1,190 @@
+//! Providers turn a command into a stream of text.
+//!
+//! Each provider speaks one vendor's streaming API and classifies its failures, so the
+//! executor can decide what to retry without knowing any vendor's details.
+
+pub mod anthropic;
+
+use std::{fmt, pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use helix_mesh::pb::Provider;
+use uuid::Uuid;
+
+use crate::credentials::Credential;
+
+/// Text chunks as they arrive, ending after the last one; an `Err` ends the stream.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<String, ProviderError>> + Send>>;
+
+/// What a provider needs to run one attempt of a command.
+#[derive(Debug, Clone)]
+pub struct ProviderRequest {
+    pub command_id: Uuid,
+    pub content: String,
+    pub model: String,
+    pub max_tokens: u32,
+    pub system: Option<String>,
+    pub credential: Credential,
+}
+
+/// One vendor's executor.
+pub trait ProviderExec: Send + Sync + fmt::Debug {
+    /// Starts one attempt. Nothing happens until the stream is polled; dropping the stream
+    /// aborts the request.
+    fn execute(&self, request: ProviderRequest) -> OutputStream;
+}
+
+/// Why an attempt failed, as far as retrying is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 429 or a `rate_limit_error`.
+    RateLimited,
+    /// 529 or an `overloaded_error`.
+    Overloaded,
+    /// Other 5xx or an `api_error`.
+    Server,
+    /// No answer in time.
+    Timeout,
+    /// The connection failed or broke, or the stream ended early.
+    Connection,
+    /// The credential was refused (401/403).
+    Unauthorized,
+    /// The request itself was refused (4xx): retrying cannot help.
+    InvalidRequest,
+    /// Any other error the API reported.
+    Api,
+    /// The hub has no usable credential for this provider.
+    MissingCredential,
+    /// This hub cannot run this provider (yet).
+    Unsupported,
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// The provider's `retry-after`, when it sent one.
+    pub retry_after: Option<Duration>,
+}
+
+impl ProviderError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Whether trying again may succeed (and repeats nothing the user has seen, which the
+    /// executor checks separately).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::RateLimited
+                | ErrorKind::Overloaded
+                | ErrorKind::Server
+                | ErrorKind::Timeout
+                | ErrorKind::Connection
+        )
+    }
+}
+
+/// The providers this hub can run, by wire enum.
+#[derive(Debug, Clone, Default)]
+pub struct Providers {
+    anthropic: Option<Arc<dyn ProviderExec>>,
+    openai_codex: Option<Arc<dyn ProviderExec>>,
+    google_gemini: Option<Arc<dyn ProviderExec>>,
+}
+
+impl Providers {
+    pub fn with(mut self, provider: Provider, exec: Arc<dyn ProviderExec>) -> Self {
+        match provider {
+            Provider::Anthropic => self.anthropic = Some(exec),
+            Provider::OpenaiCodex => self.openai_codex = Some(exec),
+            Provider::GoogleGemini => self.google_gemini = Some(exec),
+            Provider::Unspecified => {}
+        }
+        self
+    }
+
+    pub fn get(&self, provider: Provider) -> Option<&Arc<dyn ProviderExec>> {
+        match provider {
+            Provider::Anthropic => self.anthropic.as_ref(),
+            Provider::OpenaiCodex => self.openai_codex.as_ref(),
+            Provider::GoogleGemini => self.google_gemini.as_ref(),
+            Provider::Unspecified => None,
+        }
+    }
+}
+
+/// Parses an HTTP `retry-after` value: delay-seconds (what these APIs send) only.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let secs: f64 = value.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// Classifies an HTTP error status the same way for every provider.
+pub fn kind_for_status(status: u16) -> ErrorKind {
+    match status {
+        429 => ErrorKind::RateLimited,
+        529 => ErrorKind::Overloaded,
+        408 | 504 => ErrorKind::Timeout,
+        401 | 403 => ErrorKind::Unauthorized,
+        500..=599 => ErrorKind::Server,
+        _ => ErrorKind::InvalidRequest,
+    }
+}
+
+/// Classifies a transport error from reqwest.
+pub fn kind_for_transport(e: &reqwest::Error) -> ErrorKind {
+    if e.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Connection
+    }
+}
+
+/// A transport error as one line, with its causes. (Only the URL of the request appears in
+/// it; credentials travel in headers.)
+pub fn describe_transport(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("-1"), None);
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn statuses_classify() {
+        assert!(ProviderError::new(kind_for_status(529), "x").is_retryable());
+        assert!(ProviderError::new(kind_for_status(429), "x").is_retryable());
+        assert!(ProviderError::new(kind_for_status(503), "x").is_retryable());
+        assert!(!ProviderError::new(kind_for_status(400), "x").is_retryable());
+        assert!(!ProviderError::new(kind_for_status(401), "x").is_retryable());
+    }
+}

@@ -1,0 +1,254 @@
+//! Anthropic Messages API, streaming (`POST {base}/v1/messages` with `"stream": true`).
+//!
+//! Server-sent events: `message_start`, `content_block_start`, `content_block_delta` (a
+//! `text_delta` carries text), `content_block_stop`, `message_delta`, `message_stop`, `ping`,
+//! and `error`, which can arrive after HTTP 200 and after some text. A stream that ends before
+//! `message_stop` is an error: the answer is incomplete.
+
+use std::time::Duration;
+
+use async_stream::stream;
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
+    kind_for_status, kind_for_transport, parse_retry_after,
+};
+use crate::{credentials::Credential, sse::SseParser};
+
+/// The API version header value this client speaks.
+pub const API_VERSION: &str = "2023-06-01";
+
+/// The default API base URL.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
+
+/// Most bytes of an error body quoted in an error message.
+const MAX_ERROR_BODY: usize = 2048;
+
+/// Messages API client.
+#[derive(Debug, Clone)]
+pub struct Anthropic {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl Anthropic {
+    /// `base_url` without the `/v1/messages` path, e.g. `https://api.anthropic.com`.
+    pub fn new(
+        base_url: &str,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<Self, ProviderError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(idle_timeout)
+            .user_agent(concat!("helix-hub/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ProviderError::new(ErrorKind::Connection, describe_transport(&e)))?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct ContentBlockDelta {
+    delta: Delta,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    error: ApiError,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn kind_for_error_type(t: &str) -> ErrorKind {
+    match t {
+        "overloaded_error" => ErrorKind::Overloaded,
+        "rate_limit_error" => ErrorKind::RateLimited,
+        "api_error" => ErrorKind::Server,
+        "authentication_error" | "permission_error" => ErrorKind::Unauthorized,
+        "invalid_request_error" | "not_found_error" | "request_too_large" => {
+            ErrorKind::InvalidRequest
+        }
+        _ => ErrorKind::Api,
+    }
+}
+
+/// An error body (JSON `{"type":"error","error":{…}}` or anything else) as a message.
+fn describe_error_body(body: &str) -> (Option<ErrorKind>, String) {
+    match serde_json::from_str::<ApiErrorBody>(body) {
+        Ok(b) => (
+            Some(kind_for_error_type(&b.error.kind)),
+            format!("{}: {}", b.error.kind, b.error.message),
+        ),
+        Err(_) => {
+            let mut end = body.len().min(MAX_ERROR_BODY);
+            while !body.is_char_boundary(end) {
+                end -= 1;
+            }
+            (None, body[..end].trim().to_owned())
+        }
+    }
+}
+
+impl ProviderExec for Anthropic {
+    fn execute(&self, request: ProviderRequest) -> OutputStream {
+        let http = self.http.clone();
+        let url = format!("{}/v1/messages", self.base_url);
+        Box::pin(stream! {
+            let key = match &request.credential {
+                Credential::ApiKey(key) => key.clone(),
+                other => {
+                    yield Err(ProviderError::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "anthropic: a {} credential runs through the Claude Code CLI, which this hub cannot do yet; store an API key with `helix-hub login anthropic --api-key`",
+                            other.kind()
+                        ),
+                    ));
+                    return;
+                }
+            };
+            let mut body = json!({
+                "model": request.model,
+                "max_tokens": request.max_tokens,
+                "stream": true,
+                "messages": [{"role": "user", "content": request.content}],
+            });
+            if let Some(system) = &request.system {
+                body["system"] = json!(system);
+            }
+            let response = http
+                .post(&url)
+                .header("x-api-key", key.expose())
+                .header("anthropic-version", API_VERSION)
+                .header("accept", "text/event-stream")
+                .json(&body)
+                .send()
+                .await;
+            let response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    yield Err(ProviderError::new(
+                        kind_for_transport(&e),
+                        format!("anthropic: request failed: {}", describe_transport(&e)),
+                    ));
+                    return;
+                }
+            };
+            let status = response.status();
+            if !status.is_success() {
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after);
+                let text = response.text().await.unwrap_or_default();
+                let (_, detail) = describe_error_body(&text);
+                yield Err(ProviderError::new(
+                    kind_for_status(status.as_u16()),
+                    format!("anthropic: HTTP {}: {detail}", status.as_u16()),
+                )
+                .with_retry_after(retry_after));
+                return;
+            }
+
+            let mut bytes = response.bytes_stream();
+            let mut parser = SseParser::new();
+            let mut events = Vec::new();
+            loop {
+                let chunk = match bytes.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        yield Err(ProviderError::new(
+                            kind_for_transport(&e),
+                            format!("anthropic: stream broke: {}", describe_transport(&e)),
+                        ));
+                        return;
+                    }
+                    None => {
+                        yield Err(ProviderError::new(
+                            ErrorKind::Connection,
+                            "anthropic: stream ended before message_stop",
+                        ));
+                        return;
+                    }
+                };
+                if parser.feed(&chunk, &mut events).is_err() {
+                    yield Err(ProviderError::new(ErrorKind::Api, "anthropic: event stream line too long"));
+                    return;
+                }
+                for event in events.drain(..) {
+                    match event.event.as_str() {
+                        "content_block_delta" => {
+                            match serde_json::from_str::<ContentBlockDelta>(&event.data) {
+                                Ok(d) if d.delta.kind == "text_delta" => {
+                                    if !d.delta.text.is_empty() {
+                                        yield Ok(d.delta.text);
+                                    }
+                                }
+                                // thinking_delta, input_json_delta, signature_delta: not text.
+                                Ok(_) => {}
+                                Err(e) => {
+                                    yield Err(ProviderError::new(
+                                        ErrorKind::Api,
+                                        format!("anthropic: malformed content_block_delta: {e}"),
+                                    ));
+                                    return;
+                                }
+                            }
+                        }
+                        "message_stop" => return,
+                        "error" => {
+                            let (kind, detail) = describe_error_body(&event.data);
+                            yield Err(ProviderError::new(
+                                kind.unwrap_or(ErrorKind::Api),
+                                format!("anthropic: {detail}"),
+                            ));
+                            return;
+                        }
+                        // message_start, content_block_start/stop, message_delta, ping, and
+                        // event types added later: nothing to show.
+                        _ => {}
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let (kind, msg) = describe_error_body(
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        assert_eq!(kind, Some(ErrorKind::Overloaded));
+        assert_eq!(msg, "overloaded_error: Overloaded");
+        let (kind, msg) = describe_error_body("<html>bad gateway</html>");
+        assert_eq!(kind, None);
+        assert_eq!(msg, "<html>bad gateway</html>");
+    }
+}

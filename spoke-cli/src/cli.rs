@@ -1,0 +1,223 @@
+//! The `helix` command line (clap derive; the doc comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use helix_mesh::pb::{CommandStatus, Provider};
+
+/// Helix Mesh: run AI-agent prompts on your hub and watch the output stream back live.
+///
+/// Exit codes: 0 completed; 1 the command failed; 2 usage error; 3 hub unreachable; 4 the
+/// command was cancelled; 5 it expired before it could start; 6 the hub refused the request;
+/// 130 interrupted by Ctrl-C (the command was cancelled on the hub).
+#[derive(Debug, Parser)]
+#[command(name = "helix", version, propagate_version = true)]
+pub struct Cli {
+    /// The hub's data directory, where a hub on this machine records its address and token.
+    /// Default: the platform data dir, e.g. ~/.local/share/helix-hub.
+    #[arg(long, global = true, env = helix_discovery::local::HUB_DIR_ENV, value_name = "DIR")]
+    pub hub_dir: Option<PathBuf>,
+
+    /// No progress lines on stderr (errors are still printed).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send a prompt to the hub and stream the output to stdout.
+    Run(RunArgs),
+    /// Stream a command's events: what was missed, then live until it finishes.
+    Attach {
+        /// The command id (from `helix run --detach` or `helix ls`).
+        id: String,
+        /// Skip events up to and including this seq.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        after_seq: u64,
+        /// One JSON object per event on stdout instead of the output text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued or running command.
+    Cancel { id: String },
+    /// Show one command: status, times, error and output.
+    Show {
+        id: String,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List commands, newest first.
+    Ls(LsArgs),
+    /// Stream every command's status changes on the hub.
+    Watch {
+        /// One JSON object per change instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the hub's version, id, providers and limits.
+    Info {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The prompt, or `-` to read it from stdin.
+    pub prompt: String,
+
+    /// Provider to run it with (default: the agent's provider, normally anthropic).
+    #[arg(long, value_enum)]
+    pub provider: Option<ProviderArg>,
+
+    /// Agent profile configured on the hub.
+    #[arg(long, default_value = "main")]
+    pub agent: String,
+
+    /// Session id grouping related commands (default: a new session).
+    #[arg(long)]
+    pub session: Option<String>,
+
+    /// Model override.
+    #[arg(long)]
+    pub model: Option<String>,
+
+    /// How long the command may wait on the hub before it expires unstarted (e.g. 10m, 2h).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: std::time::Duration,
+
+    /// One JSON object per event on stdout instead of the output text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Submit, print the command id as the last stdout line, and return at once.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only commands in this status.
+    #[arg(long, value_enum)]
+    pub status: Option<StatusArg>,
+    /// Only commands of this session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// At most this many.
+    #[arg(long, short = 'n', default_value_t = 20)]
+    pub limit: u32,
+    /// One JSON object per command instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    Anthropic,
+    OpenaiCodex,
+    GoogleGemini,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(p: ProviderArg) -> Self {
+        match p {
+            ProviderArg::Anthropic => Provider::Anthropic,
+            ProviderArg::OpenaiCodex => Provider::OpenaiCodex,
+            ProviderArg::GoogleGemini => Provider::GoogleGemini,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusArg {
+    Pending,
+    Executing,
+    Completed,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl From<StatusArg> for CommandStatus {
+    fn from(s: StatusArg) -> Self {
+        match s {
+            StatusArg::Pending => CommandStatus::Pending,
+            StatusArg::Executing => CommandStatus::Executing,
+            StatusArg::Completed => CommandStatus::Completed,
+            StatusArg::Failed => CommandStatus::Failed,
+            StatusArg::Cancelled => CommandStatus::Cancelled,
+            StatusArg::Expired => CommandStatus::Expired,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_with_every_documented_flag() {
+        let cli = Cli::try_parse_from([
+            "helix",
+            "--hub-dir",
+            "/h",
+            "run",
+            "--provider",
+            "openai-codex",
+            "--agent",
+            "a",
+            "--session",
+            "s",
+            "--model",
+            "m",
+            "--json",
+            "--detach",
+            "--ttl",
+            "10m",
+            "-",
+        ])
+        .unwrap();
+        assert_eq!(cli.hub_dir, Some(PathBuf::from("/h")));
+        let Command::Run(run) = cli.command else {
+            panic!()
+        };
+        assert_eq!(run.prompt, "-");
+        assert_eq!(run.provider, Some(ProviderArg::OpenaiCodex));
+        assert_eq!(
+            (
+                run.agent.as_str(),
+                run.session.as_deref(),
+                run.model.as_deref()
+            ),
+            ("a", Some("s"), Some("m"))
+        );
+        assert!(run.json && run.detach);
+        assert_eq!(run.ttl, std::time::Duration::from_secs(600));
+    }
+
+    #[test]
+    fn other_subcommands_parse() {
+        let cli = Cli::try_parse_from(["helix", "attach", "x", "--after-seq", "7"]).unwrap();
+        assert!(matches!(cli.command, Command::Attach { after_seq: 7, .. }));
+        let cli = Cli::try_parse_from(["helix", "ls", "--status", "failed", "-n", "3"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Ls(LsArgs {
+                status: Some(StatusArg::Failed),
+                limit: 3,
+                ..
+            })
+        ));
+        for args in [["helix", "cancel", "x"], ["helix", "show", "x"]] {
+            assert!(Cli::try_parse_from(args).is_ok());
+        }
+        assert!(Cli::try_parse_from(["helix", "watch"]).is_ok());
+        assert!(Cli::try_parse_from(["helix", "run", "--provider", "claude", "hi"]).is_err());
+        assert!(Cli::try_parse_from(["helix", "run"]).is_err());
+    }
+}

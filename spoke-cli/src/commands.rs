@@ -1,0 +1,405 @@
+//! The `helix` subcommands.
+
+use std::{
+    io::{IsTerminal, Read},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use helix_mesh::{
+    pb::{self, CommandStatus, Provider},
+    proto_ext::{ms_to_timestamp, system_time_to_ms},
+};
+use serde_json::json;
+
+use crate::{
+    cli::{Cli, Command, LsArgs, RunArgs},
+    client::connect_local,
+    exit::{CliError, Exit},
+    follow::{Start, follow},
+    render::{Printer, command_json, provider_name, status_name, time_text},
+};
+
+/// Runs one parsed command line.
+pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
+    let hub_dir = cli
+        .hub_dir
+        .clone()
+        .unwrap_or_else(helix_discovery::local::default_hub_dir);
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Run(args) => run(hub_dir, args, quiet).await,
+        Command::Attach {
+            id,
+            after_seq,
+            json,
+        } => {
+            let mut printer = Printer::new(json, quiet);
+            let conn = connect_local(&hub_dir).await?;
+            let start = Start::Attach {
+                command_id: id,
+                after_seq,
+            };
+            follow(hub_dir, conn, start, &mut printer, false).await
+        }
+        Command::Cancel { id } => cancel(&hub_dir, id, quiet).await,
+        Command::Show { id, json } => show(&hub_dir, id, json).await,
+        Command::Ls(args) => ls(&hub_dir, args).await,
+        Command::Watch { json } => watch(&hub_dir, json, quiet).await,
+        Command::Info { json } => info(&hub_dir, json).await,
+    }
+}
+
+async fn run(hub_dir: PathBuf, args: RunArgs, quiet: bool) -> Result<Exit, CliError> {
+    let content = if args.prompt == "-" {
+        read_prompt_from_stdin()?
+    } else {
+        args.prompt.clone()
+    };
+    if content.trim().is_empty() {
+        return Err(CliError::new(Exit::Usage, "the prompt is empty"));
+    }
+    let mut printer = Printer::new(args.json, quiet);
+    printer.progress(&format!("connecting to the hub ({})…", hub_dir.display()));
+    let conn = connect_local(&hub_dir).await?;
+    let now = SystemTime::now();
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let request = pb::ExecuteRequest {
+        command_id,
+        source_device_id: String::new(),
+        source_user_id: String::new(),
+        agent_id: args.agent.clone(),
+        provider: args
+            .provider
+            .map(Provider::from)
+            .unwrap_or(Provider::Unspecified) as i32,
+        content,
+        session_id: args.session.clone().unwrap_or_default(),
+        channel_id: None,
+        created_at: Some(ms_to_timestamp(system_time_to_ms(now))),
+        expires_at: Some(ms_to_timestamp(system_time_to_ms(now + args.ttl))),
+        model: args.model.clone(),
+    };
+    follow(
+        hub_dir,
+        conn,
+        Start::Execute(Box::new(request)),
+        &mut printer,
+        args.detach,
+    )
+    .await
+}
+
+fn read_prompt_from_stdin() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"helix: type the prompt, then Ctrl-D\n",
+        );
+    }
+    let mut text = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::new(Exit::Usage, format!("reading the prompt from stdin: {e}")))?;
+    Ok(text)
+}
+
+async fn cancel(hub_dir: &Path, id: String, quiet: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_local(hub_dir).await?;
+    let answer = conn
+        .client
+        .cancel(pb::CancelRequest {
+            command_id: id.clone(),
+        })
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(false, quiet);
+    let status = CommandStatus::try_from(answer.status).unwrap_or(CommandStatus::Unspecified);
+    match (status, answer.was_queued) {
+        (CommandStatus::Cancelled, true) => {
+            printer.progress(&format!("cancelled {id} before it started"))
+        }
+        (CommandStatus::Cancelled, false) => {
+            printer.progress(&format!("cancelled {id} while it ran"))
+        }
+        (other, _) => printer.note(&format!("{id} ended {other} before the cancel reached it")),
+    }
+    printer.out_line(status.name());
+    Ok(Exit::Ok)
+}
+
+async fn show(hub_dir: &Path, id: String, json: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_local(hub_dir).await?;
+    let command = conn
+        .client
+        .get_command(pb::GetCommandRequest { command_id: id })
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, false);
+    if json {
+        printer.out_line(&command_json(&command).to_string());
+        return Ok(Exit::Ok);
+    }
+    printer.out(&describe_command(&command));
+    Ok(Exit::Ok)
+}
+
+/// The text form of `helix show`.
+pub fn describe_command(c: &pb::Command) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, k: &str, v: &str| s.push_str(&format!("{k:<10}{v}\n"));
+    line(&mut s, "command", &c.command_id);
+    let status = status_name(c.status);
+    match &c.result {
+        Some(r) => line(
+            &mut s,
+            "status",
+            &format!("{status} after {} attempt(s)", r.attempts),
+        ),
+        None => line(&mut s, "status", status),
+    }
+    line(&mut s, "provider", provider_name(c.provider));
+    line(&mut s, "agent", &c.agent_id);
+    line(&mut s, "session", &c.session_id);
+    if let Some(model) = &c.model {
+        line(&mut s, "model", model);
+    }
+    line(&mut s, "device", &c.source_device_id);
+    if let Some(t) = &c.created_at {
+        line(&mut s, "created", &time_text(t));
+    }
+    if let Some(t) = c.result.as_ref().and_then(|r| r.executed_at.as_ref()) {
+        line(&mut s, "executed", &time_text(t));
+    }
+    if let Some(t) = &c.expires_at {
+        line(&mut s, "expires", &time_text(t));
+    }
+    if let Some(r) = &c.result
+        && !r.error.is_empty()
+    {
+        line(&mut s, "error", &r.error);
+    }
+    line(&mut s, "prompt", &one_line(&c.content, 200));
+    if let Some(r) = &c.result {
+        s.push_str("--- output ---\n");
+        s.push_str(&r.output);
+        if !r.output.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+async fn ls(hub_dir: &Path, args: LsArgs) -> Result<Exit, CliError> {
+    let mut conn = connect_local(hub_dir).await?;
+    let page = conn
+        .client
+        .list_commands(pb::ListCommandsRequest {
+            page_size: args.limit,
+            page_token: String::new(),
+            status: args
+                .status
+                .map(CommandStatus::from)
+                .unwrap_or(CommandStatus::Unspecified) as i32,
+            session_id: args.session.unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(args.json, false);
+    if args.json {
+        for c in &page.commands {
+            printer.out_line(&command_json(c).to_string());
+        }
+        return Ok(Exit::Ok);
+    }
+    if page.commands.is_empty() {
+        printer.note("no commands");
+        return Ok(Exit::Ok);
+    }
+    printer.out_line(&format!(
+        "{:<36}  {:<9}  {:<13}  {:<24}  PROMPT",
+        "ID", "STATUS", "PROVIDER", "CREATED"
+    ));
+    for c in &page.commands {
+        printer.out_line(&format!(
+            "{:<36}  {:<9}  {:<13}  {:<24}  {}",
+            c.command_id,
+            status_name(c.status),
+            provider_name(c.provider),
+            c.created_at.as_ref().map(time_text).unwrap_or_default(),
+            one_line(&c.content, 48),
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+async fn watch(hub_dir: &Path, json: bool, quiet: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_local(hub_dir).await?;
+    let mut stream = conn
+        .client
+        .watch(pb::WatchRequest {})
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, quiet);
+    printer.progress("watching the hub's commands (Ctrl-C to stop)");
+    loop {
+        let change = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            m = stream.message() => m,
+        };
+        match change {
+            Ok(Some(c)) => {
+                let time = c.time.as_ref().map(time_text).unwrap_or_default();
+                if json {
+                    printer.out_line(
+                        &json!({
+                            "command_id": c.command_id,
+                            "status": status_name(c.status),
+                            "time": time,
+                            "session_id": c.session_id,
+                            "provider": provider_name(c.provider),
+                            "source_device_id": c.source_device_id,
+                            "error": c.error,
+                            "seq": c.seq,
+                        })
+                        .to_string(),
+                    );
+                } else {
+                    let mut line = format!(
+                        "{time}  {:<9}  {}  {}",
+                        status_name(c.status),
+                        c.command_id,
+                        provider_name(c.provider)
+                    );
+                    if !c.error.is_empty() {
+                        line.push_str(&format!("  {}", c.error));
+                    }
+                    printer.out_line(&line);
+                }
+            }
+            Ok(None) => {
+                return Err(CliError::new(Exit::Unreachable, "the hub ended the watch"));
+            }
+            Err(status) => return Err(CliError::from_status(&status)),
+        }
+    }
+}
+
+async fn info(hub_dir: &Path, json: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_local(hub_dir).await?;
+    let info = conn
+        .client
+        .get_hub_info(pb::GetHubInfoRequest {})
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, false);
+    let limits = info.limits.unwrap_or_default();
+    if json {
+        printer.out_line(
+            &json!({
+                "hub_id": info.hub_id,
+                "version": info.version,
+                "protocol_version": info.protocol_version,
+                "address": conn.hub.info.grpc_addr.to_string(),
+                "providers": info.providers.iter().map(|p| json!({
+                    "name": p.name, "supported": p.supported,
+                    "has_credential": p.has_credential, "credential_kind": p.credential_kind,
+                })).collect::<Vec<_>>(),
+                "max_concurrent": limits.max_concurrent,
+                "queue_capacity": limits.queue_capacity,
+                "max_content_bytes": limits.max_content_bytes,
+            })
+            .to_string(),
+        );
+        return Ok(Exit::Ok);
+    }
+    printer.out_line(&format!("hub       {}", info.hub_id));
+    printer.out_line(&format!(
+        "version   {} (protocol {})",
+        info.version, info.protocol_version
+    ));
+    printer.out_line(&format!("address   {}", conn.hub.info.grpc_addr));
+    printer.out_line(&format!(
+        "limits    {} at once, {} queued, prompts up to {} bytes",
+        limits.max_concurrent, limits.queue_capacity, limits.max_content_bytes
+    ));
+    for p in &info.providers {
+        let state = match (p.supported, p.has_credential) {
+            (false, _) => "not supported by this hub".to_owned(),
+            (true, true) => format!("ready ({})", p.credential_kind),
+            (true, false) => format!("no credential: run `helix-hub login {}`", p.name),
+        };
+        printer.out_line(&format!("{:<14}{state}", p.name));
+    }
+    Ok(Exit::Ok)
+}
+
+/// The first `max` characters of `s` on one line.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= max {
+        return flat.to_owned();
+    }
+    let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_text_snapshot() {
+        let c = pb::Command {
+            command_id: "0b9f7a52-6a3c-4f3e-9c55-3f1c0d2e8a11".into(),
+            agent_id: "main".into(),
+            provider: Provider::Anthropic as i32,
+            content: "Say\nhello".into(),
+            session_id: "s1".into(),
+            source_device_id: "local".into(),
+            created_at: Some(ms_to_timestamp(1_700_000_000_000)),
+            expires_at: Some(ms_to_timestamp(1_700_003_600_000)),
+            status: CommandStatus::Failed as i32,
+            result: Some(pb::CommandResult {
+                status: pb::ResultStatus::Error as i32,
+                output: "Hel".into(),
+                executed_at: Some(ms_to_timestamp(1_700_000_000_500)),
+                error: "anthropic: overloaded_error: Overloaded".into(),
+                attempts: 1,
+            }),
+            ..Default::default()
+        };
+        insta::assert_snapshot!(describe_command(&c), @r"
+        command   0b9f7a52-6a3c-4f3e-9c55-3f1c0d2e8a11
+        status    failed after 1 attempt(s)
+        provider  anthropic
+        agent     main
+        session   s1
+        device    local
+        created   2023-11-14T22:13:20.000Z
+        executed  2023-11-14T22:13:20.500Z
+        expires   2023-11-14T23:13:20.000Z
+        error     anthropic: overloaded_error: Overloaded
+        prompt    Say hello
+        --- output ---
+        Hel
+        ");
+    }
+
+    #[test]
+    fn one_line_truncates_on_characters() {
+        assert_eq!(one_line("héllo\nworld", 5), "héll…");
+        assert_eq!(one_line("  ok ", 5), "ok");
+    }
+}

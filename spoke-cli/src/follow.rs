@@ -1,0 +1,237 @@
+//! Following a command to its end: submit (or attach), print each event once, reconnect and
+//! resume from the last printed seq when the connection drops, cancel on Ctrl-C.
+
+use std::{path::PathBuf, time::Duration};
+
+use helix_mesh::pb::{self, CommandStatus, command_event::Kind};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::Instant,
+};
+
+use crate::{
+    client::{Connected, connect_local},
+    exit::{CliError, Exit},
+    render::{Printer, event_json},
+};
+
+/// How long the CLI keeps trying to get back to a hub that went away mid-stream.
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(30);
+/// First pause between reconnect attempts; doubles up to [`RECONNECT_MAX_PAUSE`].
+const RECONNECT_FIRST_PAUSE: Duration = Duration::from_millis(100);
+const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(2);
+
+/// How a follow begins.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// Submit this command (idempotent: a retry of the same request attaches).
+    Execute(Box<pb::ExecuteRequest>),
+    /// Attach to an existing command.
+    Attach { command_id: String, after_seq: u64 },
+}
+
+impl Start {
+    fn command_id(&self) -> &str {
+        match self {
+            Start::Execute(r) => &r.command_id,
+            Start::Attach { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// Follows a command until its `finished` event and returns the exit code it means.
+/// With `detach`, returns after the hub has accepted the command, printing its id.
+pub async fn follow(
+    hub_dir: PathBuf,
+    mut conn: Connected,
+    start: Start,
+    printer: &mut Printer,
+    detach: bool,
+) -> Result<Exit, CliError> {
+    let command_id = start.command_id().to_owned();
+    let mut last_seq = match &start {
+        Start::Attach { after_seq, .. } => *after_seq,
+        Start::Execute(_) => 0,
+    };
+    let mut submitted = matches!(start, Start::Attach { .. });
+    let mut interrupts = signal(SignalKind::interrupt())
+        .map_err(|e| CliError::new(Exit::Failed, format!("installing the Ctrl-C handler: {e}")))?;
+    let mut cancel_requested = false;
+    let mut lost_since: Option<Instant> = None;
+
+    loop {
+        let opened = match (&start, submitted) {
+            (Start::Execute(req), false) => conn.client.execute((**req).clone()).await,
+            _ => {
+                conn.client
+                    .attach(pb::AttachRequest {
+                        command_id: command_id.clone(),
+                        after_seq: last_seq,
+                    })
+                    .await
+            }
+        };
+        let mut stream = match opened {
+            Ok(response) => response.into_inner(),
+            Err(status) if is_connection_loss(&status) => {
+                conn = reconnect(&hub_dir, &mut lost_since, printer, &status).await?;
+                continue;
+            }
+            Err(status) => return Err(CliError::from_status(&status)),
+        };
+        if lost_since.take().is_some() {
+            printer.progress(&format!("reconnected; resuming after event {last_seq}"));
+        }
+        loop {
+            let message = tokio::select! {
+                _ = interrupts.recv() => {
+                    if cancel_requested {
+                        printer.note("interrupted again; leaving without waiting (the hub still cancels the command)");
+                        return Ok(Exit::Interrupted);
+                    }
+                    cancel_requested = true;
+                    printer.note(&format!("cancelling command {command_id} on the hub… (Ctrl-C again to leave at once)"));
+                    let mut client = conn.client.clone();
+                    let id = command_id.clone();
+                    tokio::spawn(async move {
+                        let _ = client.cancel(pb::CancelRequest { command_id: id }).await;
+                    });
+                    continue;
+                }
+                m = stream.message() => m,
+            };
+            let event = match message {
+                Ok(Some(event)) => event,
+                // The stream ended without `finished`, or broke: get back on.
+                Ok(None) => break,
+                Err(status) if is_connection_loss(&status) => {
+                    conn = reconnect(&hub_dir, &mut lost_since, printer, &status).await?;
+                    break;
+                }
+                Err(status) => return Err(CliError::from_status(&status)),
+            };
+            submitted = true;
+            if event.seq <= last_seq {
+                continue;
+            }
+            last_seq = event.seq;
+            if detach {
+                printer.progress(&format!(
+                    "submitted; follow it with `helix attach {command_id}`"
+                ));
+                printer.out_line(&command_id);
+                return Ok(Exit::Ok);
+            }
+            if let Some(exit) = show_event(printer, &event, conn.route, cancel_requested) {
+                return Ok(exit);
+            }
+        }
+    }
+}
+
+/// Prints one event; returns the exit code once the command has finished.
+fn show_event(
+    printer: &mut Printer,
+    event: &pb::CommandEvent,
+    route: &str,
+    cancel_requested: bool,
+) -> Option<Exit> {
+    if printer.json {
+        printer.out_line(&event_json(event, route).to_string());
+    }
+    match &event.kind {
+        Some(Kind::Queued(q)) => {
+            printer.progress(&format!(
+                "queued #{} on the hub (route {route})",
+                q.position
+            ));
+            None
+        }
+        Some(Kind::Started(s)) if s.attempt > 1 => {
+            printer.progress(&format!("attempt {} started", s.attempt));
+            None
+        }
+        Some(Kind::Started(_)) => None,
+        Some(Kind::Output(o)) => {
+            if !printer.json {
+                printer.out(&o.text);
+            }
+            None
+        }
+        Some(Kind::Retrying(r)) => {
+            printer.progress(&format!(
+                "retrying in {:.1}s (attempt {}): {}",
+                r.delay_ms as f64 / 1000.0,
+                r.attempt,
+                r.reason
+            ));
+            None
+        }
+        Some(Kind::Finished(f)) => {
+            printer.finish_output();
+            let status = CommandStatus::try_from(f.status).unwrap_or(CommandStatus::Unspecified);
+            Some(match status {
+                CommandStatus::Completed => Exit::Ok,
+                CommandStatus::Cancelled if cancel_requested => {
+                    printer.note("cancelled");
+                    Exit::Interrupted
+                }
+                CommandStatus::Cancelled => {
+                    printer.note(&format!("command was cancelled: {}", f.error));
+                    Exit::Cancelled
+                }
+                CommandStatus::Expired => {
+                    printer.note(&format!("command expired: {}", f.error));
+                    Exit::Expired
+                }
+                _ => {
+                    printer.note(&format!("command failed: {}", f.error));
+                    Exit::Failed
+                }
+            })
+        }
+        None => None,
+    }
+}
+
+/// Errors that mean "the connection is gone", as opposed to the hub's answer.
+fn is_connection_loss(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) || (status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error"))
+}
+
+/// Reconnects to the hub (which may have restarted elsewhere: `hub.json` is read again),
+/// pausing with backoff, until [`RECONNECT_WINDOW`] has passed since the loss.
+async fn reconnect(
+    hub_dir: &std::path::Path,
+    lost_since: &mut Option<Instant>,
+    printer: &mut Printer,
+    why: &tonic::Status,
+) -> Result<Connected, CliError> {
+    let since = *lost_since.get_or_insert_with(|| {
+        printer.progress(&format!(
+            "connection to the hub lost ({}); reconnecting…",
+            why.message()
+        ));
+        Instant::now()
+    });
+    let mut pause = RECONNECT_FIRST_PAUSE;
+    loop {
+        tokio::time::sleep(pause).await;
+        match connect_local(hub_dir).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) if since.elapsed() >= RECONNECT_WINDOW => {
+                return Err(CliError::new(
+                    Exit::Unreachable,
+                    format!(
+                        "lost the hub and could not reconnect within {}s: {e}",
+                        RECONNECT_WINDOW.as_secs()
+                    ),
+                ));
+            }
+            Err(_) => pause = (pause * 2).min(RECONNECT_MAX_PAUSE),
+        }
+    }
+}
