@@ -623,6 +623,21 @@ fn append_event(
         Some(a) => a.clone(),
         None => load_active(conn, command_id)?,
     };
+    // A finished event carries the time the last attempt started, whoever wrote it.
+    let kind = match kind {
+        EventKind::Finished {
+            status,
+            error: e,
+            attempts,
+            executed_at_ms: None,
+        } if state.executed_at_ms.is_some() && attempts > 0 => EventKind::Finished {
+            status,
+            error: e,
+            attempts,
+            executed_at_ms: state.executed_at_ms,
+        },
+        other => other,
+    };
     let seq = state.last_seq + 1;
     let at_ms = helix_mesh::proto_ext::now_ms();
     let body = serde_json::to_string(&kind).map_err(|e| JournalError::CorruptEvent {
@@ -673,21 +688,6 @@ fn append_event(
                 .execute(params![state.row, seq])?;
         }
     }
-    // A finished event carries the time the last attempt started, whoever wrote it.
-    let kind = match kind {
-        EventKind::Finished {
-            status,
-            error: e,
-            attempts,
-            executed_at_ms: None,
-        } if state.executed_at_ms.is_some() && attempts > 0 => EventKind::Finished {
-            status,
-            error: e,
-            attempts,
-            executed_at_ms: state.executed_at_ms,
-        },
-        other => other,
-    };
     state.last_seq = seq;
     let status = kind.status_change().map(|s| StatusEvent {
         command_id,

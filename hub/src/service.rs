@@ -208,6 +208,10 @@ impl RemoteExecution for RemoteExecutionService {
                 req.after_seq, record.last_seq
             )));
         }
+        if record.status.is_terminal() && req.after_seq == record.last_seq {
+            // Finished, and the caller has everything: nothing will ever come.
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
+        }
         Ok(Response::new(self.event_stream(command_id, req.after_seq)))
     }
 

@@ -1,0 +1,5 @@
+mod cli;
+mod execute;
+mod lifecycle;
+mod protocol;
+mod recovery;

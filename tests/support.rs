@@ -1,0 +1,260 @@
+//! Helpers shared by the end-to-end tests: hubs on port 0 in temp dirs, a mock provider,
+//! request builders, event collectors, and the built binaries.
+
+#![allow(dead_code)]
+
+pub mod bins;
+pub mod mock_anthropic;
+
+use std::{path::Path, time::Duration};
+
+use helix_hub::{
+    Hub, HubConfig,
+    credentials::{CredentialStore, Secret},
+};
+use helix_mesh::{
+    pb::{self, CommandEvent, Provider, command_event::Kind},
+    proto_ext::{ms_to_timestamp, now_ms},
+};
+use helix_spoke::client::{HubClient, connect_local};
+use mock_anthropic::MockAnthropic;
+use tempfile::TempDir;
+use tokio_stream::StreamExt;
+
+/// The API key the tests store and expect the mock to receive.
+pub const TEST_API_KEY: &str = "sk-ant-test-key-do-not-log-0123456789";
+
+/// Longest any single wait in a test may take before it fails instead of hanging.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A hub config pointed at `mock`, with fast retries.
+pub fn config_for(mock: &MockAnthropic) -> HubConfig {
+    let mut config = HubConfig {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        drain_timeout: Duration::from_secs(5),
+        ..HubConfig::default()
+    };
+    config.providers.anthropic.base_url = mock.base_url();
+    config.retry.base_delay = Duration::from_millis(10);
+    config.retry.max_delay = Duration::from_millis(40);
+    config
+}
+
+/// Stores the test API key in a hub data dir.
+pub fn store_api_key(dir: &Path) {
+    CredentialStore::in_dir(dir)
+        .set_api_key(Provider::Anthropic, Secret::new(TEST_API_KEY))
+        .unwrap();
+}
+
+/// An in-process hub in its own temp data dir.
+pub struct TestHub {
+    pub dir: TempDir,
+    pub config: HubConfig,
+    hub: Option<Hub>,
+}
+
+impl TestHub {
+    /// A hub with the test API key stored.
+    pub async fn start(config: HubConfig) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        store_api_key(dir.path());
+        Self::start_in(dir, config).await
+    }
+
+    /// A hub with no credentials at all.
+    pub async fn start_without_credentials(config: HubConfig) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), config).await
+    }
+
+    async fn start_in(dir: TempDir, config: HubConfig) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub = Hub::bind_with_listener(dir.path(), config.clone(), listener)
+            .await
+            .unwrap();
+        Self {
+            dir,
+            config,
+            hub: Some(hub),
+        }
+    }
+
+    pub fn hub(&self) -> &Hub {
+        self.hub.as_ref().unwrap()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A client with the hub's token, found the way the CLI finds it.
+    pub async fn client(&self) -> HubClient {
+        connect_local(self.dir.path()).await.unwrap().client
+    }
+
+    /// A client without any token.
+    pub async fn anonymous_client(
+        &self,
+    ) -> pb::remote_execution_client::RemoteExecutionClient<tonic::transport::Channel> {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.hub().local_addr()))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        pb::remote_execution_client::RemoteExecutionClient::new(channel)
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.hub().local_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the hub (staged shutdown) and starts a new one on the same data dir.
+    pub async fn restart(&mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.hub = Some(
+            Hub::bind_with_listener(self.dir.path(), self.config.clone(), listener)
+                .await
+                .unwrap(),
+        );
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(hub) = self.hub.take() {
+            hub.shutdown().await;
+        }
+    }
+}
+
+/// A valid request for `content`, to the anthropic provider.
+pub fn request(content: &str) -> pb::ExecuteRequest {
+    pb::ExecuteRequest {
+        command_id: uuid::Uuid::new_v4().to_string(),
+        source_device_id: "test-device".into(),
+        provider: Provider::Anthropic as i32,
+        content: content.into(),
+        session_id: "test-session".into(),
+        ..Default::default()
+    }
+}
+
+/// A request whose `expires_at` is `ms` from now (negative: already past).
+pub fn request_expiring(content: &str, ms: i64) -> pb::ExecuteRequest {
+    let now = now_ms();
+    pb::ExecuteRequest {
+        created_at: Some(ms_to_timestamp(now.min(now + ms) - 1000)),
+        expires_at: Some(ms_to_timestamp(now + ms)),
+        ..request(content)
+    }
+}
+
+/// Reads a stream to its end (with a deadline).
+pub async fn collect(mut stream: tonic::Streaming<CommandEvent>) -> Vec<CommandEvent> {
+    let mut events = Vec::new();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        while let Some(ev) = stream.next().await {
+            events.push(ev.expect("stream error"));
+        }
+    })
+    .await
+    .expect("stream did not end in time");
+    events
+}
+
+/// Reads events until `pred` matches one (which is returned, with those before it).
+pub async fn read_until(
+    stream: &mut tonic::Streaming<CommandEvent>,
+    pred: impl Fn(&CommandEvent) -> bool,
+) -> Vec<CommandEvent> {
+    let mut events = Vec::new();
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            let ev = stream
+                .next()
+                .await
+                .expect("stream ended early")
+                .expect("stream error");
+            let done = pred(&ev);
+            events.push(ev);
+            if done {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("event did not arrive in time");
+    events
+}
+
+/// Submits and collects every event of the command.
+pub async fn run(client: &mut HubClient, req: pb::ExecuteRequest) -> Vec<CommandEvent> {
+    collect(client.execute(req).await.unwrap().into_inner()).await
+}
+
+/// The concatenated output text of `events`.
+pub fn output(events: &[CommandEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Output(o)) => Some(o.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The event types of `events`, in order.
+pub fn kinds(events: &[CommandEvent]) -> Vec<&'static str> {
+    events
+        .iter()
+        .map(|e| match &e.kind {
+            Some(Kind::Queued(_)) => "queued",
+            Some(Kind::Started(_)) => "started",
+            Some(Kind::Output(_)) => "output",
+            Some(Kind::Retrying(_)) => "retrying",
+            Some(Kind::Finished(_)) => "finished",
+            None => "none",
+        })
+        .collect()
+}
+
+/// The `finished` payload of the last event.
+pub fn finished(events: &[CommandEvent]) -> pb::Finished {
+    match events.last().and_then(|e| e.kind.clone()) {
+        Some(Kind::Finished(f)) => f,
+        other => panic!("last event is not finished: {other:?}"),
+    }
+}
+
+pub fn is_output(e: &CommandEvent) -> bool {
+    matches!(e.kind, Some(Kind::Output(_)))
+}
+
+pub fn is_finished(e: &CommandEvent) -> bool {
+    matches!(e.kind, Some(Kind::Finished(_)))
+}
+
+/// Asserts seqs run 1, 2, 3… without gaps.
+pub fn assert_contiguous(events: &[CommandEvent], first: u64) {
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<u64> = (first..first + events.len() as u64).collect();
+    assert_eq!(seqs, expected, "seqs must be contiguous");
+}
+
+/// The command's status according to the hub.
+pub async fn status_of(client: &mut HubClient, id: &str) -> pb::CommandStatus {
+    let c = client
+        .get_command(pb::GetCommandRequest {
+            command_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    pb::CommandStatus::try_from(c.status).unwrap()
+}
