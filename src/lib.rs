@@ -2,9 +2,17 @@
 //!
 //! - [`pb`]: generated protobuf messages and the tonic `RemoteExecution` client and server.
 //! - [`proto_ext`]: names, parsing and conversions for the generated enums and times.
+//! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
+//! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
+//! - [`ticket`]: address and pairing tickets, and the pairing exchange.
+//! - [`fsutil`]: private files written atomically (keys, stores).
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
+pub mod fsutil;
+pub mod iroh_grpc;
 pub mod proto_ext;
+pub mod ticket;
+pub mod transport;
 
 /// Generated code for package `helix.remote.v1`.
 #[allow(clippy::all, missing_debug_implementations)]
@@ -21,6 +29,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The fully qualified gRPC service name (for health checks and reflection).
 pub const SERVICE_NAME: &str = "helix.remote.v1.RemoteExecution";
+
+/// The admin service's name (loopback TCP only).
+pub const ADMIN_SERVICE_NAME: &str = "helix.remote.v1.HubAdmin";
 
 /// Largest prompt the hub accepts, in bytes of UTF-8. Bigger prompts are refused with
 /// `INVALID_ARGUMENT` rather than truncated.

@@ -1,5 +1,6 @@
 mod cli;
 mod execute;
 mod lifecycle;
+mod mesh;
 mod protocol;
 mod recovery;

@@ -37,7 +37,31 @@ pub fn config_for(mock: &MockAnthropic) -> HubConfig {
     config.providers.anthropic.base_url = mock.base_url();
     config.retry.base_delay = Duration::from_millis(10);
     config.retry.max_delay = Duration::from_millis(40);
+    // iroh stays on loopback: no relay, no n0 services, no mDNS, no port mapping.
+    config.iroh = helix_hub::config::IrohConfig::loopback("none");
     config
+}
+
+/// A local iroh relay server (plain HTTP on 127.0.0.1), like `iroh-relay --dev`.
+pub struct LocalRelay {
+    pub url: String,
+    _server: iroh_relay::server::Server,
+}
+
+impl LocalRelay {
+    pub async fn start() -> Self {
+        let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
+        relay.tls = None;
+        let mut config = iroh_relay::server::ServerConfig::default();
+        config.relay = Some(relay);
+        config.quic = None;
+        let server = iroh_relay::server::Server::spawn(config).await.unwrap();
+        let url = format!("http://{}", server.http_addr().unwrap());
+        Self {
+            url,
+            _server: server,
+        }
+    }
 }
 
 /// Stores the test API key in a hub data dir.
@@ -85,6 +109,11 @@ impl TestHub {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// A fresh address ticket for the hub (its UDP port changes across restarts).
+    pub fn address_ticket(&self) -> String {
+        helix_mesh::ticket::Ticket::Hub(self.hub().endpoint_addr().unwrap()).encode()
     }
 
     /// A client with the hub's token, found the way the CLI finds it.

@@ -111,6 +111,89 @@ impl LocalHub {
     }
 }
 
+/// How long dialing a local hub may take.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Adds `authorization: Bearer <token>` (marked sensitive, so it is never logged); adds
+/// nothing when made with [`AddBearer::none`] (iroh connections are authenticated by key).
+#[derive(Clone)]
+pub struct AddBearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl AddBearer {
+    pub fn none() -> Self {
+        Self(None)
+    }
+}
+
+impl std::fmt::Debug for AddBearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AddBearer(<redacted>)")
+    }
+}
+
+impl tonic::service::Interceptor for AddBearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// Dialing a local hub failed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the hub at {addr} (pid {pid}, from {runtime_file}) is not answering ({problem}): is it still running? Start it with `helix-hub serve`"
+)]
+pub struct DialError {
+    pub addr: SocketAddr,
+    pub pid: u32,
+    pub runtime_file: String,
+    pub problem: String,
+}
+
+impl LocalHub {
+    /// Dials the hub's loopback gRPC listener; calls through the returned channel need the
+    /// returned interceptor.
+    pub async fn dial(&self) -> Result<(tonic::transport::Channel, AddBearer), DialError> {
+        let addr = self.info.grpc_addr;
+        let fail = |problem: String| DialError {
+            addr,
+            pid: self.info.pid,
+            runtime_file: self.dir.join(RUNTIME_FILE).display().to_string(),
+            problem,
+        };
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| fail(e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| fail(error_chain(&e)))?;
+        let mut value: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", self.token)
+            .parse()
+            .map_err(|_| fail("the token file is not valid text".into()))?;
+        value.set_sensitive(true);
+        Ok((channel, AddBearer(Some(value))))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
+}
+
 /// The platform's default hub data directory (`~/.local/share/helix-hub` on Linux).
 pub fn default_hub_dir() -> PathBuf {
     dirs::data_dir()

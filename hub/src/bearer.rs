@@ -8,7 +8,7 @@ use std::{fmt, path::Path, sync::Arc};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, service::Interceptor};
 
-use crate::fsutil::{self, FsError};
+use helix_mesh::fsutil::{self, FsError};
 
 /// The token file's name inside the data dir.
 pub const FILE_NAME: &str = helix_discovery::local::TOKEN_FILE;

@@ -34,11 +34,43 @@ pub enum Command {
         #[arg(value_enum)]
         provider: ProviderArg,
     },
+    /// Print a one-time pairing ticket for a new device (the hub must be running). The ticket
+    /// is the last stdout line; on a terminal a QR code comes first.
+    Pair {
+        /// How long the ticket stays valid, e.g. 10m, 1h (at most 24h).
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// One JSON object (ticket, expires_at) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or revoke paired devices.
+    Devices {
+        #[command(subcommand)]
+        action: Option<DevicesAction>,
+    },
+    /// Print the hub's address ticket (for dialing; it grants nothing by itself).
+    Ticket,
     /// Show where the hub keeps its files, whether it runs, and which credentials it has.
     Status {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DevicesAction {
+    /// The paired devices (the default).
+    List {
+        /// One JSON object per device instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a device; its live connections are closed at once.
+    Revoke {
+        /// The device id (from `helix-hub devices` or `helix whoami`).
+        id: String,
     },
 }
 
@@ -51,6 +83,31 @@ pub struct ServeArgs {
     /// Commands run at once (config: max_concurrent; default 5).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_concurrent: Option<u32>,
+
+    /// Use this iroh relay server instead of n0's public relays (config: iroh.relay).
+    #[arg(long, value_name = "URL", conflicts_with = "no_relay")]
+    pub relay_url: Option<String>,
+
+    /// Use no relay: devices must reach the hub directly (config: iroh.relay = "none").
+    #[arg(long)]
+    pub no_relay: bool,
+
+    /// Do not announce or look for peers on the local network (config: iroh.mdns).
+    #[arg(long)]
+    pub no_mdns: bool,
+
+    /// Bind iroh's UDP socket to this address (config: iroh.udp_addr), e.g. 0.0.0.0:7777.
+    #[arg(long, value_name = "ADDR")]
+    pub udp_addr: Option<SocketAddr>,
+
+    /// Do not serve over iroh at all, only on the loopback TCP listener (config: iroh.enabled).
+    #[arg(long)]
+    pub no_iroh: bool,
+
+    /// Keep iroh on this machine: UDP on 127.0.0.1, no n0 DNS, no mDNS, no port mapping, and
+    /// no relay unless --relay-url names one (for trying things out, and for tests).
+    #[arg(long)]
+    pub local_only: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +163,27 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let cli = Cli::try_parse_from(["helix-hub", "pair", "--ttl", "5m", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Pair { json: true, .. }));
+        let cli = Cli::try_parse_from(["helix-hub", "devices", "revoke", "abc"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Devices {
+                action: Some(DevicesAction::Revoke { .. })
+            }
+        ));
+        let cli = Cli::try_parse_from(["helix-hub", "devices"]).unwrap();
+        assert!(matches!(cli.command, Command::Devices { action: None }));
+        assert!(
+            Cli::try_parse_from([
+                "helix-hub",
+                "serve",
+                "--no-relay",
+                "--relay-url",
+                "http://x"
+            ])
+            .is_err()
+        );
         let cli = Cli::try_parse_from(["helix-hub", "login", "anthropic", "--api-key"]).unwrap();
         assert!(matches!(
             cli.command,

@@ -17,6 +17,14 @@
 //! model = "claude-sonnet-4-5"
 //! max_tokens = 8192
 //!
+//! [iroh]
+//! enabled = true                  # serve over iroh QUIC (peer-to-peer)
+//! relay = "n0"                    # "n0" (public relays), "none", or a relay URL
+//! mdns = true                     # LAN discovery
+//! n0_discovery = true             # publish/resolve the hub's address via n0's DNS
+//! # udp_addr = "0.0.0.0:7777"     # fixed UDP address (default: all interfaces, random port)
+//! portmapper = true               # UPnP/PCP/NAT-PMP port mapping
+//!
 //! [agents.main]
 //! provider = "anthropic"
 //! model = "claude-opus-4-1"       # overrides the provider's model for this agent
@@ -33,7 +41,12 @@ use std::{
 use helix_mesh::pb::Provider;
 use serde::{Deserialize, Serialize};
 
-use crate::{fsutil, provider::anthropic};
+use helix_mesh::{
+    fsutil,
+    transport::{EndpointOptions, RelayChoice},
+};
+
+use crate::provider::anthropic;
 
 /// The config file's name inside the data dir.
 pub const FILE_NAME: &str = "config.toml";
@@ -58,6 +71,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubConfig {
+    /// How the hub introduces itself to devices that pair (default: the host name).
+    pub name: Option<String>,
     pub grpc_addr: SocketAddr,
     pub max_concurrent: u32,
     pub queue_capacity: u32,
@@ -65,20 +80,83 @@ pub struct HubConfig {
     pub drain_timeout: Duration,
     pub retry: RetryConfig,
     pub providers: ProvidersConfig,
+    pub iroh: IrohConfig,
     pub agents: BTreeMap<String, AgentConfig>,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
+            name: None,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             max_concurrent: 5,
             queue_capacity: 4096,
             drain_timeout: Duration::from_secs(30),
             retry: RetryConfig::default(),
             providers: ProvidersConfig::default(),
+            iroh: IrohConfig::default(),
             agents: BTreeMap::new(),
         }
+    }
+}
+
+/// The iroh side of the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IrohConfig {
+    pub enabled: bool,
+    /// `n0`, `none`, or a relay URL.
+    pub relay: String,
+    pub mdns: bool,
+    pub n0_discovery: bool,
+    pub udp_addr: Option<SocketAddr>,
+    pub portmapper: bool,
+}
+
+impl Default for IrohConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            relay: "n0".into(),
+            mdns: true,
+            n0_discovery: true,
+            udp_addr: None,
+            portmapper: true,
+        }
+    }
+}
+
+impl IrohConfig {
+    /// Settings that keep everything on this machine (tests): no n0 services, no mDNS, no
+    /// portmapper, UDP on 127.0.0.1, and the given relay (`none` or a local URL).
+    pub fn loopback(relay: &str) -> Self {
+        Self {
+            enabled: true,
+            relay: relay.into(),
+            mdns: false,
+            n0_discovery: false,
+            udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            portmapper: false,
+        }
+    }
+
+    pub fn endpoint_options(&self) -> Result<EndpointOptions, ConfigError> {
+        let relay = match self.relay.as_str() {
+            "n0" | "default" => RelayChoice::N0,
+            "none" | "" => RelayChoice::Disabled,
+            url => RelayChoice::Custom(vec![url.parse().map_err(|e| ConfigError::Invalid {
+                what: "iroh.relay".into(),
+                message: format!("{url:?} is not \"n0\", \"none\" or a relay URL: {e}"),
+            })?]),
+        };
+        Ok(EndpointOptions {
+            relay,
+            n0_discovery: self.n0_discovery,
+            mdns: self.mdns,
+            udp_addr: self.udp_addr,
+            ip_transports: true,
+            portmapper: self.portmapper,
+        })
     }
 }
 
@@ -189,6 +267,7 @@ impl HubConfig {
                 })?;
             }
         }
+        self.iroh.endpoint_options()?;
         let base = &self.providers.anthropic.base_url;
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(invalid(

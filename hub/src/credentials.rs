@@ -18,7 +18,7 @@ use std::{
 use helix_mesh::pb::Provider;
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{self, FsError};
+use helix_mesh::fsutil::{self, FsError};
 
 /// The file name inside the hub's data dir.
 pub const FILE_NAME: &str = "auth-profiles.json";

@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use helix_mesh::pb::remote_execution_server::RemoteExecutionServer;
+use helix_mesh::fsutil::{self, FsError};
+use helix_mesh::pb::{
+    hub_admin_server::HubAdminServer, remote_execution_server::RemoteExecutionServer,
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
@@ -21,13 +24,15 @@ use tonic::{service::interceptor::InterceptedService, transport::Server};
 use tonic_health::ServingStatus;
 
 use crate::{
+    admin::AdminService,
     bearer::{BearerToken, RequireBearer},
     bus::Bus,
     config::HubConfig,
     credentials::CredentialStore,
+    devices::{Devices, Pairings},
     executor::Executor,
-    fsutil::{self, FsError},
     journal::{Journal, JournalError},
+    mesh::Mesh,
     provider::{Providers, anthropic::Anthropic},
     service::RemoteExecutionService,
 };
@@ -36,8 +41,8 @@ pub use helix_discovery::local::{RUNTIME_FILE, RuntimeInfo};
 
 /// The lock file's name inside the data dir.
 pub const LOCK_FILE: &str = "hub.lock";
-/// The hub id file's name inside the data dir.
-pub const ID_FILE: &str = "hub-id";
+/// The hub's secret key file (its public key is the hub id).
+pub const KEY_FILE: &str = "secret.key";
 
 /// How long the gRPC server may take to close its connections after streams were ended.
 const SERVER_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,6 +70,14 @@ pub enum HubError {
     Provider(&'static str, String),
     #[error("setting up gRPC reflection: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Key(#[from] helix_mesh::transport::KeyError),
+    #[error(transparent)]
+    Devices(#[from] crate::devices::DevicesError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Mesh(#[from] crate::mesh::MeshError),
 }
 
 /// A running hub.
@@ -78,6 +91,7 @@ pub struct Hub {
     streams_shutdown: CancellationToken,
     server_shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    mesh: Option<Arc<Mesh>>,
     _lock: File,
 }
 
@@ -124,7 +138,11 @@ impl Hub {
         providers: Option<Providers>,
     ) -> Result<Hub, HubError> {
         let config = Arc::new(config);
-        let hub_id = load_or_create_id(data_dir)?;
+        let endpoint_options = config.iroh.endpoint_options()?;
+        let secret = helix_mesh::transport::load_or_create_secret_key(&data_dir.join(KEY_FILE))?;
+        let hub_id = secret.public().to_string();
+        let devices = Arc::new(Devices::load(data_dir)?);
+        let pairings = Arc::new(Pairings::default());
         let token = BearerToken::load_or_create(data_dir)?;
         let providers = match providers {
             Some(p) => p,
@@ -166,8 +184,29 @@ impl Hub {
             addr: config.grpc_addr,
             source,
         })?;
+        let mesh = if config.iroh.enabled {
+            let hub_name = config.name.clone().unwrap_or_else(host_name);
+            Some(Arc::new(
+                Mesh::start(
+                    secret,
+                    &endpoint_options,
+                    devices.clone(),
+                    pairings.clone(),
+                    service.clone(),
+                    hub_name,
+                )
+                .await?,
+            ))
+        } else {
+            None
+        };
+        let admin = mesh.clone().map(|mesh| AdminService {
+            devices,
+            pairings,
+            mesh,
+        });
         let server_shutdown = CancellationToken::new();
-        let router = grpc_router(service, token).await?;
+        let router = grpc_router(service, admin, token).await?;
         let incoming = TcpListenerStream::new(listener);
         let server = tokio::spawn(
             router
@@ -194,6 +233,7 @@ impl Hub {
             streams_shutdown,
             server_shutdown,
             server,
+            mesh,
             _lock: lock,
         })
     }
@@ -208,6 +248,26 @@ impl Hub {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The hub's iroh address (`None` when iroh is disabled in the config).
+    pub fn endpoint_addr(&self) -> Option<iroh::EndpointAddr> {
+        self.mesh.as_ref().map(|m| m.endpoint().addr())
+    }
+
+    /// The hub's iroh side, if enabled.
+    pub fn mesh(&self) -> Option<&Mesh> {
+        self.mesh.as_deref()
+    }
+
+    /// Drops every live iroh connection (devices reconnect and resume); returns how many.
+    pub fn drop_connections(&self) -> usize {
+        self.mesh.as_ref().map_or(0, |m| {
+            m.tracker().close_all(
+                helix_mesh::transport::CLOSE_DROPPED,
+                "the hub dropped the connection",
+            )
+        })
     }
 
     /// Commands waiting and running.
@@ -227,6 +287,9 @@ impl Hub {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
         self.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
+        if let Some(mesh) = &self.mesh {
+            mesh.shutdown().await;
+        }
         self.server_shutdown.cancel();
         let mut server = self.server;
         match tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await {
@@ -245,6 +308,7 @@ impl Hub {
 
 async fn grpc_router(
     service: RemoteExecutionService,
+    admin: Option<AdminService>,
     token: BearerToken,
 ) -> Result<tonic::transport::server::Router, HubError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -267,12 +331,24 @@ async fn grpc_router(
     let remote = RemoteExecutionServer::new(service)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
+    let admin = admin
+        .map(|a| InterceptedService::new(HubAdminServer::new(a), RequireBearer(token.clone())));
     Ok(Server::builder()
-        .trace_fn(|req| tracing::info_span!("rpc", path = %req.uri().path()))
+        .trace_fn(|req| tracing::info_span!("rpc", transport = "tcp", path = %req.uri().path()))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(remote, RequireBearer(token))))
+        .add_service(InterceptedService::new(remote, RequireBearer(token)))
+        .add_optional_service(admin))
+}
+
+/// This machine's host name, for naming the hub to devices.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "helix-hub".to_owned())
 }
 
 /// Builds the providers the config describes.
@@ -299,19 +375,6 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, HubError> {
         }
         Err(std::fs::TryLockError::Error(e)) => Err(FsError::new("locking", &path, e).into()),
     }
-}
-
-fn load_or_create_id(data_dir: &Path) -> Result<String, FsError> {
-    let path = data_dir.join(ID_FILE);
-    if let Some(bytes) = fsutil::read_optional(&path)? {
-        let id = String::from_utf8_lossy(&bytes).trim().to_owned();
-        if !id.is_empty() {
-            return Ok(id);
-        }
-    }
-    let id = uuid::Uuid::new_v4().to_string();
-    fsutil::write_private_atomic(&path, format!("{id}\n").as_bytes())?;
-    Ok(id)
 }
 
 /// Reads `<data-dir>/hub.json`, if a hub wrote one.

@@ -1,7 +1,9 @@
 //! The Helix Mesh hub: the desktop service that keeps the credentials and runs commands.
 //!
 //! Module map:
-//! - [`hub`]: a running hub (journal + executor + gRPC listener) and its staged shutdown.
+//! - [`hub`]: a running hub (journal + executor + gRPC listeners) and its staged shutdown.
+//! - [`mesh`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
+//!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service.
 //! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
 //! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
@@ -10,20 +12,21 @@
 //! - [`provider`]: provider executors ([`provider::anthropic`]); [`sse`] parses their streams;
 //!   [`retry`] decides delays.
 //! - [`credentials`]: `auth-profiles.json`; [`bearer`]: the TCP listener's token.
-//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line; [`fsutil`]:
-//!   private atomic files.
+//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line.
 
+pub mod admin;
 pub mod bearer;
 pub mod bus;
 pub mod cli;
 pub mod command;
 pub mod config;
 pub mod credentials;
+pub mod devices;
 pub mod executor;
-pub mod fsutil;
 pub mod hub;
 pub mod journal;
 pub mod journal_read;
+pub mod mesh;
 pub mod provider;
 pub mod retry;
 pub mod service;

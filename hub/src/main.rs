@@ -9,15 +9,21 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use helix_discovery::local::{AddBearer, LocalHub};
 use helix_hub::{
     Hub, HubConfig,
-    cli::{Cli, Command, LoginArgs, ServeArgs},
+    cli::{Cli, Command, DevicesAction, LoginArgs, ServeArgs},
     config::default_data_dir,
     credentials::{CredentialStore, Secret},
+    devices::Devices,
     hub::read_runtime_info,
 };
-use helix_mesh::pb::Provider;
+use helix_mesh::{
+    pb::{self, Provider, hub_admin_client::HubAdminClient},
+    proto_ext::{ms_to_system_time, timestamp_to_ms},
+};
 use tokio::signal::unix::{SignalKind, signal};
+use tonic::service::interceptor::InterceptedService;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -69,6 +75,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => login(&data_dir, args),
         Command::Logout { provider } => logout(&data_dir, provider.into()),
         Command::Status { json } => status(&data_dir, json),
+        Command::Pair { ttl, json } => pair(&data_dir, ttl, json).await,
+        Command::Devices { action } => {
+            devices(
+                &data_dir,
+                action.unwrap_or(DevicesAction::List { json: false }),
+            )
+            .await
+        }
+        Command::Ticket => ticket(&data_dir).await,
     }
 }
 
@@ -81,6 +96,24 @@ fn load_config(data_dir: &Path, args: &ServeArgs) -> anyhow::Result<HubConfig> {
     }
     if let Some(n) = args.max_concurrent {
         config.max_concurrent = n;
+    }
+    if args.local_only {
+        config.iroh = helix_hub::config::IrohConfig::loopback("none");
+    }
+    if let Some(url) = &args.relay_url {
+        config.iroh.relay = url.clone();
+    }
+    if args.no_relay {
+        config.iroh.relay = "none".into();
+    }
+    if args.no_mdns {
+        config.iroh.mdns = false;
+    }
+    if let Some(addr) = args.udp_addr {
+        config.iroh.udp_addr = Some(addr);
+    }
+    if args.no_iroh {
+        config.iroh.enabled = false;
     }
     config.validate()?;
     Ok(config)
@@ -170,6 +203,152 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
             kind.unwrap_or("no credential")
         ));
     }
+    Ok(())
+}
+
+/// The running hub's admin service.
+async fn admin_client(
+    data_dir: &Path,
+) -> anyhow::Result<HubAdminClient<InterceptedService<tonic::transport::Channel, AddBearer>>> {
+    let hub = LocalHub::find(data_dir)?;
+    let (channel, bearer) = hub.dial().await?;
+    Ok(HubAdminClient::with_interceptor(channel, bearer))
+}
+
+fn status_error(action: &str, status: tonic::Status) -> anyhow::Error {
+    if status.code() == tonic::Code::Unimplemented {
+        anyhow::anyhow!(
+            "{action}: the hub runs without iroh (iroh.enabled = false or --no-iroh), so it has no devices"
+        )
+    } else {
+        anyhow::anyhow!("{action}: {}", status.message())
+    }
+}
+
+async fn pair(data_dir: &Path, ttl: std::time::Duration, json: bool) -> anyhow::Result<()> {
+    let mut admin = admin_client(data_dir)
+        .await
+        .context("pairing needs the running hub")?;
+    let ttl_seconds = u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX);
+    let ticket = admin
+        .create_pairing(pb::CreatePairingRequest { ttl_seconds })
+        .await
+        .map_err(|s| status_error("creating a pairing ticket", s))?
+        .into_inner();
+    let expires = ticket
+        .expires_at
+        .as_ref()
+        .map(|t| {
+            humantime::format_rfc3339_seconds(ms_to_system_time(timestamp_to_ms(t))).to_string()
+        })
+        .unwrap_or_default();
+    if json {
+        out(&serde_json::json!({"ticket": ticket.ticket, "expires_at": expires}).to_string());
+        return Ok(());
+    }
+    if std::io::stdout().is_terminal()
+        && let Ok(code) = qrcode::QrCode::new(ticket.ticket.as_bytes())
+    {
+        out(&code
+            .render::<qrcode::render::unicode::Dense1x2>()
+            .quiet_zone(true)
+            .build());
+    }
+    say(&format!(
+        "one-time pairing ticket, valid until {expires}; on the new device run: helix pair <ticket>"
+    ));
+    out(&ticket.ticket);
+    Ok(())
+}
+
+async fn devices(data_dir: &Path, action: DevicesAction) -> anyhow::Result<()> {
+    let running = LocalHub::find(data_dir).is_ok();
+    match action {
+        DevicesAction::List { json } => {
+            let rows: Vec<(String, String, i64, Option<u32>)> = if running {
+                let mut admin = admin_client(data_dir).await?;
+                admin
+                    .list_devices(pb::ListDevicesRequest {})
+                    .await
+                    .map_err(|s| status_error("listing devices", s))?
+                    .into_inner()
+                    .devices
+                    .into_iter()
+                    .map(|d| {
+                        let at = d.paired_at.as_ref().map(timestamp_to_ms).unwrap_or(0);
+                        (d.device_id, d.name, at, Some(d.live_connections))
+                    })
+                    .collect()
+            } else {
+                Devices::load(data_dir)?
+                    .list()
+                    .into_iter()
+                    .map(|(id, r)| (id.to_string(), r.name, r.paired_at_ms, None))
+                    .collect()
+            };
+            if json {
+                for (id, name, at, live) in &rows {
+                    out(&serde_json::json!({"device_id": id, "name": name, "paired_at_ms": at, "live_connections": live}).to_string());
+                }
+                return Ok(());
+            }
+            if rows.is_empty() {
+                say("no paired devices; pair one with `helix-hub pair`");
+                return Ok(());
+            }
+            out(&format!(
+                "{:<64}  {:<20}  {:<20}  LIVE",
+                "DEVICE", "NAME", "PAIRED"
+            ));
+            for (id, name, at, live) in rows {
+                let when = humantime::format_rfc3339_seconds(ms_to_system_time(at)).to_string();
+                let live = live.map_or("-".to_owned(), |n| n.to_string());
+                out(&format!("{id:<64}  {name:<20}  {when:<20}  {live}"));
+            }
+            Ok(())
+        }
+        DevicesAction::Revoke { id } => {
+            if running {
+                let mut admin = admin_client(data_dir).await?;
+                let answer = admin
+                    .revoke_device(pb::RevokeDeviceRequest {
+                        device_id: id.clone(),
+                    })
+                    .await
+                    .map_err(|s| status_error("revoking", s))?
+                    .into_inner();
+                say(&format!(
+                    "revoked {id}; closed {} live connection(s)",
+                    answer.closed_connections
+                ));
+            } else {
+                let device: iroh::EndpointId = id
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("{id:?} is not a device id"))?;
+                if !Devices::load(data_dir)?.remove(&device)? {
+                    bail!("no paired device {id}");
+                }
+                say(&format!(
+                    "revoked {id} (the hub is not running, so nothing was connected)"
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn ticket(data_dir: &Path) -> anyhow::Result<()> {
+    let mut admin = admin_client(data_dir)
+        .await
+        .context("the address ticket needs the running hub")?;
+    let ticket = admin
+        .get_ticket(pb::GetTicketRequest {})
+        .await
+        .map_err(|s| status_error("getting the ticket", s))?
+        .into_inner();
+    say(&format!("hub {}", ticket.hub_id));
+    out(&ticket.ticket);
     Ok(())
 }
 

@@ -34,14 +34,6 @@ const MAX_PAGE_SIZE: usize = 500;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusChange, Status>> + Send>>;
 
-/// Who is calling, as the transport established it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// An authenticated device key (iroh); `None` on the token-guarded TCP listener, where the
-    /// request's own `source_device_id` is trusted.
-    pub device_id: Option<String>,
-}
-
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RemoteExecutionService {
@@ -168,12 +160,17 @@ impl RemoteExecution for RemoteExecutionService {
         &self,
         request: Request<pb::ExecuteRequest>,
     ) -> Result<Response<Self::ExecuteStream>, Status> {
-        let caller = request.extensions().get::<Caller>().cloned();
+        // Over iroh the caller is the authenticated peer key; on the token-guarded TCP listener
+        // the request's own source_device_id is trusted.
+        let device = request
+            .extensions()
+            .get::<helix_mesh::iroh_grpc::IrohConnectInfo>()
+            .map(|info| info.remote_id.to_string());
         let config = self.inner.config.clone();
         let cmd = NewCommand::from_request(
             request.into_inner(),
             |agent| config.default_provider(agent),
-            caller.and_then(|c| c.device_id),
+            device,
         )
         .map_err(status::invalid)?;
         let command_id = cmd.command_id;

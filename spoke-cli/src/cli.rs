@@ -18,6 +18,40 @@ pub struct Cli {
     #[arg(long, global = true, env = helix_discovery::local::HUB_DIR_ENV, value_name = "DIR")]
     pub hub_dir: Option<PathBuf>,
 
+    /// A hub to reach over iroh: a name from `helix hubs`, a hub id, or a ticket. Default: the
+    /// hub on this machine, else the only paired hub.
+    #[arg(long, global = true, value_name = "HUB")]
+    pub hub: Option<String>,
+
+    /// This device's config directory (its key and paired hubs). Default: e.g. ~/.config/helix.
+    #[arg(long, global = true, env = crate::config::CONFIG_DIR_ENV, value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+
+    /// Use this iroh relay server instead of n0's public relays.
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "no_relay")]
+    pub relay_url: Option<String>,
+
+    /// Use no relay: direct connections only.
+    #[arg(long, global = true)]
+    pub no_relay: bool,
+
+    /// Do not look for hubs on the local network (mDNS).
+    #[arg(long, global = true)]
+    pub no_mdns: bool,
+
+    /// How long to try to reach a hub over iroh before giving up, e.g. 10s.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub connect_timeout: std::time::Duration,
+
+    /// Diagnostics and tests: no UDP of our own, relays only.
+    #[arg(long, global = true, hide = true)]
+    pub relay_only: bool,
+
+    /// Stay on this machine: UDP on 127.0.0.1, no n0 DNS, no mDNS, and no relay unless
+    /// --relay-url names one (for trying things out, and for tests).
+    #[arg(long, global = true)]
+    pub local_only: bool,
+
     /// No progress lines on stderr (errors are still printed).
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -58,6 +92,25 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pair this device with a hub, using a ticket from `helix-hub pair` on the hub.
+    Pair {
+        /// The pairing ticket (starts with helixpair).
+        ticket: String,
+        /// The name to remember the hub by (default: the hub's own name).
+        #[arg(long)]
+        name: Option<String>,
+        /// How this device introduces itself to the hub (default: this host's name).
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// List the paired hubs, whether they are reachable now, and by which route.
+    Hubs {
+        /// One JSON object per hub instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this device's id (its public key) as the last stdout line.
+    Whoami,
     /// Show the hub's version, id, providers and limits.
     Info {
         /// One JSON object instead of text.
@@ -217,6 +270,26 @@ mod tests {
             assert!(Cli::try_parse_from(args).is_ok());
         }
         assert!(Cli::try_parse_from(["helix", "watch"]).is_ok());
+        let cli = Cli::try_parse_from([
+            "helix",
+            "--config-dir",
+            "/c",
+            "pair",
+            "helixpairabc",
+            "--name",
+            "desk",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Pair { .. }));
+        let cli =
+            Cli::try_parse_from(["helix", "run", "--hub", "desk", "--no-relay", "hi"]).unwrap();
+        assert_eq!(cli.hub.as_deref(), Some("desk"));
+        assert!(cli.no_relay);
+        assert!(
+            Cli::try_parse_from(["helix", "--relay-url", "http://r", "--no-relay", "hubs"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["helix", "whoami"]).is_ok());
         assert!(Cli::try_parse_from(["helix", "run", "--provider", "claude", "hi"]).is_err());
         assert!(Cli::try_parse_from(["helix", "run"]).is_err());
     }

@@ -2,7 +2,6 @@
 
 use std::{
     io::{IsTerminal, Read},
-    path::{Path, PathBuf},
     time::SystemTime,
 };
 
@@ -12,9 +11,12 @@ use helix_mesh::{
 };
 use serde_json::json;
 
+use helix_mesh::transport::{EndpointOptions, RelayChoice};
+
 use crate::{
     cli::{Cli, Command, LsArgs, RunArgs},
-    client::connect_local,
+    client::{Connected, Spoke, Target},
+    config::{SpokeConfig, default_config_dir},
     exit::{CliError, Exit},
     follow::{Start, follow},
     render::{Printer, command_json, provider_name, status_name, time_text},
@@ -22,35 +24,121 @@ use crate::{
 
 /// Runs one parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
-    let hub_dir = cli
-        .hub_dir
-        .clone()
-        .unwrap_or_else(helix_discovery::local::default_hub_dir);
+    let spoke = spoke_for(&cli)?;
+    let result = dispatch_with(&spoke, cli).await;
+    spoke.close().await;
+    result
+}
+
+async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
     let quiet = cli.quiet;
+    let hub = cli.hub.clone();
     match cli.command {
-        Command::Run(args) => run(hub_dir, args, quiet).await,
+        Command::Run(args) => run(spoke, hub.as_deref(), args, quiet).await,
         Command::Attach {
             id,
             after_seq,
             json,
         } => {
             let mut printer = Printer::new(json, quiet);
-            let conn = connect_local(&hub_dir).await?;
+            let target = spoke.resolve(hub.as_deref())?;
+            let conn = connect(spoke, &target, &mut printer).await?;
             let start = Start::Attach {
                 command_id: id,
                 after_seq,
             };
-            follow(hub_dir, conn, start, &mut printer, false).await
+            follow(spoke, &target, conn, start, &mut printer, false).await
         }
-        Command::Cancel { id } => cancel(&hub_dir, id, quiet).await,
-        Command::Show { id, json } => show(&hub_dir, id, json).await,
-        Command::Ls(args) => ls(&hub_dir, args).await,
-        Command::Watch { json } => watch(&hub_dir, json, quiet).await,
-        Command::Info { json } => info(&hub_dir, json).await,
+        Command::Cancel { id } => cancel(spoke, hub.as_deref(), id, quiet).await,
+        Command::Show { id, json } => show(spoke, hub.as_deref(), id, json).await,
+        Command::Ls(args) => ls(spoke, hub.as_deref(), args).await,
+        Command::Watch { json } => watch(spoke, hub.as_deref(), json, quiet).await,
+        Command::Info { json } => info(spoke, hub.as_deref(), json).await,
+        Command::Pair {
+            ticket,
+            name,
+            device_name,
+        } => crate::pair::pair(spoke, &ticket, name, device_name, quiet).await,
+        Command::Hubs { json } => crate::pair::hubs(spoke, json).await,
+        Command::Whoami => {
+            let key = spoke
+                .config
+                .secret_key()
+                .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+            Printer::new(false, quiet).out_line(&key.public().to_string());
+            Ok(Exit::Ok)
+        }
     }
 }
 
-async fn run(hub_dir: PathBuf, args: RunArgs, quiet: bool) -> Result<Exit, CliError> {
+/// The spoke context the flags describe.
+fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
+    let relay = match (&cli.relay_url, cli.no_relay || cli.local_only) {
+        (Some(url), _) => RelayChoice::Custom(vec![url.parse().map_err(|e| {
+            CliError::new(
+                Exit::Usage,
+                format!("--relay-url {url:?} is not a relay URL: {e}"),
+            )
+        })?]),
+        (None, true) => RelayChoice::Disabled,
+        (None, false) => RelayChoice::N0,
+    };
+    let mut options = if cli.local_only {
+        EndpointOptions::loopback(relay)
+    } else {
+        EndpointOptions {
+            relay,
+            mdns: !cli.no_mdns,
+            // Spokes only dial out: no port mapping needed.
+            portmapper: false,
+            ..EndpointOptions::default()
+        }
+    };
+    if cli.relay_only {
+        options.ip_transports = false;
+    }
+    let config = SpokeConfig::new(cli.config_dir.clone().unwrap_or_else(default_config_dir));
+    Ok(Spoke::new(
+        config,
+        cli.hub_dir.clone(),
+        options,
+        cli.connect_timeout,
+    ))
+}
+
+/// Connects and says so (with the route) on stderr.
+pub async fn connect(
+    spoke: &Spoke,
+    target: &Target,
+    printer: &mut Printer,
+) -> Result<Connected, CliError> {
+    match target {
+        Target::Local(dir) => {
+            printer.progress(&format!("connecting to the hub ({})…", dir.display()))
+        }
+        Target::Remote { label, .. } => printer.progress(&format!("connecting to hub {label}…")),
+    }
+    let conn = spoke.connect(target).await?;
+    if let Target::Remote { label, .. } = target {
+        printer.progress(&format!(
+            "connected to hub {label} (route {})",
+            conn.route()
+        ));
+    }
+    Ok(conn)
+}
+
+async fn connect_quietly(spoke: &Spoke, hub: Option<&str>) -> Result<Connected, CliError> {
+    let target = spoke.resolve(hub)?;
+    spoke.connect(&target).await
+}
+
+async fn run(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    args: RunArgs,
+    quiet: bool,
+) -> Result<Exit, CliError> {
     let content = if args.prompt == "-" {
         read_prompt_from_stdin()?
     } else {
@@ -60,8 +148,8 @@ async fn run(hub_dir: PathBuf, args: RunArgs, quiet: bool) -> Result<Exit, CliEr
         return Err(CliError::new(Exit::Usage, "the prompt is empty"));
     }
     let mut printer = Printer::new(args.json, quiet);
-    printer.progress(&format!("connecting to the hub ({})…", hub_dir.display()));
-    let conn = connect_local(&hub_dir).await?;
+    let target = spoke.resolve(hub)?;
+    let conn = connect(spoke, &target, &mut printer).await?;
     let now = SystemTime::now();
     let command_id = uuid::Uuid::new_v4().to_string();
     let request = pb::ExecuteRequest {
@@ -81,7 +169,8 @@ async fn run(hub_dir: PathBuf, args: RunArgs, quiet: bool) -> Result<Exit, CliEr
         model: args.model.clone(),
     };
     follow(
-        hub_dir,
+        spoke,
+        &target,
         conn,
         Start::Execute(Box::new(request)),
         &mut printer,
@@ -106,8 +195,13 @@ fn read_prompt_from_stdin() -> Result<String, CliError> {
     Ok(text)
 }
 
-async fn cancel(hub_dir: &Path, id: String, quiet: bool) -> Result<Exit, CliError> {
-    let mut conn = connect_local(hub_dir).await?;
+async fn cancel(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    id: String,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
     let answer = conn
         .client
         .cancel(pb::CancelRequest {
@@ -131,8 +225,8 @@ async fn cancel(hub_dir: &Path, id: String, quiet: bool) -> Result<Exit, CliErro
     Ok(Exit::Ok)
 }
 
-async fn show(hub_dir: &Path, id: String, json: bool) -> Result<Exit, CliError> {
-    let mut conn = connect_local(hub_dir).await?;
+async fn show(spoke: &Spoke, hub: Option<&str>, id: String, json: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
     let command = conn
         .client
         .get_command(pb::GetCommandRequest { command_id: id })
@@ -194,8 +288,8 @@ pub fn describe_command(c: &pb::Command) -> String {
     s
 }
 
-async fn ls(hub_dir: &Path, args: LsArgs) -> Result<Exit, CliError> {
-    let mut conn = connect_local(hub_dir).await?;
+async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
     let page = conn
         .client
         .list_commands(pb::ListCommandsRequest {
@@ -238,8 +332,13 @@ async fn ls(hub_dir: &Path, args: LsArgs) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-async fn watch(hub_dir: &Path, json: bool, quiet: bool) -> Result<Exit, CliError> {
-    let mut conn = connect_local(hub_dir).await?;
+async fn watch(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
     let mut stream = conn
         .client
         .watch(pb::WatchRequest {})
@@ -291,8 +390,8 @@ async fn watch(hub_dir: &Path, json: bool, quiet: bool) -> Result<Exit, CliError
     }
 }
 
-async fn info(hub_dir: &Path, json: bool) -> Result<Exit, CliError> {
-    let mut conn = connect_local(hub_dir).await?;
+async fn info(spoke: &Spoke, hub: Option<&str>, json: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
     let info = conn
         .client
         .get_hub_info(pb::GetHubInfoRequest {})
@@ -307,7 +406,8 @@ async fn info(hub_dir: &Path, json: bool) -> Result<Exit, CliError> {
                 "hub_id": info.hub_id,
                 "version": info.version,
                 "protocol_version": info.protocol_version,
-                "address": conn.hub.info.grpc_addr.to_string(),
+                "address": conn.hub_label(),
+                "route": conn.route(),
                 "providers": info.providers.iter().map(|p| json!({
                     "name": p.name, "supported": p.supported,
                     "has_credential": p.has_credential, "credential_kind": p.credential_kind,
@@ -325,7 +425,11 @@ async fn info(hub_dir: &Path, json: bool) -> Result<Exit, CliError> {
         "version   {} (protocol {})",
         info.version, info.protocol_version
     ));
-    printer.out_line(&format!("address   {}", conn.hub.info.grpc_addr));
+    printer.out_line(&format!(
+        "address   {} (route {})",
+        conn.hub_label(),
+        conn.route()
+    ));
     printer.out_line(&format!(
         "limits    {} at once, {} queued, prompts up to {} bytes",
         limits.max_concurrent, limits.queue_capacity, limits.max_content_bytes

@@ -1,7 +1,7 @@
 //! Following a command to its end: submit (or attach), print each event once, reconnect and
 //! resume from the last printed seq when the connection drops, cancel on Ctrl-C.
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use helix_mesh::pb::{self, CommandStatus, command_event::Kind};
 use tokio::{
@@ -9,8 +9,10 @@ use tokio::{
     time::Instant,
 };
 
+use helix_mesh::iroh_grpc::refusal;
+
 use crate::{
-    client::{Connected, connect_local},
+    client::{Connected, Link, Spoke, Target},
     exit::{CliError, Exit},
     render::{Printer, event_json},
 };
@@ -42,7 +44,8 @@ impl Start {
 /// Follows a command until its `finished` event and returns the exit code it means.
 /// With `detach`, returns after the hub has accepted the command, printing its id.
 pub async fn follow(
-    hub_dir: PathBuf,
+    spoke: &Spoke,
+    target: &Target,
     mut conn: Connected,
     start: Start,
     printer: &mut Printer,
@@ -74,7 +77,8 @@ pub async fn follow(
         let mut stream = match opened {
             Ok(response) => response.into_inner(),
             Err(status) if is_connection_loss(&status) => {
-                conn = reconnect(&hub_dir, &mut lost_since, printer, &status).await?;
+                refused_by_hub(&conn)?;
+                conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
                 continue;
             }
             Err(status) => return Err(CliError::from_status(&status)),
@@ -105,7 +109,8 @@ pub async fn follow(
                 // The stream ended without `finished`, or broke: get back on.
                 Ok(None) => break,
                 Err(status) if is_connection_loss(&status) => {
-                    conn = reconnect(&hub_dir, &mut lost_since, printer, &status).await?;
+                    refused_by_hub(&conn)?;
+                    conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
                     break;
                 }
                 Err(status) => return Err(CliError::from_status(&status)),
@@ -122,7 +127,7 @@ pub async fn follow(
                 printer.out_line(&command_id);
                 return Ok(Exit::Ok);
             }
-            if let Some(exit) = show_event(printer, &event, conn.route, cancel_requested) {
+            if let Some(exit) = show_event(printer, &event, conn.route(), cancel_requested) {
                 return Ok(exit);
             }
         }
@@ -202,10 +207,24 @@ fn is_connection_loss(status: &tonic::Status) -> bool {
     ) || (status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error"))
 }
 
-/// Reconnects to the hub (which may have restarted elsewhere: `hub.json` is read again),
-/// pausing with backoff, until [`RECONNECT_WINDOW`] has passed since the loss.
+/// Whether the hub closed our connection on purpose (revoked, not paired): then reconnecting
+/// cannot help.
+fn refused_by_hub(conn: &Connected) -> Result<(), CliError> {
+    if let Link::Iroh { conn, .. } = &conn.link
+        && let Some(reason) = conn.close_reason().as_ref().and_then(refusal)
+        && reason != "the hub closed the connection: the hub dropped the connection"
+        && !reason.contains("shutting down")
+    {
+        return Err(CliError::new(Exit::Refused, reason));
+    }
+    Ok(())
+}
+
+/// Reconnects to the hub (a local hub may have restarted elsewhere: `hub.json` is read
+/// again), pausing with backoff, until [`RECONNECT_WINDOW`] has passed since the loss.
 async fn reconnect(
-    hub_dir: &std::path::Path,
+    spoke: &Spoke,
+    target: &Target,
     lost_since: &mut Option<Instant>,
     printer: &mut Printer,
     why: &tonic::Status,
@@ -220,8 +239,10 @@ async fn reconnect(
     let mut pause = RECONNECT_FIRST_PAUSE;
     loop {
         tokio::time::sleep(pause).await;
-        match connect_local(hub_dir).await {
+        match spoke.connect(target).await {
             Ok(conn) => return Ok(conn),
+            // The hub refuses this device: waiting will not change that.
+            Err(e) if e.exit == Exit::Refused => return Err(e),
             Err(e) if since.elapsed() >= RECONNECT_WINDOW => {
                 return Err(CliError::new(
                     Exit::Unreachable,

@@ -2,7 +2,8 @@
 //!
 //! Module map:
 //! - [`cli`]: the command line (clap); [`commands`]: what each subcommand does.
-//! - [`client`]: finding and dialing the hub, with its bearer token.
+//! - [`client`]: resolving and dialing a hub: on this machine (TCP + token) or over iroh.
+//! - [`config`]: this device's key and paired hubs; [`pair`]: pairing and `helix hubs`.
 //! - [`follow`]: streaming one command to its end: resume after a lost connection, Ctrl-C
 //!   cancels on the hub.
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
@@ -11,6 +12,8 @@
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod config;
 pub mod exit;
 pub mod follow;
+pub mod pair;
 pub mod render;

@@ -33,7 +33,8 @@ pub fn write_hub_config(dir: &Path, mock_base_url: &str, max_concurrent: u32) {
         format!(
             "grpc_addr = \"127.0.0.1:0\"\nmax_concurrent = {max_concurrent}\ndrain_timeout = \"5s\"\n\
              [retry]\nbase_delay = \"10ms\"\nmax_delay = \"40ms\"\n\
-             [providers.anthropic]\nbase_url = \"{mock_base_url}\"\n"
+             [providers.anthropic]\nbase_url = \"{mock_base_url}\"\n\
+             [iroh]\nrelay = \"none\"\nmdns = false\nn0_discovery = false\nportmapper = false\nudp_addr = \"127.0.0.1:0\"\n"
         ),
     )
     .unwrap();
@@ -136,6 +137,29 @@ pub fn helix(dir: &Path) -> Command {
         .arg(dir)
         .env_remove("HELIX_HUB_DIR")
         .env("HELIX_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `helix --config-dir DIR --local-only …`: a spoke with its own identity, on loopback.
+pub fn spoke(config_dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("helix"));
+    cmd.arg("--config-dir")
+        .arg(config_dir)
+        .arg("--local-only")
+        .env_remove("HELIX_HUB_DIR")
+        .env_remove("HELIX_CONFIG_DIR")
+        .env("HELIX_LOG", "warn")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// `helix-hub --data-dir DIR …` (for the admin commands against a running hub).
+pub fn hub_cli(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(bin("helix-hub"));
+    cmd.arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("HELIX_HUB_DIR")
         .kill_on_drop(true);
     cmd
 }

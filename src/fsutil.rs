@@ -8,6 +8,9 @@ use std::{
     path::{Path, PathBuf},
 };
 
+/// Makes temp file names unique within this process (the pid makes them unique across).
+static TEMP_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Mode of directories that hold secrets.
 pub const PRIVATE_DIR_MODE: u32 = 0o700;
 /// Mode of files that hold secrets.
@@ -53,7 +56,7 @@ pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     let tmp = dir.join(format!(
         ".{file_name}.tmp-{}-{}",
         std::process::id(),
-        rand::random::<u32>()
+        TEMP_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
     let result = (|| {
         let mut f = OpenOptions::new()

@@ -1,0 +1,176 @@
+//! `helix pair` (prove a ticket's secret over `helix/pair/1` and remember the hub) and
+//! `helix hubs` (the paired hubs and whether they answer now).
+
+use helix_mesh::{
+    iroh_grpc::error_chain,
+    pb,
+    proto_ext::now_ms,
+    ticket::{PairRequest, PairResponse, Ticket, read_pair_message, write_pair_message},
+    transport::ALPN_PAIR,
+};
+use iroh::endpoint::VarInt;
+use serde_json::json;
+
+use crate::{
+    client::{Spoke, Target},
+    config::KnownHub,
+    exit::{CliError, Exit},
+    render::Printer,
+};
+
+/// Longest hub name accepted for the known-hubs file.
+const MAX_HUB_NAME: usize = 64;
+
+pub async fn pair(
+    spoke: &Spoke,
+    ticket: &str,
+    name: Option<String>,
+    device_name: Option<String>,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut printer = Printer::new(false, quiet);
+    let (addr, secret) = match Ticket::decode(ticket)
+        .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
+    {
+        Ticket::Pair { addr, secret } => (addr, secret),
+        Ticket::Hub(_) => {
+            return Err(CliError::new(
+                Exit::Usage,
+                "that is an address ticket, which grants nothing: create a pairing ticket on the hub with `helix-hub pair`",
+            ));
+        }
+    };
+    let endpoint = spoke.endpoint().await?;
+    printer.progress(&format!("pairing with hub {}…", addr.id.fmt_short()));
+    let unreachable = |e: String| {
+        CliError::new(
+            Exit::Unreachable,
+            format!("could not reach the hub to pair: {e}"),
+        )
+    };
+    let conn = tokio::time::timeout(
+        spoke.dial_timeout,
+        endpoint.connect(addr.clone(), ALPN_PAIR),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no route within {:?}", spoke.dial_timeout)))?
+    .map_err(|e| unreachable(error_chain(&e)))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let request = PairRequest {
+        secret: secret.to_hex(),
+        name: device_name.unwrap_or_else(host_name),
+    };
+    write_pair_message(&mut send, &request)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response: PairResponse = read_pair_message(&mut recv)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    conn.close(VarInt::from_u32(0), b"paired");
+    if !response.ok {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!("the hub refused to pair: {}", response.error),
+        ));
+    }
+    let name = name
+        .or_else(|| (!response.hub_name.is_empty()).then(|| response.hub_name.clone()))
+        .unwrap_or_else(|| "hub".to_owned());
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_HUB_NAME)
+        .collect();
+    spoke
+        .config
+        .save_hub(
+            &name,
+            KnownHub {
+                hub_id: addr.id,
+                hub_name: response.hub_name.clone(),
+                addr: addr.clone(),
+                paired_at_ms: now_ms(),
+            },
+        )
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    printer.progress(&format!(
+        "paired with hub {} ({}); run prompts with `helix run --hub {name} \"…\"`",
+        response.hub_name,
+        addr.id.fmt_short()
+    ));
+    printer.out_line(&name);
+    Ok(Exit::Ok)
+}
+
+pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
+    let known = spoke
+        .config
+        .hubs()
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?
+        .hubs;
+    let mut printer = Printer::new(json, false);
+    if known.is_empty() {
+        printer.note("no paired hubs: pair with `helix pair TICKET` (the ticket comes from `helix-hub pair`)");
+        return Ok(Exit::Ok);
+    }
+    if !json {
+        printer.out_line(&format!(
+            "{:<16}  {:<10}  {:<11}  {:<10}  DETAIL",
+            "NAME", "HUB", "REACHABLE", "ROUTE"
+        ));
+    }
+    for (name, hub) in known {
+        let target = Target::Remote {
+            label: name.clone(),
+            addr: hub.addr.clone(),
+        };
+        let probe = async {
+            let mut conn = spoke.connect(&target).await?;
+            let info = conn
+                .client
+                .get_hub_info(pb::GetHubInfoRequest {})
+                .await
+                .map_err(|s| CliError::from_status(&s))?
+                .into_inner();
+            Ok::<_, CliError>((conn.route(), info.version))
+        };
+        let (reachable, route, detail) = match probe.await {
+            Ok((route, version)) => (true, route, format!("version {version}")),
+            Err(e) => (false, "-", e.message),
+        };
+        if json {
+            printer.out_line(
+                &json!({
+                    "name": name,
+                    "hub_id": hub.hub_id.to_string(),
+                    "hub_name": hub.hub_name,
+                    "reachable": reachable,
+                    "route": if reachable { Some(route) } else { None },
+                    "detail": detail,
+                })
+                .to_string(),
+            );
+        } else {
+            printer.out_line(&format!(
+                "{:<16}  {:<10}  {:<11}  {:<10}  {detail}",
+                name,
+                hub.hub_id.fmt_short().to_string(),
+                if reachable { "yes" } else { "no" },
+                route
+            ));
+        }
+    }
+    Ok(Exit::Ok)
+}
+
+/// This machine's host name, for naming this device to the hub.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "helix-cli".to_owned())
+}

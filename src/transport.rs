@@ -1,0 +1,242 @@
+//! The iroh side of the wire: ALPNs, close codes, endpoint construction shared by hub and
+//! spoke, persistent keys, and which route a connection uses.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use iroh::{
+    Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey,
+    address_lookup::{DnsAddressLookup, PkarrPublisher, PkarrResolver},
+    endpoint::{Connection, EndpointHooks, PortmapperConfig, QuicTransportConfig, VarInt, presets},
+};
+use iroh_mdns_address_lookup::MdnsAddressLookup;
+
+use crate::fsutil::{self, FsError};
+
+/// gRPC (HTTP/2) over one QUIC bi-stream per HTTP/2 connection. Paired devices only.
+pub const ALPN_GRPC: &[u8] = b"helix/grpc/1";
+/// The pairing exchange. Open to anyone; serves nothing else.
+pub const ALPN_PAIR: &[u8] = b"helix/pair/1";
+
+/// Connection close code: the device is not paired with this hub.
+pub const CLOSE_NOT_PAIRED: u32 = 4031;
+/// Connection close code: the device was revoked.
+pub const CLOSE_REVOKED: u32 = 4032;
+/// Connection close code: the hub is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 4033;
+/// Connection close code: the hub dropped the connection (e.g. an operator's request).
+pub const CLOSE_DROPPED: u32 = 4034;
+
+/// Receive window of one QUIC stream. The default (~1.25 MB) caps a single stream at about
+/// 100 Mbit/s on a 100 ms path; gRPC uses one stream per HTTP/2 connection, so it would be
+/// the whole connection's cap. 16 MiB allows ~1.3 Gbit/s at 100 ms.
+pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
+/// Receive window of a whole connection (all streams), twice the stream window.
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
+/// Send window of a connection, matching the peer's receive window.
+pub const SEND_WINDOW: u64 = 32 << 20;
+
+/// How a peer reaches the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// UDP straight to the peer (possibly hole-punched).
+    Direct,
+    /// Through an iroh relay server.
+    Relay,
+}
+
+impl Route {
+    /// `direct` or `iroh-relay`, as the CLI reports it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Relay => "iroh-relay",
+        }
+    }
+}
+
+/// The route of the path a connection currently sends on.
+pub fn current_route(conn: &Connection) -> Option<Route> {
+    let paths = conn.paths();
+    let selected = paths.iter().find(|p| p.is_selected())?;
+    Some(if selected.is_relay() {
+        Route::Relay
+    } else {
+        Route::Direct
+    })
+}
+
+/// Which relay servers an endpoint uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RelayChoice {
+    /// n0's public relays.
+    #[default]
+    N0,
+    /// These relays only (e.g. a self-hosted `iroh-relay`).
+    Custom(Vec<RelayUrl>),
+    /// No relay: direct connections only.
+    Disabled,
+}
+
+/// How to build an endpoint. The defaults are for production; tests turn off everything that
+/// would leave the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointOptions {
+    pub relay: RelayChoice,
+    /// Publish to and resolve from n0's DNS, so peers can be dialed by key alone.
+    pub n0_discovery: bool,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Bind UDP only on this address (default: all interfaces, a random port).
+    pub udp_addr: Option<SocketAddr>,
+    /// `false`: no UDP at all, only relays (a diagnostic and test setting).
+    pub ip_transports: bool,
+    /// Ask the router for a port mapping (UPnP, PCP, NAT-PMP).
+    pub portmapper: bool,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            relay: RelayChoice::N0,
+            n0_discovery: true,
+            mdns: true,
+            udp_addr: None,
+            ip_transports: true,
+            portmapper: true,
+        }
+    }
+}
+
+impl EndpointOptions {
+    /// Everything local: no n0 services, no mDNS, no portmapper, UDP on 127.0.0.1 only.
+    pub fn loopback(relay: RelayChoice) -> Self {
+        Self {
+            relay,
+            n0_discovery: false,
+            mdns: false,
+            udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ip_transports: true,
+            portmapper: false,
+        }
+    }
+}
+
+/// Building an endpoint failed.
+#[derive(Debug, thiserror::Error)]
+#[error("starting the iroh endpoint: {0}")]
+pub struct EndpointError(String);
+
+/// The QUIC transport settings both sides use (see the window constants).
+pub fn transport_config() -> QuicTransportConfig {
+    QuicTransportConfig::builder()
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
+        .send_window(SEND_WINDOW)
+        .keep_alive_interval(Duration::from_secs(5))
+        .build()
+}
+
+/// Binds an endpoint with `secret`, accepting `alpns`, with optional connection hooks.
+pub async fn bind_endpoint(
+    options: &EndpointOptions,
+    secret: SecretKey,
+    alpns: Vec<Vec<u8>>,
+    hooks: Option<Box<dyn FnOnce(iroh::endpoint::Builder) -> iroh::endpoint::Builder + Send>>,
+) -> Result<Endpoint, EndpointError> {
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(secret)
+        .alpns(alpns)
+        .transport_config(transport_config());
+    builder = builder.relay_mode(match &options.relay {
+        RelayChoice::N0 => RelayMode::Default,
+        RelayChoice::Custom(urls) => RelayMode::Custom(RelayMap::from_iter(urls.iter().cloned())),
+        RelayChoice::Disabled => RelayMode::Disabled,
+    });
+    if options.n0_discovery {
+        builder = builder
+            .address_lookup(PkarrPublisher::n0_dns())
+            .address_lookup(PkarrResolver::n0_dns())
+            .address_lookup(DnsAddressLookup::n0_dns());
+    }
+    if options.mdns {
+        builder = builder.address_lookup(MdnsAddressLookup::builder());
+    }
+    if !options.portmapper {
+        builder = builder.portmapper_config(PortmapperConfig::Disabled);
+    }
+    if !options.ip_transports {
+        builder = builder.clear_ip_transports();
+    } else if let Some(addr) = options.udp_addr {
+        builder = builder
+            .clear_ip_transports()
+            .bind_addr(addr)
+            .map_err(|e| EndpointError(format!("bad UDP address {addr}: {e}")))?;
+    }
+    if let Some(apply) = hooks {
+        builder = apply(builder);
+    }
+    builder
+        .bind()
+        .await
+        .map_err(|e| EndpointError(e.to_string()))
+}
+
+/// Installs `hooks` on an endpoint builder (a helper for [`bind_endpoint`]'s `hooks`).
+pub fn with_hooks(
+    hooks: impl EndpointHooks + 'static,
+) -> Box<dyn FnOnce(iroh::endpoint::Builder) -> iroh::endpoint::Builder + Send> {
+    Box::new(move |b| b.hooks(hooks))
+}
+
+/// Reading or creating a key file failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(
+        "key file {0} is corrupt (expected 64 hex digits); it was left untouched: move it away to make a new identity"
+    )]
+    Corrupt(std::path::PathBuf),
+}
+
+/// Loads the secret key at `path` (64 hex digits), creating it (0600) if missing.
+pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
+    if let Some(bytes) = fsutil::read_optional(path)? {
+        let text = String::from_utf8_lossy(&bytes);
+        return match crate::ticket::decode_hex32(text.trim()) {
+            Some(raw) => Ok(SecretKey::from_bytes(&raw)),
+            None => Err(KeyError::Corrupt(path.to_owned())),
+        };
+    }
+    if let Some(dir) = path.parent() {
+        fsutil::ensure_private_dir(dir)?;
+    }
+    let key = SecretKey::generate();
+    let text = format!("{}\n", data_encoding::HEXLOWER.encode(&key.to_bytes()));
+    fsutil::write_private_atomic(path, text.as_bytes())?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_round_trips_and_corruption_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/secret.key");
+        let a = load_or_create_secret_key(&path).unwrap();
+        let b = load_or_create_secret_key(&path).unwrap();
+        assert_eq!(a.public(), b.public());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::write(&path, "zz").unwrap();
+        let err = load_or_create_secret_key(&path).unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"zz");
+    }
+}
