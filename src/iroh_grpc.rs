@@ -287,7 +287,9 @@ impl IrohConnector {
     /// is opened now, so an unpaired device learns it here.
     pub async fn channel(&self) -> Result<tonic::transport::Channel, DialError> {
         let connector = self.clone();
-        let channel = tonic::transport::Endpoint::from_static("http://hub.iroh.invalid")
+        let endpoint = crate::transport::grpc_client_endpoint("http://hub.iroh.invalid")
+            .map_err(|e| DialError::Channel(e.to_string()))?;
+        let channel = endpoint
             .connect_timeout(self.timeout)
             .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
                 let connector = connector.clone();

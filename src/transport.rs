@@ -27,13 +27,16 @@ pub const CLOSE_SHUTDOWN: u32 = 4033;
 pub const CLOSE_DROPPED: u32 = 4034;
 
 /// Receive window of one QUIC stream. The default (~1.25 MB) caps a single stream at about
-/// 100 Mbit/s on a 100 ms path; gRPC uses one stream per HTTP/2 connection, so it would be
-/// the whole connection's cap. 16 MiB allows ~1.3 Gbit/s at 100 ms.
-pub const STREAM_RECEIVE_WINDOW: u32 = 16 << 20;
+/// 100 Mbit/s on a 100 ms path, and gRPC puts a whole HTTP/2 connection on one stream. 2 MiB
+/// lifts that to ~170 Mbit/s. Larger is not safe with noq 1.4: a burst of loss at the receiver
+/// (measured on loopback from 4 MiB up) leaves more than 1,024 gaps in the stream's reassembly
+/// buffer and noq closes the connection ("too many gaps in stream buffer"). See
+/// docs/performance.md.
+pub const STREAM_RECEIVE_WINDOW: u32 = 2 << 20;
 /// Receive window of a whole connection (all streams), twice the stream window.
-pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 << 20;
+pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
 /// Send window of a connection, matching the peer's receive window.
-pub const SEND_WINDOW: u64 = 32 << 20;
+pub const SEND_WINDOW: u64 = 4 << 20;
 
 /// How a peer reaches the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,6 +219,31 @@ pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
     let text = format!("{}\n", data_encoding::HEXLOWER.encode(&key.to_bytes()));
     fsutil::write_private_atomic(path, text.as_bytes())?;
     Ok(key)
+}
+
+/// HTTP/2 stream window for gRPC. hyper's default (64 KiB, growing only with adaptive
+/// windows) makes one stream wait for a window update every 64 KiB: on a 1 ms path that caps a
+/// stream near 60 MiB/s. 4 MiB keeps the pipe full up to ~30 ms of RTT at 1 Gbit/s.
+pub const H2_STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 connection window: room for a few full streams at once.
+pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// The gRPC server settings every listener uses (TCP and iroh).
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .tcp_nodelay(true)
+}
+
+/// The gRPC client settings every dialer uses (TCP and iroh).
+pub fn grpc_client_endpoint(
+    uri: &str,
+) -> Result<tonic::transport::Endpoint, tonic::transport::Error> {
+    Ok(tonic::transport::Endpoint::from_shared(uri.to_owned())?
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        .tcp_nodelay(true))
 }
 
 #[cfg(test)]

@@ -11,6 +11,22 @@ use serde::{Deserialize, Serialize};
 
 /// The runtime file's name inside the hub's data dir.
 pub const RUNTIME_FILE: &str = "hub.json";
+/// The lock file a running hub holds (exclusively) in its data dir.
+pub const LOCK_FILE: &str = "hub.lock";
+
+/// Whether a hub holds the lock on `dir` right now (a `hub.json` alone may be stale: a hub
+/// killed with SIGKILL leaves it behind, but the lock dies with the process).
+pub fn is_running(dir: &Path) -> bool {
+    let Ok(file) = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+    else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// The token file's name inside the hub's data dir.
 pub const TOKEN_FILE: &str = "hub-token";
 /// The environment variable that may name the hub's data dir.
@@ -168,10 +184,9 @@ impl LocalHub {
             runtime_file: self.dir.join(RUNTIME_FILE).display().to_string(),
             problem,
         };
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        let channel = helix_mesh::transport::grpc_client_endpoint(&format!("http://{addr}"))
             .map_err(|e| fail(e.to_string()))?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
             .connect()
             .await
             .map_err(|e| fail(error_chain(&e)))?;
@@ -205,6 +220,16 @@ pub fn default_hub_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_means_the_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_running(dir.path()));
+        let lock = std::fs::File::create(dir.path().join(LOCK_FILE)).unwrap();
+        assert!(!is_running(dir.path()), "a lock file nobody holds");
+        lock.lock().unwrap();
+        assert!(is_running(dir.path()));
+    }
 
     #[test]
     fn missing_corrupt_and_good_runtime_files() {

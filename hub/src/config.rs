@@ -2,7 +2,8 @@
 //! (each later source wins). Every field has a safe default, so no file is needed.
 //!
 //! ```toml
-//! grpc_addr = "127.0.0.1:50051"   # loopback TCP listener (grpcurl, local spokes)
+//! name = "desk"                   # how the hub introduces itself (default: the host name)
+//! grpc_addr = "127.0.0.1:50051"   # loopback TCP listener (grpcurl, local spokes); loopback only
 //! max_concurrent = 5              # commands running at once
 //! queue_capacity = 4096           # commands waiting; beyond this: RESOURCE_EXHAUSTED
 //! drain_timeout = "30s"           # on shutdown, how long running commands may finish
@@ -16,6 +17,8 @@
 //! base_url = "https://api.anthropic.com"   # env ANTHROPIC_BASE_URL wins over this
 //! model = "claude-sonnet-4-5"
 //! max_tokens = 8192
+//! connect_timeout = "10s"
+//! idle_timeout = "120s"            # longest silence inside a streaming answer
 //!
 //! [iroh]
 //! enabled = true                  # serve over iroh QUIC (peer-to-peer)
@@ -256,6 +259,12 @@ impl HubConfig {
         if self.max_concurrent == 0 {
             return Err(invalid("max_concurrent", "must be at least 1"));
         }
+        if !self.grpc_addr.ip().is_loopback() {
+            return Err(invalid(
+                "grpc_addr",
+                "must be a loopback address (the TCP listener is for this machine; other devices reach the hub over iroh)",
+            ));
+        }
         if self.queue_capacity == 0 {
             return Err(invalid("queue_capacity", "must be at least 1"));
         }
@@ -346,6 +355,17 @@ mod tests {
         let err = HubConfig::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("config.toml"), "{err}");
         assert!(err.contains("max_concurent"), "{err}");
+
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "grpc_addr = \"0.0.0.0:50051\"\n",
+        )
+        .unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("grpc_addr is invalid: must be a loopback address"),
+            "{err}"
+        );
 
         std::fs::write(dir.path().join(FILE_NAME), "max_concurrent = 0\n").unwrap();
         let err = HubConfig::load(dir.path()).unwrap_err().to_string();

@@ -96,9 +96,29 @@ struct Inner {
     abort: CancellationToken,
 }
 
+/// A command waiting for a worker.
+#[derive(Debug)]
+struct Waiting {
+    command_id: Uuid,
+    expires_at_ms: i64,
+    /// The command itself when it was submitted to this process; recovered commands are read
+    /// back from the journal when they start.
+    command: Option<Box<NewCommand>>,
+}
+
+impl From<PendingCommand> for Waiting {
+    fn from(p: PendingCommand) -> Self {
+        Self {
+            command_id: p.command_id,
+            expires_at_ms: p.expires_at_ms,
+            command: None,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<PendingCommand>,
+    queue: VecDeque<Waiting>,
     /// Submits between the capacity check and the journal's answer.
     reserved: usize,
     running: HashMap<Uuid, CancellationToken>,
@@ -124,7 +144,7 @@ impl Executor {
             credentials,
             config,
             state: Mutex::new(State {
-                queue: recovered.into(),
+                queue: recovered.into_iter().map(Waiting::from).collect(),
                 ..State::default()
             }),
             wake: Notify::new(),
@@ -149,17 +169,31 @@ impl Executor {
 
     /// Stores and queues a command, or finds the same command already here.
     pub async fn submit(&self, cmd: NewCommand) -> Result<Submitted, SubmitError> {
-        let position = {
+        let reserved = {
             let mut state = self.state();
-            if state.closed {
-                return Err(SubmitError::ShuttingDown);
-            }
             let waiting = state.queue.len() + state.reserved;
-            if waiting >= self.inner.config.queue_capacity as usize {
-                return Err(SubmitError::QueueFull(waiting));
+            if state.closed {
+                Err(SubmitError::ShuttingDown)
+            } else if waiting >= self.inner.config.queue_capacity as usize {
+                Err(SubmitError::QueueFull(waiting))
+            } else {
+                state.reserved += 1;
+                Ok(u32::try_from(waiting + 1).unwrap_or(u32::MAX))
             }
-            state.reserved += 1;
-            u32::try_from(waiting + 1).unwrap_or(u32::MAX)
+        };
+        let position = match reserved {
+            Ok(position) => position,
+            // A spoke retrying a command that is already here attaches to it even when no
+            // new command could be taken.
+            Err(refusal) => {
+                return match self.inner.journal.command(cmd.command_id, false).await? {
+                    Some(existing) if existing.command.same_work(&cmd) => {
+                        Ok(Submitted::Existing(existing.status))
+                    }
+                    Some(_) => Err(SubmitError::AlreadyExists(cmd.command_id)),
+                    None => Err(refusal),
+                };
+            }
         };
         let command_id = cmd.command_id;
         let expires_at_ms = cmd.expires_at_ms;
@@ -168,9 +202,10 @@ impl Executor {
         state.reserved -= 1;
         match outcome? {
             SubmitOutcome::Created(_) => {
-                state.queue.push_back(PendingCommand {
+                state.queue.push_back(Waiting {
                     command_id,
                     expires_at_ms,
+                    command: Some(Box::new(cmd)),
                 });
                 drop(state);
                 self.inner.wake.notify_one();
@@ -322,17 +357,12 @@ impl Executor {
         }
     }
 
-    async fn run(
-        &self,
-        next: PendingCommand,
-        token: CancellationToken,
-        permit: OwnedSemaphorePermit,
-    ) {
+    async fn run(&self, next: Waiting, token: CancellationToken, permit: OwnedSemaphorePermit) {
         let command_id = next.command_id;
         let end = if next.expires_at_ms <= now_ms() {
             finished(FinalStatus::Expired, "expired before it could start", 0)
         } else {
-            self.execute(command_id, &token).await
+            self.execute(command_id, next.command, &token).await
         };
         if let Err(error) = self.inner.journal.append(command_id, end).await {
             tracing::error!(%command_id, %error, "could not record the end of a command");
@@ -342,14 +372,22 @@ impl Executor {
     }
 
     /// Runs the attempts of one command; returns its `finished` event.
-    async fn execute(&self, command_id: Uuid, token: &CancellationToken) -> EventKind {
+    async fn execute(
+        &self,
+        command_id: Uuid,
+        known: Option<Box<NewCommand>>,
+        token: &CancellationToken,
+    ) -> EventKind {
         let journal = &self.inner.journal;
-        let cmd = match journal.command(command_id, false).await {
-            Ok(Some(record)) => record.command,
-            Ok(None) => {
-                return finished(FinalStatus::Failed, "command vanished from the journal", 0);
-            }
-            Err(e) => return finished(FinalStatus::Failed, &e.to_string(), 0),
+        let cmd = match known {
+            Some(cmd) => *cmd,
+            None => match journal.command(command_id, false).await {
+                Ok(Some(record)) => record.command,
+                Ok(None) => {
+                    return finished(FinalStatus::Failed, "command vanished from the journal", 0);
+                }
+                Err(e) => return finished(FinalStatus::Failed, &e.to_string(), 0),
+            },
         };
         let Some(exec) = self.inner.providers.get(cmd.provider).cloned() else {
             return finished(

@@ -20,7 +20,7 @@ use helix_mesh::pb::{
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::{service::interceptor::InterceptedService, transport::Server};
+use tonic::service::interceptor::InterceptedService;
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -39,8 +39,7 @@ use crate::{
 
 pub use helix_discovery::local::{RUNTIME_FILE, RuntimeInfo};
 
-/// The lock file's name inside the data dir.
-pub const LOCK_FILE: &str = "hub.lock";
+pub use helix_discovery::local::LOCK_FILE;
 /// The hub's secret key file (its public key is the hub id).
 pub const KEY_FILE: &str = "secret.key";
 
@@ -333,7 +332,7 @@ async fn grpc_router(
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
     let admin = admin
         .map(|a| InterceptedService::new(HubAdminServer::new(a), RequireBearer(token.clone())));
-    Ok(Server::builder()
+    Ok(helix_mesh::transport::grpc_server()
         .trace_fn(|req| tracing::info_span!("rpc", transport = "tcp", path = %req.uri().path()))
         .add_service(health)
         .add_service(reflection_v1)

@@ -32,17 +32,20 @@ pub struct CommandRecord {
 impl CommandRecord {
     pub fn to_proto(&self) -> pb::Command {
         let c = &self.command;
-        let result = self.status.is_terminal().then(|| pb::CommandResult {
-            status: if self.status == CommandStatus::Completed {
-                ResultStatus::Success
-            } else {
-                ResultStatus::Error
-            } as i32,
-            output: self.output.clone().unwrap_or_default(),
-            executed_at: self.executed_at_ms.map(ms_to_timestamp),
-            error: self.error.clone().unwrap_or_default(),
-            attempts: self.attempts,
-        });
+        // Finished commands always carry a result; running ones do when their output was asked
+        // for (GetCommand), with the output so far and no result status yet.
+        let result =
+            (self.status.is_terminal() || self.output.is_some()).then(|| pb::CommandResult {
+                status: match self.status {
+                    CommandStatus::Completed => ResultStatus::Success,
+                    s if s.is_terminal() => ResultStatus::Error,
+                    _ => ResultStatus::Unspecified,
+                } as i32,
+                output: self.output.clone().unwrap_or_default(),
+                executed_at: self.executed_at_ms.map(ms_to_timestamp),
+                error: self.error.clone().unwrap_or_default(),
+                attempts: self.attempts,
+            });
         pb::Command {
             command_id: c.command_id.to_string(),
             source_device_id: c.source_device_id.clone(),

@@ -171,7 +171,9 @@ fn logout(data_dir: &Path, provider: Provider) -> anyhow::Result<()> {
 }
 
 fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
-    let runtime = read_runtime_info(data_dir)?;
+    let stale = read_runtime_info(data_dir)?;
+    let running = helix_discovery::local::is_running(data_dir);
+    let runtime = stale.clone().filter(|_| running);
     let store = CredentialStore::in_dir(data_dir);
     let mut credentials = Vec::new();
     for p in Provider::ALL {
@@ -194,7 +196,13 @@ fn status(data_dir: &Path, json: bool) -> anyhow::Result<()> {
             "hub: running (pid {}, {} on {}, id {})",
             info.pid, info.version, info.grpc_addr, info.hub_id
         )),
-        None => out("hub: not running (start it with `helix-hub serve`)"),
+        None => match stale {
+            Some(info) => out(&format!(
+                "hub: not running (stale hub.json from pid {}, which did not stop cleanly; start it with `helix-hub serve`)",
+                info.pid
+            )),
+            None => out("hub: not running (start it with `helix-hub serve`)"),
+        },
     }
     for (p, kind) in credentials {
         out(&format!(
@@ -262,7 +270,7 @@ async fn pair(data_dir: &Path, ttl: std::time::Duration, json: bool) -> anyhow::
 }
 
 async fn devices(data_dir: &Path, action: DevicesAction) -> anyhow::Result<()> {
-    let running = LocalHub::find(data_dir).is_ok();
+    let running = helix_discovery::local::is_running(data_dir);
     match action {
         DevicesAction::List { json } => {
             let rows: Vec<(String, String, i64, Option<u32>)> = if running {

@@ -21,7 +21,6 @@ use iroh::{
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
 
 use crate::{
     devices::{Devices, MAX_DEVICE_NAME, PairedOnly, Pairings},
@@ -91,7 +90,7 @@ impl Mesh {
             .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
         let server_shutdown = CancellationToken::new();
         let server = tokio::spawn(
-            Server::builder()
+            helix_mesh::transport::grpc_server()
                 .trace_fn(
                     |req| tracing::info_span!("rpc", transport = "iroh", path = %req.uri().path()),
                 )

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::config::RetryConfig;
 
-/// Longest `retry-after` honoured; a provider asking for more gets a failed command instead of
-/// a spoke waiting for an hour.
+/// Longest `retry-after` honoured: a provider asking for more is retried after this long,
+/// so a spoke never waits an hour on one retry.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// The delay before retry number `retry` (1 for the first retry).

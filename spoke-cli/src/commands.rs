@@ -438,7 +438,10 @@ async fn info(spoke: &Spoke, hub: Option<&str>, json: bool) -> Result<Exit, CliE
         let state = match (p.supported, p.has_credential) {
             (false, _) => "not supported by this hub".to_owned(),
             (true, true) => format!("ready ({})", p.credential_kind),
-            (true, false) => format!("no credential: run `helix-hub login {}`", p.name),
+            (true, false) => format!(
+                "no credential: run `helix-hub login {} --api-key` on the hub",
+                p.name
+            ),
         };
         printer.out_line(&format!("{:<14}{state}", p.name));
     }

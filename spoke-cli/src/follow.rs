@@ -106,8 +106,22 @@ pub async fn follow(
             };
             let event = match message {
                 Ok(Some(event)) => event,
-                // The stream ended without `finished`, or broke: get back on.
-                Ok(None) => break,
+                // The stream ended without `finished`: either the command had already finished
+                // before `after_seq` (nothing more will come), or the stream broke.
+                Ok(None) => {
+                    if let Some(exit) = finished_before(&mut conn, &command_id, printer).await {
+                        return Ok(exit);
+                    }
+                    conn = reconnect(
+                        spoke,
+                        target,
+                        &mut lost_since,
+                        printer,
+                        &tonic::Status::unavailable("the stream ended early"),
+                    )
+                    .await?;
+                    break;
+                }
                 Err(status) if is_connection_loss(&status) => {
                     refused_by_hub(&conn)?;
                     conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
@@ -207,6 +221,37 @@ fn is_connection_loss(status: &tonic::Status) -> bool {
     ) || (status.code() == tonic::Code::Internal && status.message().contains("h2 protocol error"))
 }
 
+/// When a stream ends without `finished`: if the command is in fact over, its exit code.
+async fn finished_before(
+    conn: &mut Connected,
+    command_id: &str,
+    printer: &mut Printer,
+) -> Option<Exit> {
+    let command = conn
+        .client
+        .get_command(pb::GetCommandRequest {
+            command_id: command_id.to_owned(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    let status = CommandStatus::try_from(command.status).ok()?;
+    if !status.is_terminal() {
+        return None;
+    }
+    printer.finish_output();
+    let error = command.result.map(|r| r.error).unwrap_or_default();
+    Some(match status {
+        CommandStatus::Completed => Exit::Ok,
+        CommandStatus::Cancelled => Exit::Cancelled,
+        CommandStatus::Expired => Exit::Expired,
+        _ => {
+            printer.note(&format!("command failed: {error}"));
+            Exit::Failed
+        }
+    })
+}
+
 /// Whether the hub closed our connection on purpose (revoked, not paired): then reconnecting
 /// cannot help.
 fn refused_by_hub(conn: &Connected) -> Result<(), CliError> {
@@ -238,6 +283,18 @@ async fn reconnect(
     });
     let mut pause = RECONNECT_FIRST_PAUSE;
     loop {
+        // Bounded whatever fails: connecting, or calls on a hub that keeps refusing (e.g.
+        // one that is draining and accepts no new commands).
+        if since.elapsed() >= RECONNECT_WINDOW {
+            return Err(CliError::new(
+                Exit::Unreachable,
+                format!(
+                    "lost the hub and could not resume within {}s ({})",
+                    RECONNECT_WINDOW.as_secs(),
+                    why.message()
+                ),
+            ));
+        }
         tokio::time::sleep(pause).await;
         match spoke.connect(target).await {
             Ok(conn) => return Ok(conn),

@@ -158,6 +158,17 @@ async fn detach_attach_show_ls_and_cancel() {
         .collect();
     assert_eq!(seqs, [4, 5]);
 
+    // Everything already seen: ends at once with the command's outcome (no re-attach loop).
+    let mut cmd = helix(hub.path());
+    cmd.args(["attach", &id, "--after-seq", "5"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), ""),
+        "{}",
+        done.stderr
+    );
+
     let mut cmd = helix(hub.path());
     cmd.args(["show", &id]);
     let done = run_helix(cmd, None).await;

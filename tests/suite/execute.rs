@@ -271,6 +271,17 @@ async fn attach_after_seq_returns_exactly_the_missing_events() {
         .into_inner();
     let history = read_until(&mut attached, |e| e.seq == 4).await;
     assert_eq!(history, seen[2..].to_vec());
+    // GetCommand on the running command: its output so far, no result status yet.
+    let running = client
+        .get_command(pb::GetCommandRequest {
+            command_id: id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(running.status, CommandStatus::Executing as i32);
+    let so_far = running.result.unwrap();
+    assert_eq!((so_far.output.as_str(), so_far.status), ("one two ", 0));
     mock.release();
     let live = collect(attached).await;
     assert_eq!(kinds(&live), ["finished"]);

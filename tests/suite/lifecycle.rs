@@ -97,11 +97,8 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     config.queue_capacity = 2;
     let hub = TestHub::start(config).await;
     let mut client = hub.client().await;
-    let mut first = client
-        .execute(request("running"))
-        .await
-        .unwrap()
-        .into_inner();
+    let running = request("running");
+    let mut first = client.execute(running.clone()).await.unwrap().into_inner();
     read_until(&mut first, is_output).await;
     let waiting: Vec<_> = futures::future::join_all((0..2).map(|i| {
         let mut c = client.clone();
@@ -116,6 +113,10 @@ async fn a_full_queue_answers_resource_exhausted_and_loses_nothing() {
     let err = client.execute(request("one too many")).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::ResourceExhausted);
     assert!(err.message().contains("queue is full"), "{}", err.message());
+    // A spoke retrying a command that is already here still attaches while the queue is full.
+    let mut again = client.execute(running).await.unwrap().into_inner();
+    let replay = read_until(&mut again, is_output).await;
+    assert_eq!(kinds(&replay), ["queued", "started", "output"]);
 
     mock.set_default(Reply::text(&["done"]));
     mock.release();

@@ -37,6 +37,15 @@ async fn sigkill_mid_stream_then_restart_keeps_the_journal_and_runs_pending_work
     }
 
     hub.kill9().await;
+    let status = tokio::process::Command::new(crate::support::bins::bin("helix-hub"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("status")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("not running (stale hub.json"), "{text}");
     assert!(
         !matches!(stream.message().await, Ok(Some(_))),
         "the stream ends with the hub"
