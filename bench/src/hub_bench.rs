@@ -58,6 +58,7 @@ impl ProviderExec for InstantProvider {
 pub struct InProcess {
     pub hub: Hub,
     pub client: RemoteExecutionClient<Channel>,
+    pub endpoint: iroh::Endpoint,
     _dir: tempfile::TempDir,
 }
 
@@ -83,7 +84,7 @@ pub async fn in_process_hub() -> anyhow::Result<InProcess> {
     )
     .await?;
     let addr = hub.endpoint_addr().context("iroh is off")?;
-    let channel = IrohConnector::new(endpoint, addr, Duration::from_secs(10))
+    let channel = IrohConnector::new(endpoint.clone(), addr, Duration::from_secs(10))
         .channel()
         .await?;
     let client = RemoteExecutionClient::new(channel)
@@ -91,6 +92,7 @@ pub async fn in_process_hub() -> anyhow::Result<InProcess> {
     Ok(InProcess {
         hub,
         client,
+        endpoint,
         _dir: dir,
     })
 }

@@ -281,6 +281,7 @@ async fn main() -> anyhow::Result<()> {
         "",
     );
     report.set("token_events_per_s", json!(events));
+    hub.endpoint.close().await;
     hub.hub.shutdown().await;
 
     // ---- hub as a process ----------------------------------------------------------------

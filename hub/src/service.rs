@@ -83,13 +83,26 @@ impl RemoteExecutionService {
     /// from the bus, ending after `finished`. Subscribes before reading history so nothing
     /// falls between the two; a lagging subscriber catches up from the journal.
     fn event_stream(&self, command_id: Uuid, after_seq: u64) -> EventStream {
+        let sub = self.inner.bus.subscribe_command(command_id);
+        self.event_stream_with(command_id, after_seq, sub, true)
+    }
+
+    /// [`Self::event_stream`] with a subscription taken earlier. `history` says whether the
+    /// journal may hold events the subscription has not seen (false only for a command created
+    /// after `sub` was taken: then every event arrives live and no read is needed).
+    fn event_stream_with(
+        &self,
+        command_id: Uuid,
+        after_seq: u64,
+        mut sub: crate::bus::CommandSubscription,
+        history: bool,
+    ) -> EventStream {
         let inner = self.inner.clone();
         Box::pin(stream! {
-            let mut sub = inner.bus.subscribe_command(command_id);
             let mut last = after_seq;
             // `catch_up` replays the journal from `last`; it is the whole story for finished
             // commands and the repair for lagged or broken live subscriptions.
-            let mut catch_up = true;
+            let mut catch_up = history;
             loop {
                 if catch_up {
                     catch_up = false;
@@ -174,14 +187,20 @@ impl RemoteExecution for RemoteExecutionService {
         )
         .map_err(status::invalid)?;
         let command_id = cmd.command_id;
+        // Subscribe before submitting: a new command's events then all arrive live, from its
+        // `queued` event on, without reading the journal back.
+        let sub = self.inner.bus.subscribe_command(command_id);
         let submitted = self
             .inner
             .executor
             .submit(cmd)
             .await
             .map_err(status::submit)?;
-        tracing::info!(%command_id, attached = matches!(submitted, Submitted::Existing(_)), "execute");
-        Ok(Response::new(self.event_stream(command_id, 0)))
+        let attached = matches!(submitted, Submitted::Existing(_));
+        tracing::info!(%command_id, attached, "execute");
+        Ok(Response::new(
+            self.event_stream_with(command_id, 0, sub, attached),
+        ))
     }
 
     async fn attach(
