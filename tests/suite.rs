@@ -4,3 +4,4 @@ mod lifecycle;
 mod mesh;
 mod protocol;
 mod recovery;
+mod supabase_sql;

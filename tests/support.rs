@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod mock_anthropic;
+pub mod pg;
 
 use std::{path::Path, time::Duration};
 
