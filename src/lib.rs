@@ -5,9 +5,11 @@
 //! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
+//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the Supabase table relay.
 //! - [`fsutil`]: private files written atomically (keys, stores).
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
+pub mod envelope;
 pub mod fsutil;
 pub mod iroh_grpc;
 pub mod proto_ext;
