@@ -15,7 +15,8 @@
 //! - [`credentials`]: `auth-profiles.json`; [`oauth`]: ChatGPT sign-in (PKCE) and token
 //!   refresh; [`refresh`]: race-free refresh across processes; [`bearer`]: the TCP
 //!   listener's token.
-//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line.
+//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line; [`login`]: the
+//!   sign-in flows, OpenClaw import and credential report behind it.
 
 pub mod admin;
 pub mod bearer;
@@ -29,6 +30,7 @@ pub mod executor;
 pub mod hub;
 pub mod journal;
 pub mod journal_read;
+pub mod login;
 pub mod mesh;
 pub mod oauth;
 pub mod provider;
