@@ -1,4 +1,5 @@
 mod cli;
+mod credentials;
 mod execute;
 mod lifecycle;
 mod mesh;

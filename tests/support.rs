@@ -5,6 +5,9 @@
 
 pub mod bins;
 pub mod mock_anthropic;
+pub mod mock_codex;
+pub mod mock_gemini;
+pub mod mock_oauth;
 pub mod pg;
 
 use std::{path::Path, time::Duration};

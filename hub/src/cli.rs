@@ -27,8 +27,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub until SIGINT or SIGTERM (a second signal stops it at once).
     Serve(ServeArgs),
-    /// Store a provider credential; the secret is read from stdin, never from a flag.
+    /// Sign in or store a provider credential: `openai-codex` signs in with ChatGPT in the
+    /// browser; keys and setup-tokens are read from stdin, never from a flag.
     Login(LoginArgs),
+    /// Inspect, refresh and import credentials.
+    Auth {
+        #[command(subcommand)]
+        action: AuthAction,
+    },
     /// Remove the stored credentials of a provider.
     Logout {
         #[arg(value_enum)]
@@ -110,14 +116,64 @@ pub struct ServeArgs {
     pub local_only: bool,
 }
 
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuthAction {
+    /// Per provider: the credential kind, account and expiry. Exit codes with --check: 0 ok,
+    /// 1 missing or expired, 2 expiring within 24 h (without PROVIDER: over the providers
+    /// that have a credential, and 1 if none has).
+    Status {
+        /// Only this provider.
+        #[arg(value_enum)]
+        provider: Option<ProviderArg>,
+        /// One JSON object per provider instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Set the exit code from the credentials' state.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Refresh an OAuth token now if it has expired or expires within 5 minutes (safe to run
+    /// from several processes at once: only one refreshes).
+    Refresh {
+        #[arg(value_enum)]
+        provider: ProviderArg,
+    },
+    /// Copy the profiles of an OpenClaw auth-profiles.json into this hub's store.
+    ImportOpenclaw {
+        /// Default: ~/.openclaw/agents/main/agent/auth-profiles.json.
+        path: Option<PathBuf>,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct LoginArgs {
     #[arg(value_enum)]
     pub provider: ProviderArg,
 
-    /// Store an API key, read from stdin (e.g. `printf %s "$KEY" | helix-hub login anthropic --api-key`).
-    #[arg(long, required = true)]
+    /// Store an API key read from stdin (anthropic, google-gemini), e.g.
+    /// `printf %s "$KEY" | helix-hub login anthropic --api-key`.
+    #[arg(long, conflicts_with_all = ["setup_token", "run_claude"])]
     pub api_key: bool,
+
+    /// anthropic: store a Claude setup-token (from `claude setup-token`) read from stdin.
+    #[arg(long)]
+    pub setup_token: bool,
+
+    /// anthropic: run `claude setup-token` and store the token it prints.
+    #[arg(long)]
+    pub run_claude: bool,
+
+    /// openai-codex: print the sign-in URL without opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// openai-codex: loopback port for the sign-in callback (the redirect URI uses it).
+    #[arg(long, default_value_t = crate::oauth::DEFAULT_CALLBACK_PORT)]
+    pub port: u16,
+
+    /// openai-codex: how long to wait for the sign-in to complete.
+    #[arg(long, hide = true, default_value = "3m", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Providers as spelled on the command line.
@@ -189,8 +245,51 @@ mod tests {
             cli.command,
             Command::Login(LoginArgs {
                 provider: ProviderArg::Anthropic,
-                api_key: true
+                api_key: true,
+                ..
             })
+        ));
+        let cli = Cli::try_parse_from([
+            "helix-hub",
+            "login",
+            "openai-codex",
+            "--no-browser",
+            "--port",
+            "0",
+            "--timeout",
+            "2s",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Login(a) => {
+                assert!(a.no_browser);
+                assert_eq!(a.port, 0);
+                assert_eq!(a.timeout, std::time::Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from(["helix-hub", "login", "openai-codex"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Login(LoginArgs { port: 1455, .. })
+        ));
+        let cli = Cli::try_parse_from(["helix-hub", "auth", "status", "--check"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Auth {
+                action: AuthAction::Status {
+                    check: true,
+                    provider: None,
+                    ..
+                }
+            }
+        ));
+        let cli = Cli::try_parse_from(["helix-hub", "auth", "import-openclaw"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Auth {
+                action: AuthAction::ImportOpenclaw { path: None }
+            }
         ));
     }
 
@@ -202,5 +301,25 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["helix-hub", "serve", "--max-concurrent", "0"]).is_err());
         assert!(Cli::try_parse_from(["helix-hub", "login", "claude", "--api-key"]).is_err());
+        assert!(
+            Cli::try_parse_from([
+                "helix-hub",
+                "login",
+                "anthropic",
+                "--setup-token",
+                "sk-ant-oat01-x"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from([
+                "helix-hub",
+                "login",
+                "anthropic",
+                "--api-key",
+                "--setup-token"
+            ])
+            .is_err()
+        );
     }
 }

@@ -19,6 +19,16 @@
 //! max_tokens = 8192
 //! connect_timeout = "10s"
 //! idle_timeout = "120s"            # longest silence inside a streaming answer
+//! claude_binary = "claude"      # runs setup-token credentials (Claude Code, headless)
+//!
+//! [providers.openai_codex]
+//! base_url = "https://chatgpt.com"        # env HELIX_CODEX_BASE_URL wins over this
+//! issuer = "https://auth.openai.com"      # env HELIX_OPENAI_ISSUER wins over this
+//! model = "gpt-5-codex"
+//!
+//! [providers.google_gemini]
+//! base_url = "https://generativelanguage.googleapis.com"   # env HELIX_GEMINI_BASE_URL
+//! model = "gemini-2.5-flash"
 //!
 //! [iroh]
 //! enabled = true                  # serve over iroh QUIC (peer-to-peer)
@@ -49,7 +59,10 @@ use helix_mesh::{
     transport::{EndpointOptions, RelayChoice},
 };
 
-use crate::provider::anthropic;
+use crate::{
+    oauth,
+    provider::{anthropic, codex, gemini},
+};
 
 /// The config file's name inside the data dir.
 pub const FILE_NAME: &str = "config.toml";
@@ -187,6 +200,61 @@ impl Default for RetryConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ProvidersConfig {
     pub anthropic: AnthropicConfig,
+    pub openai_codex: CodexConfig,
+    pub google_gemini: GeminiConfig,
+}
+
+/// Environment variable that replaces `providers.openai_codex.base_url`.
+pub const CODEX_BASE_URL_ENV: &str = "HELIX_CODEX_BASE_URL";
+/// Environment variable that replaces `providers.google_gemini.base_url`.
+pub const GEMINI_BASE_URL_ENV: &str = "HELIX_GEMINI_BASE_URL";
+
+/// The ChatGPT-account Codex backend (Responses API) and its OAuth issuer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodexConfig {
+    pub base_url: String,
+    pub issuer: String,
+    pub model: String,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for CodexConfig {
+    fn default() -> Self {
+        Self {
+            base_url: codex::DEFAULT_BASE_URL.into(),
+            issuer: oauth::DEFAULT_ISSUER.into(),
+            model: codex::DEFAULT_MODEL.into(),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The Gemini API with an API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeminiConfig {
+    pub base_url: String,
+    pub model: String,
+    #[serde(with = "duration_text")]
+    pub connect_timeout: Duration,
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for GeminiConfig {
+    fn default() -> Self {
+        Self {
+            base_url: gemini::DEFAULT_BASE_URL.into(),
+            model: gemini::DEFAULT_MODEL.into(),
+            connect_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +268,8 @@ pub struct AnthropicConfig {
     /// Longest silence inside a streaming answer before the attempt counts as timed out.
     #[serde(with = "duration_text")]
     pub idle_timeout: Duration,
+    /// The Claude Code CLI that runs setup-token credentials (a name on PATH or a path).
+    pub claude_binary: String,
 }
 
 impl Default for AnthropicConfig {
@@ -210,6 +280,7 @@ impl Default for AnthropicConfig {
             max_tokens: 8192,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
+            claude_binary: "claude".into(),
         }
     }
 }
@@ -248,6 +319,24 @@ impl HubConfig {
         if let Some(url) = get("ANTHROPIC_BASE_URL").filter(|u| !u.is_empty()) {
             self.providers.anthropic.base_url = url;
         }
+        if let Some(url) = get(CODEX_BASE_URL_ENV).filter(|u| !u.is_empty()) {
+            self.providers.openai_codex.base_url = url;
+        }
+        if let Some(url) = get(oauth::ISSUER_ENV).filter(|u| !u.is_empty()) {
+            self.providers.openai_codex.issuer = url;
+        }
+        if let Some(url) = get(GEMINI_BASE_URL_ENV).filter(|u| !u.is_empty()) {
+            self.providers.google_gemini.base_url = url;
+        }
+    }
+
+    /// The model a provider uses when neither the command nor its agent names one.
+    pub fn default_model(&self, provider: Provider) -> &str {
+        match provider {
+            Provider::OpenaiCodex => &self.providers.openai_codex.model,
+            Provider::GoogleGemini => &self.providers.google_gemini.model,
+            _ => &self.providers.anthropic.model,
+        }
     }
 
     /// Checks values that parse but cannot work.
@@ -277,12 +366,28 @@ impl HubConfig {
             }
         }
         self.iroh.endpoint_options()?;
-        let base = &self.providers.anthropic.base_url;
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(invalid(
+        let urls = [
+            (
                 "providers.anthropic.base_url",
-                "must start with http:// or https://",
-            ));
+                &self.providers.anthropic.base_url,
+            ),
+            (
+                "providers.openai_codex.base_url",
+                &self.providers.openai_codex.base_url,
+            ),
+            (
+                "providers.openai_codex.issuer",
+                &self.providers.openai_codex.issuer,
+            ),
+            (
+                "providers.google_gemini.base_url",
+                &self.providers.google_gemini.base_url,
+            ),
+        ];
+        for (what, base) in urls {
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(invalid(what, "must start with http:// or https://"));
+            }
         }
         Ok(())
     }
@@ -342,8 +447,32 @@ mod tests {
         let mut config = HubConfig::load(dir.path()).unwrap();
         assert_eq!(config.max_concurrent, 2);
         assert_eq!(config.providers.anthropic.base_url, "http://file");
-        config.apply_env(|k| (k == "ANTHROPIC_BASE_URL").then(|| "http://env".to_owned()));
-        assert_eq!(config.providers.anthropic.base_url, "http://env");
+        config.apply_env(|k| {
+            matches!(
+                k,
+                "ANTHROPIC_BASE_URL"
+                    | "HELIX_CODEX_BASE_URL"
+                    | "HELIX_OPENAI_ISSUER"
+                    | "HELIX_GEMINI_BASE_URL"
+            )
+            .then(|| format!("http://env/{k}"))
+        });
+        assert_eq!(
+            config.providers.anthropic.base_url,
+            "http://env/ANTHROPIC_BASE_URL"
+        );
+        assert_eq!(
+            config.providers.openai_codex.base_url,
+            "http://env/HELIX_CODEX_BASE_URL"
+        );
+        assert_eq!(
+            config.providers.openai_codex.issuer,
+            "http://env/HELIX_OPENAI_ISSUER"
+        );
+        assert_eq!(
+            config.providers.google_gemini.base_url,
+            "http://env/HELIX_GEMINI_BASE_URL"
+        );
         assert_eq!(config.default_provider("coder"), Provider::OpenaiCodex);
         assert_eq!(config.default_provider("main"), Provider::Anthropic);
     }

@@ -23,6 +23,9 @@ use helix_mesh::fsutil::{self, FsError};
 /// The file name inside the hub's data dir.
 pub const FILE_NAME: &str = "auth-profiles.json";
 
+/// Appended to the store's file name to name its lock file.
+pub const LOCK_SUFFIX: &str = ".lock";
+
 /// The only store version this hub reads and writes.
 pub const STORE_VERSION: u32 = 1;
 
@@ -49,8 +52,9 @@ impl fmt::Debug for Secret {
 }
 
 /// One profile. `type` is `api_key`, `token` or `oauth`; which secret fields are set follows
-/// from it. Unknown fields are kept in `extra`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// from it. Unknown fields are kept in `extra` (and, since they may be secrets too, `Debug`
+/// shows only their names).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
     #[serde(rename = "type")]
     pub kind: String,
@@ -74,14 +78,59 @@ pub struct Profile {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
-/// The whole file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+impl Profile {
+    /// A profile of `kind` for `provider` with no fields set.
+    pub fn new(kind: &str, provider: Provider) -> Self {
+        Self {
+            kind: kind.into(),
+            provider: provider.name().into(),
+            key: None,
+            token: None,
+            access: None,
+            refresh: None,
+            expires: None,
+            account_id: None,
+            email: None,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("kind", &self.kind)
+            .field("provider", &self.provider)
+            .field("key", &self.key)
+            .field("token", &self.token)
+            .field("access", &self.access)
+            .field("refresh", &self.refresh)
+            .field("expires", &self.expires)
+            .field("account_id", &self.account_id)
+            .field("email", &self.email)
+            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The whole file. (`Debug` of unknown top-level fields shows only their names.)
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthProfiles {
     pub version: u32,
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl fmt::Debug for AuthProfiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthProfiles")
+            .field("version", &self.version)
+            .field("profiles", &self.profiles)
+            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Default for AuthProfiles {
@@ -110,6 +159,16 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// Expiry in ms since the Unix epoch, if the credential has one.
+    pub fn expires_ms(&self) -> Option<i64> {
+        match self {
+            Credential::ApiKey(_) => None,
+            Credential::Token { expires_ms, .. } | Credential::OAuth { expires_ms, .. } => {
+                *expires_ms
+            }
+        }
+    }
+
     /// `api_key`, `token` or `oauth`, as in the file.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -157,8 +216,24 @@ impl CredentialStore {
         }
     }
 
+    /// A store file anywhere (e.g. an OpenClaw file being imported).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The sidecar file processes lock while they refresh a token (`auth-profiles.json.lock`).
+    pub fn lock_path(&self) -> PathBuf {
+        let mut name = self
+            .path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| FILE_NAME.into());
+        name.push(LOCK_SUFFIX);
+        self.path.with_file_name(name)
     }
 
     /// Reads the file; a missing file is an empty store.
@@ -194,23 +269,51 @@ impl CredentialStore {
     /// Stores an API key as `<provider>:default`, replacing what was there. A corrupt store is
     /// refused, not overwritten.
     pub fn set_api_key(&self, provider: Provider, key: Secret) -> Result<(), CredentialError> {
+        let mut profile = Profile::new("api_key", provider);
+        profile.key = Some(key);
+        self.set_profile(&default_profile_id(provider), profile)
+    }
+
+    /// Stores a token (e.g. a Claude setup-token) as `<provider>:default`.
+    pub fn set_token(
+        &self,
+        provider: Provider,
+        token: Secret,
+        expires_ms: Option<i64>,
+    ) -> Result<(), CredentialError> {
+        let mut profile = Profile::new("token", provider);
+        profile.token = Some(token);
+        profile.expires = expires_ms;
+        self.set_profile(&default_profile_id(provider), profile)
+    }
+
+    /// Stores a profile under `id`, replacing what was there. A corrupt store is refused.
+    pub fn set_profile(&self, id: &str, profile: Profile) -> Result<(), CredentialError> {
         let mut profiles = self.load()?;
-        profiles.profiles.insert(
-            default_profile_id(provider),
-            Profile {
-                kind: "api_key".into(),
-                provider: provider.name().into(),
-                key: Some(key),
-                token: None,
-                access: None,
-                refresh: None,
-                expires: None,
-                account_id: None,
-                email: None,
-                extra: BTreeMap::new(),
-            },
-        );
+        profiles.profiles.insert(id.to_owned(), profile);
         self.save(&profiles)
+    }
+
+    /// Copies every profile of `other` (an OpenClaw file, same shape) into this store,
+    /// replacing profiles with the same id; returns the ids copied.
+    pub fn import(&self, other: &AuthProfiles) -> Result<Vec<String>, CredentialError> {
+        let mut profiles = self.load()?;
+        for (id, profile) in &other.profiles {
+            profiles.profiles.insert(id.clone(), profile.clone());
+        }
+        if !other.profiles.is_empty() {
+            self.save(&profiles)?;
+        }
+        Ok(other.profiles.keys().cloned().collect())
+    }
+
+    /// The profile [`Self::credential_for`] would use, with its id.
+    pub fn profile_for(
+        &self,
+        provider: Provider,
+    ) -> Result<Option<(String, Profile)>, CredentialError> {
+        let profiles = self.load()?;
+        Ok(chosen(&profiles, provider).map(|(id, p)| (id.clone(), p.clone())))
     }
 
     /// Removes every profile of `provider`; returns how many were removed.
@@ -234,14 +337,7 @@ impl CredentialStore {
         provider: Provider,
     ) -> Result<Option<Credential>, CredentialError> {
         let profiles = self.load()?;
-        let default_id = default_profile_id(provider);
-        let chosen = profiles.profiles.get_key_value(&default_id).or_else(|| {
-            profiles
-                .profiles
-                .iter()
-                .find(|(_, p)| p.provider == provider.name())
-        });
-        let Some((id, profile)) = chosen else {
+        let Some((id, profile)) = chosen(&profiles, provider) else {
             return Ok(None);
         };
         let incomplete = |problem| CredentialError::IncompleteProfile {
@@ -275,6 +371,19 @@ impl CredentialStore {
         };
         Ok(Some(credential))
     }
+}
+
+/// `<provider>:default` if present, else the first profile of that provider by id.
+fn chosen(profiles: &AuthProfiles, provider: Provider) -> Option<(&String, &Profile)> {
+    profiles
+        .profiles
+        .get_key_value(&default_profile_id(provider))
+        .or_else(|| {
+            profiles
+                .profiles
+                .iter()
+                .find(|(_, p)| p.provider == provider.name())
+        })
 }
 
 /// `<provider>:default`.

@@ -21,9 +21,10 @@ use crate::{
     bus::Bus,
     command::{EventKind, FinalStatus, NewCommand},
     config::HubConfig,
-    credentials::{CredentialStore, default_profile_id},
+    credentials::{Credential, CredentialStore, Secret, default_profile_id},
     journal::{Journal, JournalError, PendingCommand, SubmitOutcome},
-    provider::{ProviderError, ProviderRequest, Providers},
+    provider::{ErrorKind, ProviderError, ProviderRequest, Providers},
+    refresh::Refresher,
     retry,
 };
 
@@ -84,7 +85,7 @@ struct Inner {
     journal: Journal,
     bus: Bus,
     providers: Providers,
-    credentials: CredentialStore,
+    refresher: Refresher,
     config: Arc<HubConfig>,
     state: Mutex<State>,
     wake: Notify,
@@ -137,11 +138,12 @@ impl Executor {
         recovered: Vec<PendingCommand>,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent as usize));
+        let refresher = Refresher::new(credentials.clone(), &config.providers.openai_codex.issuer);
         let inner = Arc::new(Inner {
             journal,
             bus,
             providers,
-            credentials,
+            refresher,
             config,
             state: Mutex::new(State {
                 queue: recovered.into_iter().map(Waiting::from).collect(),
@@ -403,8 +405,11 @@ impl Executor {
             .model
             .clone()
             .or_else(|| agent.and_then(|a| a.model.clone()))
-            .unwrap_or_else(|| anthropic.model.clone());
+            .unwrap_or_else(|| config.default_model(cmd.provider).to_owned());
         let max_retries = config.retry.max_retries;
+        // The OAuth access token the provider refused with a 401, to refresh once.
+        let mut refused: Option<Secret> = None;
+        let mut refreshed_after_401 = false;
 
         let mut attempt = 0;
         loop {
@@ -415,8 +420,13 @@ impl Executor {
             {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }
-            let credential = match self.inner.credentials.credential_for(cmd.provider) {
-                Ok(Some(c)) => c,
+            let credential = match self
+                .inner
+                .refresher
+                .ensure_fresh(cmd.provider, refused.take().as_ref())
+                .await
+            {
+                Ok(Some((c, _))) => Ok(c),
                 Ok(None) => {
                     return finished(
                         FinalStatus::Failed,
@@ -429,38 +439,58 @@ impl Executor {
                         attempt,
                     );
                 }
+                // A refresh that failed for now (network, 5xx) is retried like a provider error.
+                Err(e) if e.is_transient() => {
+                    Err(ProviderError::new(ErrorKind::Connection, e.to_string()))
+                }
                 Err(e) => return finished(FinalStatus::Failed, &e.to_string(), attempt),
             };
-            let mut output = exec.execute(ProviderRequest {
-                command_id,
-                content: cmd.content.clone(),
-                model: model.clone(),
-                max_tokens: anthropic.max_tokens,
-                system: agent.and_then(|a| a.system.clone()),
-                credential,
-            });
             let mut streamed = false;
-            let failure: ProviderError = loop {
-                let item = tokio::select! {
-                    biased;
-                    _ = token.cancelled() => return self.stopped(attempt),
-                    item = output.next() => item,
-                };
-                match item {
-                    Some(Ok(text)) => {
-                        streamed = true;
-                        if let Err(e) = journal
-                            .append_nowait(command_id, EventKind::Output { text })
-                            .await
-                        {
-                            return finished(FinalStatus::Failed, &e.to_string(), attempt);
-                        }
+            let mut used_access = None;
+            let failure = match credential {
+                Err(e) => e,
+                Ok(credential) => {
+                    if let Credential::OAuth { access, .. } = &credential
+                        && cmd.provider == helix_mesh::pb::Provider::OpenaiCodex
+                    {
+                        used_access = Some(access.clone());
                     }
-                    Some(Err(e)) => break e,
-                    None => return finished(FinalStatus::Completed, "", attempt),
+                    let output = exec.execute(ProviderRequest {
+                        command_id,
+                        content: cmd.content.clone(),
+                        model: model.clone(),
+                        max_tokens: anthropic.max_tokens,
+                        system: agent.and_then(|a| a.system.clone()),
+                        credential,
+                    });
+                    match self
+                        .stream_attempt(command_id, attempt, output, token, &mut streamed)
+                        .await
+                    {
+                        Ok(failure) => failure,
+                        Err(end) => return end,
+                    }
                 }
             };
-            drop(output);
+            // A refused OAuth token is refreshed once and tried again at once.
+            if failure.kind == ErrorKind::Unauthorized
+                && !streamed
+                && !refreshed_after_401
+                && used_access.is_some()
+            {
+                refreshed_after_401 = true;
+                refused = used_access;
+                tracing::info!(%command_id, attempt, "the provider refused the token; refreshing it once");
+                let retrying = EventKind::Retrying {
+                    attempt: attempt + 1,
+                    delay_ms: 0,
+                    reason: format!("{} (refreshing the token)", failure.message),
+                };
+                if let Err(e) = journal.append(command_id, retrying).await {
+                    return finished(FinalStatus::Failed, &e.to_string(), attempt);
+                }
+                continue;
+            }
             let retries_done = attempt - 1;
             if !failure.is_retryable() || retries_done >= max_retries {
                 return finished(FinalStatus::Failed, &failure.message, attempt);
@@ -490,6 +520,40 @@ impl Executor {
                 _ = tokio::time::sleep(delay) => {}
             }
         }
+    }
+
+    /// Streams one attempt's output into the journal. `Ok(failure)`: the attempt failed
+    /// (`streamed` says whether any text got out first); `Err(finished)`: the command ended.
+    async fn stream_attempt(
+        &self,
+        command_id: Uuid,
+        attempt: u32,
+        mut output: crate::provider::OutputStream,
+        token: &CancellationToken,
+        streamed: &mut bool,
+    ) -> Result<ProviderError, EventKind> {
+        let journal = &self.inner.journal;
+        let failure: ProviderError = loop {
+            let item = tokio::select! {
+                biased;
+                _ = token.cancelled() => return Err(self.stopped(attempt)),
+                item = output.next() => item,
+            };
+            match item {
+                Some(Ok(text)) => {
+                    *streamed = true;
+                    if let Err(e) = journal
+                        .append_nowait(command_id, EventKind::Output { text })
+                        .await
+                    {
+                        return Err(finished(FinalStatus::Failed, &e.to_string(), attempt));
+                    }
+                }
+                Some(Err(e)) => break e,
+                None => return Err(finished(FinalStatus::Completed, "", attempt)),
+            }
+        };
+        Ok(failure)
     }
 
     /// The `finished` event of a command whose token was cancelled: by a user, or by shutdown.

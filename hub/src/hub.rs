@@ -33,7 +33,9 @@ use crate::{
     executor::Executor,
     journal::{Journal, JournalError},
     mesh::Mesh,
-    provider::{Providers, anthropic::Anthropic},
+    provider::{
+        Providers, anthropic::Anthropic, claude_code::ClaudeCode, codex::Codex, gemini::Gemini,
+    },
     service::RemoteExecutionService,
 };
 
@@ -352,10 +354,25 @@ fn host_name() -> String {
 
 /// Builds the providers the config describes.
 pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> {
+    use helix_mesh::pb::Provider;
     let a = &config.providers.anthropic;
     let anthropic = Anthropic::new(&a.base_url, a.connect_timeout, a.idle_timeout)
-        .map_err(|e| HubError::Provider("anthropic", e.to_string()))?;
-    Ok(Providers::default().with(helix_mesh::pb::Provider::Anthropic, Arc::new(anthropic)))
+        .map_err(|e| HubError::Provider("anthropic", e.to_string()))?
+        .with_claude_code(ClaudeCode::new(
+            &a.claude_binary,
+            &a.base_url,
+            a.idle_timeout,
+        ));
+    let c = &config.providers.openai_codex;
+    let codex = Codex::new(&c.base_url, c.connect_timeout, c.idle_timeout)
+        .map_err(|e| HubError::Provider("openai-codex", e.to_string()))?;
+    let g = &config.providers.google_gemini;
+    let gemini = Gemini::new(&g.base_url, g.connect_timeout, g.idle_timeout)
+        .map_err(|e| HubError::Provider("google-gemini", e.to_string()))?;
+    Ok(Providers::default()
+        .with(Provider::Anthropic, Arc::new(anthropic))
+        .with(Provider::OpenaiCodex, Arc::new(codex))
+        .with(Provider::GoogleGemini, Arc::new(gemini)))
 }
 
 fn lock_data_dir(data_dir: &Path) -> Result<File, HubError> {

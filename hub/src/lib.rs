@@ -9,10 +9,14 @@
 //! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
 //! - [`bus`]: live fan-out of committed events to streams and watchers.
 //! - [`command`]: the command model and request validation.
-//! - [`provider`]: provider executors ([`provider::anthropic`]); [`sse`] parses their streams;
-//!   [`retry`] decides delays.
-//! - [`credentials`]: `auth-profiles.json`; [`bearer`]: the TCP listener's token.
-//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line.
+//! - [`provider`]: provider executors ([`provider::anthropic`], [`provider::claude_code`],
+//!   [`provider::codex`], [`provider::gemini`]); [`sse`] parses their streams; [`retry`]
+//!   decides delays.
+//! - [`credentials`]: `auth-profiles.json`; [`oauth`]: ChatGPT sign-in (PKCE) and token
+//!   refresh; [`refresh`]: race-free refresh across processes; [`bearer`]: the TCP
+//!   listener's token.
+//! - [`config`]: `config.toml` + env; [`cli`]: the `helix-hub` command line; [`login`]: the
+//!   sign-in flows, OpenClaw import and credential report behind it.
 
 pub mod admin;
 pub mod bearer;
@@ -26,8 +30,11 @@ pub mod executor;
 pub mod hub;
 pub mod journal;
 pub mod journal_read;
+pub mod login;
 pub mod mesh;
+pub mod oauth;
 pub mod provider;
+pub mod refresh;
 pub mod retry;
 pub mod service;
 pub mod sse;

@@ -1,5 +1,6 @@
 //! `helix-hub`: parse arguments, set up logging, load config, call the library, wait for a
-//! signal. Exit codes: 0 ok, 1 error, 2 usage.
+//! signal. Exit codes: 0 ok, 1 error, 2 usage; `auth status --check`: 0 ok, 1 missing or
+//! expired, 2 expiring within 24 h.
 
 use std::{
     io::{IsTerminal, Read},
@@ -12,11 +13,13 @@ use clap::Parser;
 use helix_discovery::local::{AddBearer, LocalHub};
 use helix_hub::{
     Hub, HubConfig,
-    cli::{Cli, Command, DevicesAction, LoginArgs, ServeArgs},
+    cli::{AuthAction, Cli, Command, DevicesAction, LoginArgs, ServeArgs},
     config::default_data_dir,
     credentials::{CredentialStore, Secret},
     devices::Devices,
     hub::read_runtime_info,
+    login::{self, CredentialReport},
+    refresh::{Outcome, Refresher},
 };
 use helix_mesh::{
     pb::{self, Provider, hub_admin_client::HubAdminClient},
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             report(&e);
             ExitCode::FAILURE
@@ -68,11 +71,22 @@ fn init_tracing(cli: &Cli) {
         .init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     match cli.command {
+        Command::Auth { action } => auth(&data_dir, action).await,
+        command => run_plain(&data_dir, command)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
+    let data_dir = data_dir.to_owned();
+    match command {
+        Command::Auth { .. } => Ok(()),
         Command::Serve(args) => serve(&data_dir, args).await,
-        Command::Login(args) => login(&data_dir, args),
+        Command::Login(args) => login(&data_dir, args).await,
         Command::Logout { provider } => logout(&data_dir, provider.into()),
         Command::Status { json } => status(&data_dir, json),
         Command::Pair { ttl, json } => pair(&data_dir, ttl, json).await,
@@ -141,21 +155,192 @@ async fn serve(data_dir: &Path, args: ServeArgs) -> anyhow::Result<()> {
     }
 }
 
-fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
+/// Config for the commands that are not `serve`: file, then environment.
+fn load_plain_config(data_dir: &Path) -> anyhow::Result<HubConfig> {
+    let mut config = HubConfig::load(data_dir)?;
+    config.apply_env(|k| std::env::var(k).ok());
+    config.validate()?;
+    Ok(config)
+}
+
+async fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
     let provider: Provider = args.provider.into();
-    if provider == Provider::OpenaiCodex {
-        bail!(
-            "openai-codex signs in with ChatGPT OAuth, not an API key; this hub version cannot do that yet"
-        );
-    }
-    let key = read_secret_from_stdin("API key")?;
     let store = CredentialStore::in_dir(data_dir);
-    store.set_api_key(provider, Secret::new(key))?;
-    say(&format!(
-        "stored {provider} API key as profile {provider}:default in {}",
-        store.path().display()
-    ));
+    match provider {
+        Provider::OpenaiCodex => {
+            if args.api_key || args.setup_token || args.run_claude {
+                bail!(
+                    "openai-codex signs in with ChatGPT in the browser: run `helix-hub login openai-codex` without --api-key/--setup-token"
+                );
+            }
+            let config = load_plain_config(data_dir)?;
+            let issuer = &config.providers.openai_codex.issuer;
+            let no_browser = args.no_browser;
+            let tokens = login::login_codex(&store, issuer, args.port, args.timeout, |url| {
+                say("Sign in to ChatGPT in your browser with this URL (waiting for the sign-in):");
+                out(url);
+                if !no_browser {
+                    open_browser(url);
+                }
+            })
+            .await?;
+            say(&format!(
+                "signed in{}; stored profile openai-codex:default in {}",
+                tokens
+                    .email
+                    .as_deref()
+                    .or(tokens.account_id.as_deref())
+                    .map(|a| format!(" as {a}"))
+                    .unwrap_or_default(),
+                store.path().display()
+            ));
+        }
+        Provider::Anthropic if args.setup_token || args.run_claude => {
+            let token = if args.run_claude {
+                let config = load_plain_config(data_dir)?;
+                login::run_claude_setup_token(&config.providers.anthropic.claude_binary, say)
+                    .await?
+            } else {
+                Secret::new(read_secret_from_stdin("setup-token")?)
+            };
+            if !token.expose().starts_with(login::SETUP_TOKEN_PREFIX) {
+                bail!(
+                    "that is not a Claude setup-token (they start with {}…); for an API key use --api-key",
+                    login::SETUP_TOKEN_PREFIX
+                );
+            }
+            store.set_token(provider, token, None)?;
+            say(&format!(
+                "stored the Claude setup-token as profile anthropic:default in {}; commands run through Claude Code",
+                store.path().display()
+            ));
+        }
+        _ if args.setup_token || args.run_claude => {
+            bail!("--setup-token and --run-claude are for anthropic only")
+        }
+        _ if !args.api_key => bail!(
+            "say what to store: `helix-hub login {provider} --api-key` (key on stdin){}",
+            if provider == Provider::Anthropic {
+                " or `--setup-token` (token on stdin) or `--setup-token --run-claude`"
+            } else {
+                ""
+            }
+        ),
+        _ => {
+            let key = read_secret_from_stdin("API key")?;
+            store.set_api_key(provider, Secret::new(key))?;
+            say(&format!(
+                "stored {provider} API key as profile {provider}:default in {}",
+                store.path().display()
+            ));
+        }
+    }
     Ok(())
+}
+
+/// Opens `url` in the desktop's browser if it can; failing to is not an error.
+fn open_browser(url: &str) {
+    let opened = std::process::Command::new("xdg-open")
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if opened.is_err() {
+        say("(could not open a browser: open the URL above yourself)");
+    }
+}
+
+async fn auth(data_dir: &Path, action: AuthAction) -> anyhow::Result<ExitCode> {
+    let store = CredentialStore::in_dir(data_dir);
+    match action {
+        AuthAction::Status {
+            provider,
+            json,
+            check,
+        } => {
+            let rows = login::report(&store, provider.map(Into::into))?;
+            print_report(&rows, json);
+            if check {
+                return Ok(ExitCode::from(login::check_code(&rows, provider.is_some())));
+            }
+        }
+        AuthAction::Refresh { provider } => {
+            let provider: Provider = provider.into();
+            if provider != Provider::OpenaiCodex {
+                bail!(
+                    "only openai-codex has a refreshable sign-in; {provider} credentials do not expire this way"
+                );
+            }
+            let config = load_plain_config(data_dir)?;
+            let refresher = Refresher::new(store.clone(), &config.providers.openai_codex.issuer);
+            let Some((credential, outcome)) = refresher.ensure_fresh(provider, None).await? else {
+                bail!(
+                    "no {provider} credential is stored: sign in with `helix-hub login {provider}`"
+                );
+            };
+            let until = credential
+                .expires_ms()
+                .map(|ms| format!("valid until {}", format_ms(ms)))
+                .unwrap_or_else(|| "no expiry".to_owned());
+            out(&format!(
+                "{provider}: {} ({until})",
+                match outcome {
+                    Outcome::Refreshed => "refreshed",
+                    Outcome::AlreadyFresh => "still fresh, not refreshed",
+                }
+            ));
+        }
+        AuthAction::ImportOpenclaw { path } => {
+            let path = match path.or_else(login::default_openclaw_path) {
+                Some(p) => p,
+                None => bail!("no home directory: pass the OpenClaw file's path"),
+            };
+            let ids = login::import_openclaw(&store, &path)?;
+            say(&format!(
+                "imported {} profile(s) from {} into {}: {}",
+                ids.len(),
+                path.display(),
+                store.path().display(),
+                ids.join(", ")
+            ));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_ms(ms: i64) -> String {
+    humantime::format_rfc3339_seconds(ms_to_system_time(ms)).to_string()
+}
+
+fn print_report(rows: &[CredentialReport], json: bool) {
+    for row in rows {
+        if json {
+            out(&serde_json::to_string(row).unwrap_or_default());
+            continue;
+        }
+        let Some(kind) = &row.kind else {
+            out(&format!("{:<14} no credential", row.provider));
+            continue;
+        };
+        let expiry = match row.expires_ms {
+            Some(ms) => format!("expires {}", format_ms(ms)),
+            None => "no expiry".to_owned(),
+        };
+        let health = match row.health {
+            login::Health::Ok => "",
+            login::Health::Missing => " (missing)",
+            login::Health::Expired if row.refreshable => " (expired; refreshes on next use)",
+            login::Health::Expired => " (EXPIRED)",
+            login::Health::Expiring => " (expiring within 24 h)",
+        };
+        out(&format!(
+            "{:<14} {:<8} {:<28} {expiry}{health}",
+            row.provider,
+            kind,
+            row.account.as_deref().unwrap_or("-"),
+        ));
+    }
 }
 
 fn logout(data_dir: &Path, provider: Provider) -> anyhow::Result<()> {

@@ -4,6 +4,9 @@
 //! executor can decide what to retry without knowing any vendor's details.
 
 pub mod anthropic;
+pub mod claude_code;
+pub mod codex;
+pub mod gemini;
 
 use std::{fmt, pin::Pin, sync::Arc, time::Duration};
 
@@ -143,6 +146,40 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
         500..=599 => ErrorKind::Server,
         _ => ErrorKind::InvalidRequest,
     }
+}
+
+/// Most bytes of an error body quoted in an error message.
+pub const MAX_ERROR_BODY: usize = 2048;
+
+/// An HTTP client for a streaming provider: bounded connect time and silence between bytes.
+pub fn http_client(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<reqwest::Client, ProviderError> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .read_timeout(idle_timeout)
+        .user_agent(concat!("helix-hub/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ProviderError::new(ErrorKind::Connection, describe_transport(&e)))
+}
+
+/// At most [`MAX_ERROR_BODY`] bytes of `text`, cut at a character boundary and trimmed.
+pub fn truncate_text(text: &str) -> &str {
+    let mut end = text.len().min(MAX_ERROR_BODY);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].trim()
+}
+
+/// The `retry-after` header of a response, if it is delay-seconds.
+pub fn retry_after_of(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after)
 }
 
 /// Classifies a transport error from reqwest.

@@ -209,11 +209,24 @@ async fn no_credential_fails_the_command_with_the_login_to_run() {
     );
     assert_eq!(mock.requests(), 0);
 
-    // Unsupported providers say so.
+    // Other providers name their own login.
     let mut req = request("hi");
     req.provider = pb::Provider::GoogleGemini as i32;
     let f = finished(&run_to_end(&mut client, req).await);
-    assert!(f.error.contains("not supported"), "{}", f.error);
+    assert!(
+        f.error.contains("helix-hub login google-gemini --api-key"),
+        "{}",
+        f.error
+    );
+    let mut req = request("hi");
+    req.provider = pb::Provider::OpenaiCodex as i32;
+    let f = finished(&run_to_end(&mut client, req).await);
+    assert!(
+        f.error
+            .contains("run `helix-hub login openai-codex` on the hub"),
+        "{}",
+        f.error
+    );
 
     let info = client
         .get_hub_info(pb::GetHubInfoRequest {})

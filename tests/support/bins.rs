@@ -51,6 +51,11 @@ pub struct HubProcess {
 impl HubProcess {
     /// Starts `helix-hub --data-dir DIR serve` and waits until it has written `hub.json`.
     pub async fn spawn(dir: &Path) -> Self {
+        Self::spawn_with_env(dir, &[]).await
+    }
+
+    /// Like [`Self::spawn`], with extra environment variables (e.g. `HELIX_LOG=trace`).
+    pub async fn spawn_with_env(dir: &Path, env: &[(&str, &str)]) -> Self {
         let stderr_path = dir.join(format!("hub-stderr-{}.log", rand_suffix()));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         // A hub.json left by a killed predecessor must not be mistaken for ours.
@@ -62,6 +67,7 @@ impl HubProcess {
             .env_remove("HELIX_HUB_DIR")
             .env_remove("ANTHROPIC_BASE_URL")
             .env("HELIX_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -106,6 +106,7 @@ impl Reply {
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub api_key: Option<String>,
+    pub authorization: Option<String>,
     pub version: Option<String>,
     pub body: serde_json::Value,
 }
@@ -241,6 +242,7 @@ async fn messages(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     shared.seen.lock().unwrap().push(Seen {
         api_key: header("x-api-key"),
+        authorization: header("authorization"),
         version: header("anthropic-version"),
         body: body.clone(),
     });

@@ -4,6 +4,9 @@
 //! `text_delta` carries text), `content_block_stop`, `message_delta`, `message_stop`, `ping`,
 //! and `error`, which can arrive after HTTP 200 and after some text. A stream that ends before
 //! `message_stop` is an error: the answer is incomplete.
+//!
+//! Setup-tokens (and other Claude plan OAuth tokens) are not sent to the API by the hub: they
+//! run through the Claude Code CLI ([`super::claude_code`]) when one is configured.
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::claude_code::ClaudeCode;
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
     kind_for_status, kind_for_transport, parse_retry_after,
@@ -32,6 +36,7 @@ const MAX_ERROR_BODY: usize = 2048;
 pub struct Anthropic {
     http: reqwest::Client,
     base_url: String,
+    claude_code: Option<ClaudeCode>,
 }
 
 impl Anthropic {
@@ -50,7 +55,14 @@ impl Anthropic {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            claude_code: None,
         })
+    }
+
+    /// Runs token credentials through `claude_code`.
+    pub fn with_claude_code(mut self, claude_code: ClaudeCode) -> Self {
+        self.claude_code = Some(claude_code);
+        self
     }
 }
 
@@ -112,6 +124,11 @@ fn describe_error_body(body: &str) -> (Option<ErrorKind>, String) {
 
 impl ProviderExec for Anthropic {
     fn execute(&self, request: ProviderRequest) -> OutputStream {
+        if let (Credential::Token { .. } | Credential::OAuth { .. }, Some(cc)) =
+            (&request.credential, &self.claude_code)
+        {
+            return cc.execute(request);
+        }
         let http = self.http.clone();
         let url = format!("{}/v1/messages", self.base_url);
         Box::pin(stream! {
@@ -121,7 +138,7 @@ impl ProviderExec for Anthropic {
                     yield Err(ProviderError::new(
                         ErrorKind::Unsupported,
                         format!(
-                            "anthropic: a {} credential runs through the Claude Code CLI, which this hub cannot do yet; store an API key with `helix-hub login anthropic --api-key`",
+                            "anthropic: a {} credential runs through the Claude Code CLI, which is not configured; set providers.anthropic.claude_binary or store an API key with `helix-hub login anthropic --api-key`",
                             other.kind()
                         ),
                     ));

@@ -1,0 +1,249 @@
+//! OpenAI Codex with a ChatGPT sign-in: the Responses API of the Codex backend
+//! (`POST {base}/backend-api/codex/responses`, `text/event-stream`).
+//!
+//! Events (the `type` field of each `data:` JSON): `response.output_text.delta` carries text in
+//! `delta`; `response.completed` ends the answer; `response.failed` and `error` end it with an
+//! error; everything else (`response.created`, `response.output_item.added`, …) shows nothing.
+//! A stream that ends before `response.completed` is incomplete: an error.
+
+use std::time::Duration;
+
+use async_stream::stream;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::{
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
+    http_client, kind_for_status, kind_for_transport, retry_after_of, truncate_text,
+};
+use crate::{credentials::Credential, sse::SseParser};
+
+/// The default backend base URL.
+pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com";
+/// The model used when neither the command nor its agent names one.
+pub const DEFAULT_MODEL: &str = "gpt-5-codex";
+/// Instructions sent when the agent has no system prompt (the API requires some).
+pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
+
+/// Codex Responses API client.
+#[derive(Debug, Clone)]
+pub struct Codex {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl Codex {
+    /// `base_url` without the path, e.g. `https://chatgpt.com`.
+    pub fn new(
+        base_url: &str,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<Self, ProviderError> {
+        Ok(Self {
+            http: http_client(connect_timeout, idle_timeout)?,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
+/// The request body, shaped like the Codex CLI's.
+pub fn request_body(request: &ProviderRequest) -> Value {
+    json!({
+        "model": request.model,
+        "instructions": request.system.as_deref().unwrap_or(DEFAULT_INSTRUCTIONS),
+        "input": [{
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": request.content}],
+        }],
+        "stream": true,
+        "store": false,
+    })
+}
+
+fn kind_for_code(code: &str) -> ErrorKind {
+    match code {
+        "rate_limit_exceeded" | "usage_limit_reached" | "insufficient_quota" => {
+            ErrorKind::RateLimited
+        }
+        "server_error" | "server_is_overloaded" => ErrorKind::Server,
+        "context_length_exceeded" | "invalid_prompt" | "invalid_request_error" => {
+            ErrorKind::InvalidRequest
+        }
+        _ => ErrorKind::Api,
+    }
+}
+
+/// An error object (`{"code":…,"message":…}`) as a classified error.
+fn error_from(object: Option<&Value>, fallback: &str) -> ProviderError {
+    let code = object
+        .and_then(|e| e.get("code").or_else(|| e.get("type")))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let message = object
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or(fallback);
+    let text = if code.is_empty() {
+        format!("openai-codex: {message}")
+    } else {
+        format!("openai-codex: {code}: {message}")
+    };
+    ProviderError::new(kind_for_code(code), text)
+}
+
+/// What one event means for the answer.
+enum Step {
+    Text(String),
+    Done,
+    Fail(ProviderError),
+    Nothing,
+}
+
+fn interpret(data: &str) -> Step {
+    let Ok(event) = serde_json::from_str::<Value>(data) else {
+        return Step::Fail(ProviderError::new(
+            ErrorKind::Api,
+            "openai-codex: an event is not JSON",
+        ));
+    };
+    match event.get("type").and_then(Value::as_str).unwrap_or("") {
+        "response.output_text.delta" => match event.get("delta").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => Step::Text(d.to_owned()),
+            _ => Step::Nothing,
+        },
+        "response.completed" => Step::Done,
+        "response.failed" => Step::Fail(error_from(
+            event.get("response").and_then(|r| r.get("error")),
+            "the response failed",
+        )),
+        "response.incomplete" => Step::Fail(ProviderError::new(
+            ErrorKind::Api,
+            "openai-codex: the response ended incomplete",
+        )),
+        "error" => Step::Fail(error_from(
+            Some(event.get("error").unwrap_or(&event)),
+            "error event",
+        )),
+        _ => Step::Nothing,
+    }
+}
+
+impl ProviderExec for Codex {
+    fn execute(&self, request: ProviderRequest) -> OutputStream {
+        let http = self.http.clone();
+        let url = format!("{}/backend-api/codex/responses", self.base_url);
+        Box::pin(stream! {
+            let (access, account_id) = match &request.credential {
+                Credential::OAuth { access, account_id, .. } => (access.clone(), account_id.clone()),
+                other => {
+                    yield Err(ProviderError::new(
+                        ErrorKind::MissingCredential,
+                        format!(
+                            "openai-codex needs a ChatGPT sign-in, not a {} credential: run `helix-hub login openai-codex`",
+                            other.kind()
+                        ),
+                    ));
+                    return;
+                }
+            };
+            let mut builder = http
+                .post(&url)
+                .bearer_auth(access.expose())
+                .header("accept", "text/event-stream")
+                .header("OpenAI-Beta", "responses=experimental")
+                .json(&request_body(&request));
+            if let Some(account) = &account_id {
+                builder = builder.header("chatgpt-account-id", account);
+            }
+            let response = match builder.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    yield Err(ProviderError::new(
+                        kind_for_transport(&e),
+                        format!("openai-codex: request failed: {}", describe_transport(&e)),
+                    ));
+                    return;
+                }
+            };
+            let status = response.status();
+            if !status.is_success() {
+                let retry_after = retry_after_of(&response);
+                let text = response.text().await.unwrap_or_default();
+                yield Err(ProviderError::new(
+                    kind_for_status(status.as_u16()),
+                    format!("openai-codex: HTTP {}: {}", status.as_u16(), truncate_text(&text)),
+                )
+                .with_retry_after(retry_after));
+                return;
+            }
+            let mut bytes = response.bytes_stream();
+            let mut parser = SseParser::new();
+            let mut events = Vec::new();
+            loop {
+                let chunk = match bytes.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => {
+                        yield Err(ProviderError::new(
+                            kind_for_transport(&e),
+                            format!("openai-codex: stream broke: {}", describe_transport(&e)),
+                        ));
+                        return;
+                    }
+                    None => {
+                        yield Err(ProviderError::new(
+                            ErrorKind::Connection,
+                            "openai-codex: stream ended before response.completed",
+                        ));
+                        return;
+                    }
+                };
+                if parser.feed(&chunk, &mut events).is_err() {
+                    yield Err(ProviderError::new(ErrorKind::Api, "openai-codex: event stream line too long"));
+                    return;
+                }
+                for event in events.drain(..) {
+                    match interpret(&event.data) {
+                        Step::Text(text) => yield Ok(text),
+                        Step::Done => return,
+                        Step::Fail(e) => {
+                            yield Err(e);
+                            return;
+                        }
+                        Step::Nothing => {}
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_interpreted() {
+        assert!(matches!(
+            interpret(r#"{"type":"response.output_text.delta","delta":"hi"}"#),
+            Step::Text(t) if t == "hi"
+        ));
+        assert!(matches!(
+            interpret(r#"{"type":"response.completed","response":{}}"#),
+            Step::Done
+        ));
+        match interpret(
+            r#"{"type":"response.failed","response":{"error":{"code":"rate_limit_exceeded","message":"slow down"}}}"#,
+        ) {
+            Step::Fail(e) => {
+                assert_eq!(e.kind, ErrorKind::RateLimited);
+                assert_eq!(e.message, "openai-codex: rate_limit_exceeded: slow down");
+            }
+            _ => panic!("expected a failure"),
+        }
+        assert!(matches!(
+            interpret(r#"{"type":"response.created"}"#),
+            Step::Nothing
+        ));
+    }
+}
