@@ -204,6 +204,48 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
     msg
 }
 
+/// The server-sent events of a successful streaming response, as they arrive. A body that
+/// breaks, or ends before the provider said it was done (`done_marker` names what was
+/// expected), ends the stream with an error; the caller stops polling once it has seen the end.
+pub fn sse_events(
+    provider: &'static str,
+    response: reqwest::Response,
+    done_marker: &'static str,
+) -> impl futures::Stream<Item = Result<crate::sse::SseEvent, ProviderError>> + Send {
+    async_stream::stream! {
+        use futures::StreamExt;
+        let mut bytes = response.bytes_stream();
+        let mut parser = crate::sse::SseParser::new();
+        let mut events = Vec::new();
+        loop {
+            let chunk = match bytes.next().await {
+                Some(Ok(chunk)) => chunk,
+                Some(Err(e)) => {
+                    yield Err(ProviderError::new(
+                        kind_for_transport(&e),
+                        format!("{provider}: stream broke: {}", describe_transport(&e)),
+                    ));
+                    return;
+                }
+                None => {
+                    yield Err(ProviderError::new(
+                        ErrorKind::Connection,
+                        format!("{provider}: stream ended before {done_marker}"),
+                    ));
+                    return;
+                }
+            };
+            if parser.feed(&chunk, &mut events).is_err() {
+                yield Err(ProviderError::new(ErrorKind::Api, format!("{provider}: event stream line too long")));
+                return;
+            }
+            for event in events.drain(..) {
+                yield Ok(event);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,9 +18,9 @@ use serde_json::json;
 use super::claude_code::ClaudeCode;
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    kind_for_status, kind_for_transport, parse_retry_after,
+    kind_for_status, kind_for_transport, parse_retry_after, sse_events,
 };
-use crate::{credentials::Credential, sse::SseParser};
+use crate::credentials::Credential;
 
 /// The API version header value this client speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -189,32 +189,16 @@ impl ProviderExec for Anthropic {
                 return;
             }
 
-            let mut bytes = response.bytes_stream();
-            let mut parser = SseParser::new();
-            let mut events = Vec::new();
-            loop {
-                let chunk = match bytes.next().await {
-                    Some(Ok(chunk)) => chunk,
-                    Some(Err(e)) => {
-                        yield Err(ProviderError::new(
-                            kind_for_transport(&e),
-                            format!("anthropic: stream broke: {}", describe_transport(&e)),
-                        ));
-                        return;
-                    }
-                    None => {
-                        yield Err(ProviderError::new(
-                            ErrorKind::Connection,
-                            "anthropic: stream ended before message_stop",
-                        ));
+            let events = sse_events("anthropic", response, "message_stop");
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        yield Err(e);
                         return;
                     }
                 };
-                if parser.feed(&chunk, &mut events).is_err() {
-                    yield Err(ProviderError::new(ErrorKind::Api, "anthropic: event stream line too long"));
-                    return;
-                }
-                for event in events.drain(..) {
                     match event.event.as_str() {
                         "content_block_delta" => {
                             match serde_json::from_str::<ContentBlockDelta>(&event.data) {
@@ -247,8 +231,7 @@ impl ProviderExec for Anthropic {
                         // event types added later: nothing to show.
                         _ => {}
                     }
-                }
-            }
+                            }
         })
     }
 }

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    http_client, kind_for_status, kind_for_transport, retry_after_of, truncate_text,
+    http_client, kind_for_status, kind_for_transport, retry_after_of, sse_events, truncate_text,
 };
-use crate::{credentials::Credential, sse::SseParser};
+use crate::credentials::Credential;
 
 /// The default backend base URL.
 pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com";
@@ -177,32 +177,16 @@ impl ProviderExec for Codex {
                 .with_retry_after(retry_after));
                 return;
             }
-            let mut bytes = response.bytes_stream();
-            let mut parser = SseParser::new();
-            let mut events = Vec::new();
-            loop {
-                let chunk = match bytes.next().await {
-                    Some(Ok(chunk)) => chunk,
-                    Some(Err(e)) => {
-                        yield Err(ProviderError::new(
-                            kind_for_transport(&e),
-                            format!("openai-codex: stream broke: {}", describe_transport(&e)),
-                        ));
-                        return;
-                    }
-                    None => {
-                        yield Err(ProviderError::new(
-                            ErrorKind::Connection,
-                            "openai-codex: stream ended before response.completed",
-                        ));
+            let events = sse_events("openai-codex", response, "response.completed");
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        yield Err(e);
                         return;
                     }
                 };
-                if parser.feed(&chunk, &mut events).is_err() {
-                    yield Err(ProviderError::new(ErrorKind::Api, "openai-codex: event stream line too long"));
-                    return;
-                }
-                for event in events.drain(..) {
                     match interpret(&event.data) {
                         Step::Text(text) => yield Ok(text),
                         Step::Done => return,
@@ -212,8 +196,7 @@ impl ProviderExec for Codex {
                         }
                         Step::Nothing => {}
                     }
-                }
-            }
+                            }
         })
     }
 }

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    http_client, kind_for_status, kind_for_transport, retry_after_of, truncate_text,
+    http_client, kind_for_status, kind_for_transport, retry_after_of, sse_events, truncate_text,
 };
-use crate::{credentials::Credential, sse::SseParser};
+use crate::credentials::Credential;
 
 /// The default API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -185,32 +185,16 @@ impl ProviderExec for Gemini {
                 .with_retry_after(retry_after));
                 return;
             }
-            let mut bytes = response.bytes_stream();
-            let mut parser = SseParser::new();
-            let mut events = Vec::new();
-            loop {
-                let chunk = match bytes.next().await {
-                    Some(Ok(chunk)) => chunk,
-                    Some(Err(e)) => {
-                        yield Err(ProviderError::new(
-                            kind_for_transport(&e),
-                            format!("google-gemini: stream broke: {}", describe_transport(&e)),
-                        ));
-                        return;
-                    }
-                    None => {
-                        yield Err(ProviderError::new(
-                            ErrorKind::Connection,
-                            "google-gemini: stream ended before a finishReason",
-                        ));
+            let events = sse_events("google-gemini", response, "a finishReason");
+            futures::pin_mut!(events);
+            while let Some(event) = events.next().await {
+                let event = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        yield Err(e);
                         return;
                     }
                 };
-                if parser.feed(&chunk, &mut events).is_err() {
-                    yield Err(ProviderError::new(ErrorKind::Api, "google-gemini: event stream line too long"));
-                    return;
-                }
-                for event in events.drain(..) {
                     match interpret(&event.data) {
                         Chunk::Text(text, done) => {
                             if !text.is_empty() {
@@ -225,8 +209,7 @@ impl ProviderExec for Gemini {
                             return;
                         }
                     }
-                }
-            }
+                            }
         })
     }
 }
