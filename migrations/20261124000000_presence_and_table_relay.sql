@@ -52,6 +52,18 @@ revoke execute on function public.hub_presence_touch() from public, anon, authen
 create trigger hub_presence_touch before insert or update on public.hub_presence
   for each row execute function public.hub_presence_touch();
 
+-- The caller's hubs seen within the last p_within_seconds, by the server's clock (a spoke's
+-- clock may be off; "online" means seen in the last 90 s).
+create function public.online_hubs(p_within_seconds integer default 90)
+returns setof public.hub_presence
+language sql stable security invoker set search_path = '' as $$
+  select * from public.hub_presence
+   where last_seen > now() - make_interval(secs => greatest(p_within_seconds, 1))
+   order by last_seen desc
+$$;
+revoke execute on function public.online_hubs(integer) from public, anon;
+grant execute on function public.online_hubs(integer) to authenticated, service_role;
+
 -- ------------------------------------------------------------------------ the table relay
 create table public.remote_commands (
   command_id       uuid primary key,                       -- chosen by the spoke (idempotency key)

@@ -5,4 +5,5 @@ mod lifecycle;
 mod mesh;
 mod protocol;
 mod recovery;
+mod supabase_rest;
 mod supabase_sql;

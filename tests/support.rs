@@ -9,6 +9,7 @@ pub mod mock_codex;
 pub mod mock_gemini;
 pub mod mock_oauth;
 pub mod pg;
+pub mod postrust;
 
 use std::{path::Path, time::Duration};
 

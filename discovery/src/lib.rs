@@ -1,8 +1,11 @@
 //! How a spoke finds its hub.
 //!
 //! - [`local`]: a hub on this machine, found through its data directory (`hub.json` + token).
+//! - [`rest`]: a typed client for Supabase's PostgREST API; [`presence`]: hub presence rows.
 //!
-//! Supabase presence rows, the iroh address lookup and the table relay come next (see the
-//! project's issues); they will live here as further modules.
+//! Supabase auth sessions, the iroh address lookup backed by presence, and the table relay
+//! come next (see the project's issues).
 
 pub mod local;
+pub mod presence;
+pub mod rest;

@@ -121,6 +121,11 @@ impl TestDb {
         );
     }
 
+    /// The database's URL as `authenticator` (how PostgREST connects).
+    pub fn authenticator_url(&self) -> String {
+        url_for(&self.name).replacen("postgres@", "authenticator@", 1)
+    }
+
     /// SQL as the database owner.
     pub async fn admin(&self, sql: &str) -> String {
         psql_ok(&url_for(&self.name), sql).await

@@ -1,0 +1,142 @@
+//! Presence and the relay tables through a PostgREST-compatible server (the HTTP path Supabase
+//! serves), with the discovery crate's REST client and JWTs signed with a test secret.
+
+use helix_discovery::{
+    presence::{self, Presence},
+    rest::{Rest, SupabaseConfig},
+};
+use serde_json::{Value, json};
+
+use crate::support::{
+    pg::{ALICE, BOB, TestDb},
+    postrust::{PostRust, jwt_for},
+};
+
+const HUB: &str = "abababababababababababababababababababababababababababababababab";
+const DEVICE: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+
+fn client(server: &PostRust, user: &str) -> Rest {
+    let config = SupabaseConfig {
+        url: "http://unused.invalid".into(),
+        anon_key: "anon-key".into(),
+        rest_url: Some(server.url.clone()),
+    };
+    Rest::new(&config, jwt_for(user)).unwrap()
+}
+
+fn presence() -> Presence {
+    Presence {
+        hub_id: HUB.into(),
+        hub_name: "desk".into(),
+        relay_url: Some("https://relay.example".into()),
+        direct_addrs: vec!["192.0.2.1:7777".into()],
+        providers: vec!["anthropic".into()],
+        version: "0.1.0".into(),
+        last_seen: None,
+    }
+}
+
+#[tokio::test]
+async fn presence_announce_list_protect_and_withdraw() {
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let (alice, bob) = (client(&server, ALICE), client(&server, BOB));
+
+    let stored = presence::announce(&alice, &presence()).await.unwrap();
+    assert_eq!(stored.hub_name, "desk");
+    assert!(stored.last_seen.is_some(), "the server sets last_seen");
+    // A second beat refreshes the same row.
+    presence::announce(&alice, &presence()).await.unwrap();
+    let online = presence::online(&alice).await.unwrap();
+    assert_eq!(
+        online.iter().map(|p| p.hub_id.as_str()).collect::<Vec<_>>(),
+        [HUB]
+    );
+
+    // Bob sees nothing and cannot take the row over.
+    assert!(presence::online(&bob).await.unwrap().is_empty());
+    let hijack = Presence {
+        relay_url: Some("https://evil.example".into()),
+        ..presence()
+    };
+    let err = presence::announce(&bob, &hijack).await.unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+    assert!(
+        !presence::withdraw(&bob, HUB).await.unwrap(),
+        "nothing of Alice's to delete"
+    );
+    assert_eq!(
+        presence::online(&alice).await.unwrap()[0]
+            .relay_url
+            .as_deref(),
+        Some("https://relay.example")
+    );
+
+    // Gone after a graceful shutdown.
+    assert!(presence::withdraw(&alice, HUB).await.unwrap());
+    assert!(presence::online(&alice).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn another_user_cannot_touch_commands_over_http() {
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let (alice, bob) = (client(&server, ALICE), client(&server, BOB));
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = json!({
+        "command_id": id, "source_device_id": DEVICE, "target_hub_id": HUB,
+        "envelope": "b3BhcXVl", "expires_at": "2999-01-01T00:00:00Z",
+    });
+    let stored: Vec<Value> = alice.insert("remote_commands", &[row], None).await.unwrap();
+    assert_eq!(stored[0]["status"], "pending");
+
+    let seen: Vec<Value> = bob
+        .select("remote_commands", "select=command_id")
+        .await
+        .unwrap();
+    assert!(seen.is_empty());
+    let claimed: Vec<Value> = bob
+        .rpc("claim_remote_commands", &json!({"p_hub_id": HUB}))
+        .await
+        .unwrap();
+    assert!(claimed.is_empty(), "Bob claims nothing of Alice's");
+    let err = bob
+        .rpc::<Value>(
+            "complete_remote_command",
+            &json!({"p_command_id": id, "p_status": "failed"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("P0002"), "{err}");
+    let err = bob
+        .rpc::<Value>(
+            "append_remote_command_events",
+            &json!({"p_command_id": id, "p_events": [{"seq": 1, "envelope": "x"}]}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("P0002"), "{err}");
+    let err = bob
+        .delete::<Value>("remote_commands", &format!("command_id=eq.{id}"))
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+    // Forging a row in Alice's name is refused too.
+    let forged = json!({
+        "command_id": uuid::Uuid::new_v4().to_string(), "user_id": ALICE, "source_device_id": DEVICE,
+        "target_hub_id": HUB, "envelope": "x", "expires_at": "2999-01-01T00:00:00Z",
+    });
+    let err = bob
+        .insert::<Value>("remote_commands", &[forged], None)
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+
+    // Alice's hub claims it.
+    let claimed: Vec<Value> = alice
+        .rpc("claim_remote_commands", &json!({"p_hub_id": HUB}))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0]["status"], "executing");
+}

@@ -1,0 +1,91 @@
+//! A PostgREST-compatible server (`postrust-server`, installed by scripts/test) in front of a
+//! test database, in PostgREST compat mode on a free loopback port, and HS256 JWTs for users.
+
+use std::{process::Stdio, time::Duration};
+
+use data_encoding::BASE64URL_NOPAD;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use tokio::process::{Child, Command};
+
+use super::pg::TestDb;
+
+/// The JWT secret the server checks (at least 32 characters).
+pub const JWT_SECRET: &str = "helix-test-jwt-secret-0123456789abcdef";
+
+/// An HS256 JWT for a Supabase user, valid for an hour.
+pub fn jwt_for(user: &str) -> String {
+    let header = BASE64URL_NOPAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let payload = BASE64URL_NOPAD.encode(
+        format!(r#"{{"sub":"{user}","role":"authenticated","aud":"authenticated","exp":{exp}}}"#)
+            .as_bytes(),
+    );
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(JWT_SECRET.as_bytes()).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let signature = BASE64URL_NOPAD.encode(&mac.finalize().into_bytes());
+    format!("{header}.{payload}.{signature}")
+}
+
+/// The `postrust` binary: `HELIX_TEST_POSTRUST`, else `postrust` on PATH or in ~/.cargo/bin.
+fn binary() -> String {
+    if let Ok(path) = std::env::var("HELIX_TEST_POSTRUST") {
+        return path;
+    }
+    let cargo_bin = dirs_home().join(".cargo/bin/postrust");
+    if cargo_bin.exists() {
+        return cargo_bin.display().to_string();
+    }
+    "postrust".into()
+}
+
+fn dirs_home() -> std::path::PathBuf {
+    std::env::var_os("HOME")
+        .map(Into::into)
+        .unwrap_or_else(|| "/root".into())
+}
+
+/// A running server; killed when dropped.
+pub struct PostRust {
+    pub url: String,
+    _child: Child,
+}
+
+impl PostRust {
+    pub async fn start(db: &TestDb) -> Self {
+        let port = {
+            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            socket.local_addr().unwrap().port()
+        };
+        let child = Command::new(binary())
+            .env("DATABASE_URL", db.authenticator_url())
+            .env("PGRST_DB_ANON_ROLE", "anon")
+            .env("PGRST_DB_SCHEMAS", "public")
+            .env("PGRST_JWT_SECRET", JWT_SECRET)
+            .env("PGRST_SERVER_HOST", "127.0.0.1")
+            .env("PGRST_SERVER_PORT", port.to_string())
+            .env("PGRST_COMPAT_MODE", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("postrust-server is not installed ({e}): scripts/test installs it (cargo install postrust-server --version 3.1.0)")
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while client.get(&url).send().await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "postrust did not start on {url}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { url, _child: child }
+    }
+}
