@@ -5,5 +5,6 @@ mod lifecycle;
 mod mesh;
 mod protocol;
 mod recovery;
+mod supabase_auth;
 mod supabase_rest;
 mod supabase_sql;

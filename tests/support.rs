@@ -7,6 +7,7 @@ pub mod bins;
 pub mod mock_anthropic;
 pub mod mock_codex;
 pub mod mock_gemini;
+pub mod mock_gotrue;
 pub mod mock_oauth;
 pub mod pg;
 pub mod postrust;

@@ -1,11 +1,13 @@
 //! How a spoke finds its hub.
 //!
 //! - [`local`]: a hub on this machine, found through its data directory (`hub.json` + token).
-//! - [`rest`]: a typed client for Supabase's PostgREST API; [`presence`]: hub presence rows.
+//! - [`rest`]: a typed client for Supabase's PostgREST API; [`presence`]: hub presence rows;
+//!   [`auth`]: Supabase auth sessions (password, email code, access token; locked refresh).
 //!
-//! Supabase auth sessions, the iroh address lookup backed by presence, and the table relay
-//! come next (see the project's issues).
+//! The iroh address lookup backed by presence and the table relay come next (see the
+//! project's issues).
 
+pub mod auth;
 pub mod local;
 pub mod presence;
 pub mod rest;

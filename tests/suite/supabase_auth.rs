@@ -1,0 +1,128 @@
+//! Supabase auth sessions against a local GoTrue stand-in, and the session's token used
+//! against the PostgREST-compatible server.
+
+use std::os::unix::fs::PermissionsExt;
+
+use helix_discovery::{
+    auth::{Auth, AuthError, SessionStore},
+    presence::{self, Presence},
+    rest::{Rest, SupabaseConfig},
+};
+
+use crate::support::{
+    mock_gotrue::{EMAIL, MockGoTrue, OTP, PASSWORD},
+    pg::TestDb,
+    postrust::PostRust,
+};
+
+fn config(gotrue: &MockGoTrue, rest: Option<String>) -> SupabaseConfig {
+    SupabaseConfig {
+        url: gotrue.url(),
+        anon_key: "anon-key".into(),
+        rest_url: rest,
+    }
+}
+
+#[tokio::test]
+async fn password_and_email_code_sign_in_store_a_private_session() {
+    let gotrue = MockGoTrue::start().await;
+    let auth = Auth::new(&config(&gotrue, None)).unwrap();
+    let err = auth
+        .sign_in_password(EMAIL, "wrong")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "signing in to Supabase failed: Invalid login credentials (invalid_grant)"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SessionStore::new(dir.path().join("cloud/session.json"));
+    let session = auth.sign_in_password(EMAIL, PASSWORD).await.unwrap();
+    store.save(&session).unwrap();
+    let mode = std::fs::metadata(store.path())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(store.load().unwrap().unwrap(), session);
+    assert!(!format!("{session:?}").contains(&session.refresh_token));
+
+    auth.send_otp(EMAIL).await.unwrap();
+    let err = auth
+        .verify_otp(EMAIL, "000000")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Token has expired or is invalid"), "{err}");
+    let by_code = auth.verify_otp(EMAIL, OTP).await.unwrap();
+    assert_eq!(by_code.email.as_deref(), Some(EMAIL));
+    assert!(store.clear().unwrap());
+    assert_eq!(store.load().unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_expiring_session_is_refreshed_once_and_saved_before_use() {
+    let gotrue = MockGoTrue::start().await;
+    let auth = Auth::new(&config(&gotrue, None)).unwrap();
+    gotrue.set_expires_in(30); // inside the refresh margin: every use refreshes
+    let dir = tempfile::tempdir().unwrap();
+    let store = SessionStore::new(dir.path().join("session.json"));
+    let first = auth.sign_in_password(EMAIL, PASSWORD).await.unwrap();
+    store.save(&first).unwrap();
+
+    gotrue.set_expires_in(3600);
+    // Eight users of one session at once: exactly one refresh, and all see the new session.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, auth) = (store.clone(), auth.clone());
+            tokio::spawn(async move { store.fresh(&auth).await })
+        })
+        .collect();
+    let mut sessions = Vec::new();
+    for t in tasks {
+        sessions.push(t.await.unwrap().unwrap().unwrap());
+    }
+    assert_eq!(gotrue.refreshes(), 1);
+    assert!(
+        sessions
+            .iter()
+            .all(|s| s.refresh_token == sessions[0].refresh_token)
+    );
+    assert_ne!(sessions[0].refresh_token, first.refresh_token, "rotated");
+    assert_eq!(store.load().unwrap().unwrap(), sessions[0], "saved");
+
+    // The old refresh token is spent: a session still holding it must sign in again.
+    let mut stale = first.clone();
+    stale.expires_at = 0;
+    store.save(&stale).unwrap();
+    let err = store.fresh(&auth).await.unwrap_err();
+    assert!(matches!(err, AuthError::Expired(_)), "{err}");
+    assert!(err.to_string().contains("Already Used"), "{err}");
+}
+
+#[tokio::test]
+async fn a_signed_in_session_writes_presence_through_rest() {
+    let gotrue = MockGoTrue::start().await;
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let config = config(&gotrue, Some(server.url.clone()));
+    let session = Auth::new(&config)
+        .unwrap()
+        .sign_in_password(EMAIL, PASSWORD)
+        .await
+        .unwrap();
+    let rest = Rest::new(&config, session.access_token).unwrap();
+    let hub = Presence {
+        hub_id: "ef".repeat(32),
+        hub_name: "desk".into(),
+        relay_url: None,
+        direct_addrs: vec![],
+        providers: vec![],
+        version: "0.1.0".into(),
+        last_seen: None,
+    };
+    presence::announce(&rest, &hub).await.unwrap();
+    assert_eq!(presence::online(&rest).await.unwrap().len(), 1);
+}
