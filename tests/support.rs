@@ -97,7 +97,8 @@ impl TestHub {
         Self::start_in(tempfile::tempdir().unwrap(), config).await
     }
 
-    async fn start_in(dir: TempDir, config: HubConfig) -> Self {
+    /// A hub on a data dir prepared by the caller.
+    pub async fn start_in(dir: TempDir, config: HubConfig) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let hub = Hub::bind_with_listener(dir.path(), config.clone(), listener)
             .await

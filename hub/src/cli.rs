@@ -57,6 +57,12 @@ pub enum Command {
     },
     /// Print the hub's address ticket (for dialing; it grants nothing by itself).
     Ticket,
+    /// The optional cloud (Supabase): sign in (the hub then announces its presence), status,
+    /// sign out.
+    Cloud {
+        #[command(subcommand)]
+        command: helix_discovery::cloud::CloudCommand,
+    },
     /// Show where the hub keeps its files, whether it runs, and which credentials it has.
     Status {
         /// One JSON object instead of text.

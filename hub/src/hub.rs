@@ -93,6 +93,7 @@ pub struct Hub {
     server_shutdown: CancellationToken,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     mesh: Option<Arc<Mesh>>,
+    presence: Option<(CancellationToken, JoinHandle<()>)>,
     _lock: File,
 }
 
@@ -170,6 +171,11 @@ impl Hub {
             recovery.pending,
         );
         let streams_shutdown = CancellationToken::new();
+        let provider_names: Vec<String> = helix_mesh::pb::Provider::ALL
+            .into_iter()
+            .filter(|p| providers.get(*p).is_some())
+            .map(|p| p.name().to_owned())
+            .collect();
         let service = RemoteExecutionService::new(
             executor.clone(),
             journal,
@@ -201,6 +207,17 @@ impl Hub {
         } else {
             None
         };
+        let presence = mesh.as_ref().map(|mesh| {
+            let cancel = CancellationToken::new();
+            let task = tokio::spawn(crate::presence::heartbeat(
+                data_dir.to_owned(),
+                mesh.endpoint().clone(),
+                config.name.clone().unwrap_or_else(host_name),
+                provider_names.clone(),
+                cancel.clone(),
+            ));
+            (cancel, task)
+        });
         let admin = mesh.clone().map(|mesh| AdminService {
             devices,
             pairings,
@@ -235,6 +252,7 @@ impl Hub {
             server_shutdown,
             server,
             mesh,
+            presence,
             _lock: lock,
         })
     }
@@ -288,6 +306,10 @@ impl Hub {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
         self.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
+        if let Some((cancel, task)) = self.presence {
+            cancel.cancel();
+            let _ = task.await;
+        }
         if let Some(mesh) = &self.mesh {
             mesh.shutdown().await;
         }

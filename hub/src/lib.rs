@@ -3,7 +3,8 @@
 //! Module map:
 //! - [`hub`]: a running hub (journal + executor + gRPC listeners) and its staged shutdown.
 //! - [`mesh`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
-//!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service.
+//!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service;
+//!   [`presence`]: the presence heartbeat when cloud is configured.
 //! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
 //! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
@@ -33,6 +34,7 @@ pub mod journal_read;
 pub mod login;
 pub mod mesh;
 pub mod oauth;
+pub mod presence;
 pub mod provider;
 pub mod refresh;
 pub mod retry;

@@ -98,6 +98,19 @@ async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Ticket => ticket(&data_dir).await,
+        Command::Cloud { command } => {
+            let cloud = helix_discovery::cloud::Cloud::in_dir(&data_dir);
+            let lines = cloud
+                .run(command, |what| {
+                    read_password_from_stdin(what)
+                        .map_err(|e| helix_discovery::cloud::CloudError::Usage(format!("{e:#}")))
+                })
+                .await?;
+            for line in lines {
+                out(&line);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -563,6 +576,25 @@ fn read_secret_from_stdin(what: &str) -> anyhow::Result<String> {
     }
     if secret.chars().any(char::is_whitespace) {
         bail!("the {what} on stdin contains whitespace; pass exactly one key");
+    }
+    Ok(secret.to_owned())
+}
+
+/// A password, code or token from stdin: only the line ending is removed (passwords may
+/// contain spaces).
+fn read_password_from_stdin(what: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        say(&format!("Enter the {what}, then Enter and Ctrl-D:"));
+    }
+    let mut text = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .with_context(|| format!("reading the {what} from stdin"))?;
+    let secret = text.trim_end_matches(['\r', '\n']);
+    if secret.is_empty() {
+        bail!("no {what} on stdin");
     }
     Ok(secret.to_owned())
 }

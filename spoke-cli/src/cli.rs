@@ -111,6 +111,11 @@ pub enum Command {
     },
     /// Print this device's id (its public key) as the last stdout line.
     Whoami,
+    /// The optional cloud (Supabase): sign in, status, sign out.
+    Cloud {
+        #[command(subcommand)]
+        command: helix_discovery::cloud::CloudCommand,
+    },
     /// Show the hub's version, id, providers and limits.
     Info {
         /// One JSON object instead of text.
@@ -290,6 +295,41 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["helix", "whoami"]).is_ok());
+        let cli = Cli::try_parse_from([
+            "helix",
+            "cloud",
+            "login",
+            "--url",
+            "https://x.supabase.co",
+            "--anon-key",
+            "k",
+            "--email",
+            "a@b.c",
+            "--otp",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Cloud { .. }));
+        // Secrets are never flag values: --access-token only takes `-`; a password flag does not exist.
+        assert!(
+            Cli::try_parse_from([
+                "helix",
+                "cloud",
+                "login",
+                "--url",
+                "u",
+                "--anon-key",
+                "k",
+                "--email",
+                "e",
+                "--password",
+                "p"
+            ])
+            .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["helix", "cloud", "login", "--url", "u", "--anon-key", "k"])
+                .is_err()
+        );
         assert!(Cli::try_parse_from(["helix", "run", "--provider", "claude", "hi"]).is_err());
         assert!(Cli::try_parse_from(["helix", "run"]).is_err());
     }

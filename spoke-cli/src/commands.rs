@@ -60,6 +60,18 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
             device_name,
         } => crate::pair::pair(spoke, &ticket, name, device_name, quiet).await,
         Command::Hubs { json } => crate::pair::hubs(spoke, json).await,
+        Command::Cloud { command } => {
+            let cloud = helix_discovery::cloud::Cloud::in_dir(spoke.config.path());
+            let lines = cloud
+                .run(command, read_secret)
+                .await
+                .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+            let mut printer = Printer::new(false, quiet);
+            for line in lines {
+                printer.out_line(&line);
+            }
+            Ok(Exit::Ok)
+        }
         Command::Whoami => {
             let key = spoke
                 .config
@@ -177,6 +189,29 @@ async fn run(
         args.detach,
     )
     .await
+}
+
+/// One secret from stdin (a prompt on stderr when it is a terminal).
+fn read_secret(what: &str) -> Result<String, helix_discovery::cloud::CloudError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!("helix: enter the {what}, then Enter and Ctrl-D\n").as_bytes(),
+        );
+    }
+    let mut text = String::new();
+    stdin.lock().read_to_string(&mut text).map_err(|e| {
+        helix_discovery::cloud::CloudError::Usage(format!("reading the {what} from stdin: {e}"))
+    })?;
+    // Only the line ending goes: passwords may contain spaces.
+    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        return Err(helix_discovery::cloud::CloudError::Usage(format!(
+            "no {what} on stdin"
+        )));
+    }
+    Ok(secret)
 }
 
 fn read_prompt_from_stdin() -> Result<String, CliError> {

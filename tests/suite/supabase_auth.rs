@@ -126,3 +126,116 @@ async fn a_signed_in_session_writes_presence_through_rest() {
     presence::announce(&rest, &hub).await.unwrap();
     assert_eq!(presence::online(&rest).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn helix_cloud_login_status_and_logout() {
+    use crate::support::bins::{run_helix, spoke};
+    let gotrue = MockGoTrue::start().await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let login = |stdin: &'static str| {
+        let mut cmd = spoke(config_dir.path());
+        cmd.args([
+            "cloud",
+            "login",
+            "--url",
+            &gotrue.url(),
+            "--anon-key",
+            "anon-key",
+            "--email",
+            EMAIL,
+        ]);
+        (cmd, stdin)
+    };
+    let (cmd, stdin) = login("not it\n");
+    let done = run_helix(cmd, Some(stdin)).await;
+    assert_eq!(done.code, Some(1));
+    assert!(
+        done.stderr.contains("Invalid login credentials"),
+        "{}",
+        done.stderr
+    );
+
+    // The password has spaces: only the line ending is dropped.
+    let (cmd, _) = login("");
+    let done = run_helix(cmd, Some(&format!("{PASSWORD}\n"))).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stdout.starts_with(&format!("signed in as {EMAIL}")),
+        "{}",
+        done.stdout
+    );
+    let session = std::fs::metadata(config_dir.path().join("cloud-session.json")).unwrap();
+    assert_eq!(session.permissions().mode() & 0o777, 0o600);
+
+    let mut cmd = spoke(config_dir.path());
+    cmd.args(["cloud", "status", "--json"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&run_helix(cmd, None).await.stdout).unwrap();
+    assert_eq!(
+        (status["signed_in"].as_bool(), status["email"].as_str()),
+        (Some(true), Some(EMAIL))
+    );
+
+    let mut cmd = spoke(config_dir.path());
+    cmd.args(["cloud", "logout"]);
+    assert_eq!(run_helix(cmd, None).await.stdout, "signed out\n");
+}
+
+#[tokio::test]
+async fn a_signed_in_hub_announces_its_presence_and_withdraws_it() {
+    let gotrue = MockGoTrue::start().await;
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let config = config(&gotrue, Some(server.url.clone()));
+    // The hub's data dir: cloud settings and a session, as `helix-hub cloud login` leaves them.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cloud.json"),
+        serde_json::json!({"url": config.url, "anon_key": config.anon_key, "rest_url": config.rest_url}).to_string(),
+    )
+    .unwrap();
+    let session = Auth::new(&config)
+        .unwrap()
+        .sign_in_password(EMAIL, PASSWORD)
+        .await
+        .unwrap();
+    SessionStore::new(dir.path().join("cloud-session.json"))
+        .save(&session)
+        .unwrap();
+    crate::support::store_api_key(dir.path());
+    let mock = crate::support::mock_anthropic::MockAnthropic::start(
+        crate::support::mock_anthropic::Reply::text(&["x"]),
+    )
+    .await;
+    let hub = crate::support::TestHub::start_in(dir, crate::support::config_for(&mock)).await;
+    let hub_id = hub.hub().hub_id().to_owned();
+
+    let rest = Rest::new(&config, session.access_token.clone()).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let row = loop {
+        if let Some(row) = presence::online(&rest)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.hub_id == hub_id)
+        {
+            break row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never announced itself"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        row.direct_addrs.iter().any(|a| a.starts_with("127.0.0.1:")),
+        "{row:?}"
+    );
+    assert!(row.providers.contains(&"anthropic".to_owned()), "{row:?}");
+
+    hub.shutdown().await;
+    assert!(
+        presence::online(&rest).await.unwrap().is_empty(),
+        "withdrawn on shutdown"
+    );
+}

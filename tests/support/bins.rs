@@ -155,6 +155,9 @@ pub fn spoke(config_dir: &Path) -> Command {
         .arg("--local-only")
         .env_remove("HELIX_HUB_DIR")
         .env_remove("HELIX_CONFIG_DIR")
+        .env_remove("HELIX_SUPABASE_URL")
+        .env_remove("HELIX_SUPABASE_ANON_KEY")
+        .env_remove("HELIX_SUPABASE_REST_URL")
         .env("HELIX_LOG", "warn")
         .kill_on_drop(true);
     cmd
