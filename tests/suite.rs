@@ -1,4 +1,5 @@
 mod cli;
+mod cloud_lookup;
 mod credentials;
 mod execute;
 mod lifecycle;

@@ -3,13 +3,14 @@
 //! - [`local`]: a hub on this machine, found through its data directory (`hub.json` + token).
 //! - [`rest`]: a typed client for Supabase's PostgREST API; [`presence`]: hub presence rows;
 //!   [`auth`]: Supabase auth sessions (password, email code, access token; locked refresh);
-//!   [`cloud`]: a side's cloud settings and session, and the `cloud` subcommands.
+//!   [`cloud`]: a side's cloud settings and session, and the `cloud` subcommands;
+//!   [`lookup`]: an iroh address lookup backed by presence rows.
 //!
-//! The iroh address lookup backed by presence and the table relay come next (see the
-//! project's issues).
+//! The table relay comes next (see the project's issues).
 
 pub mod auth;
 pub mod cloud;
 pub mod local;
+pub mod lookup;
 pub mod presence;
 pub mod rest;

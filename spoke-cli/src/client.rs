@@ -102,7 +102,26 @@ impl Spoke {
                     .config
                     .secret_key()
                     .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
-                bind_endpoint(&self.options, secret, Vec::new(), None)
+                // Signed in to the cloud: hub keys also resolve through presence rows.
+                let lookup = match helix_discovery::cloud::Cloud::in_dir(self.config.path())
+                    .rest()
+                    .await
+                {
+                    Ok(Some((rest, _))) => Some(helix_discovery::lookup::PresenceLookup::new(rest)),
+                    Ok(None) => None,
+                    Err(error) => {
+                        tracing::warn!(%error, "cloud address lookup unavailable");
+                        None
+                    }
+                };
+                let hooks = lookup.map(
+                    |lookup| -> Box<
+                        dyn FnOnce(iroh::endpoint::Builder) -> iroh::endpoint::Builder + Send,
+                    > {
+                        Box::new(move |builder| builder.address_lookup(lookup))
+                    },
+                );
+                bind_endpoint(&self.options, secret, Vec::new(), hooks)
                     .await
                     .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))
             })
