@@ -112,7 +112,25 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?
         .hubs;
     let mut printer = Printer::new(json, false);
-    if known.is_empty() {
+    // Hubs the cloud has seen online (when signed in): listed too, marked as such.
+    let cloud_online: Vec<helix_discovery::presence::Presence> =
+        match helix_discovery::cloud::Cloud::in_dir(spoke.config.path())
+            .rest()
+            .await
+        {
+            Ok(Some((rest, _))) => helix_discovery::presence::online(&rest)
+                .await
+                .unwrap_or_else(|e| {
+                    printer.note(&format!("could not read presence from the cloud: {e}"));
+                    Vec::new()
+                }),
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                printer.note(&format!("cloud: {e}"));
+                Vec::new()
+            }
+        };
+    if known.is_empty() && cloud_online.is_empty() {
         printer.note("no paired hubs: pair with `helix pair TICKET` (the ticket comes from `helix-hub pair`)");
         return Ok(Exit::Ok);
     }
@@ -122,7 +140,30 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
             "NAME", "HUB", "REACHABLE", "ROUTE"
         ));
     }
+    let paired: Vec<String> = known.values().map(|h| h.hub_id.to_string()).collect();
+    for row in cloud_online.iter().filter(|p| !paired.contains(&p.hub_id)) {
+        let detail = format!(
+            "online via cloud ({}), not paired with this device",
+            row.hub_name
+        );
+        if json {
+            printer.out_line(
+                &json!({"name": null, "hub_id": row.hub_id, "hub_name": row.hub_name, "reachable": null,
+                        "route": null, "cloud_online": true, "detail": detail})
+                .to_string(),
+            );
+        } else {
+            let short: String = row.hub_id.chars().take(10).collect();
+            printer.out_line(&format!(
+                "{:<16}  {short:<10}  {:<11}  {:<10}  {detail}",
+                "-", "-", "-"
+            ));
+        }
+    }
     for (name, hub) in known {
+        let cloud = cloud_online
+            .iter()
+            .any(|p| p.hub_id == hub.hub_id.to_string());
         let target = Target::Remote {
             label: name.clone(),
             addr: hub.addr.clone(),
@@ -149,6 +190,7 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
                     "hub_name": hub.hub_name,
                     "reachable": reachable,
                     "route": if reachable { Some(route) } else { None },
+                    "cloud_online": cloud,
                     "detail": detail,
                 })
                 .to_string(),

@@ -89,6 +89,24 @@ async fn a_spoke_finds_its_hub_through_presence() {
     let done = run_helix(cmd, Some(&format!("{PASSWORD}\n"))).await;
     assert_eq!(done.code, Some(0), "{}", done.stderr);
 
+    // `helix hubs` shows the hub as seen online through the cloud.
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["hubs", "--json"]);
+    let done = run_helix(cmd, None).await;
+    let rows: Vec<serde_json::Value> = done
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{}", done.stdout);
+    assert_eq!(
+        (
+            rows[0]["hub_id"].as_str(),
+            rows[0]["cloud_online"].as_bool()
+        ),
+        (Some(hub_id.as_str()), Some(true))
+    );
+
     // By key alone.
     let mut cmd = spoke(spoke_dir.path());
     cmd.args(["run", "--hub", &hub_id, "hello"]);
