@@ -9,3 +9,4 @@ mod recovery;
 mod supabase_auth;
 mod supabase_rest;
 mod supabase_sql;
+mod table_relay;

@@ -97,7 +97,25 @@ pub struct HubConfig {
     pub retry: RetryConfig,
     pub providers: ProvidersConfig,
     pub iroh: IrohConfig,
+    pub cloud: CloudSettings,
     pub agents: BTreeMap<String, AgentConfig>,
+}
+
+/// The table relay's timing (the cloud itself is set up with `helix-hub cloud login`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloudSettings {
+    /// How often the hub checks for relayed commands when no Realtime wake-up came.
+    #[serde(with = "duration_text")]
+    pub poll_interval: Duration,
+}
+
+impl Default for CloudSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_secs(15),
+        }
+    }
 }
 
 impl Default for HubConfig {
@@ -111,6 +129,7 @@ impl Default for HubConfig {
             retry: RetryConfig::default(),
             providers: ProvidersConfig::default(),
             iroh: IrohConfig::default(),
+            cloud: CloudSettings::default(),
             agents: BTreeMap::new(),
         }
     }

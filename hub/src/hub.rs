@@ -94,6 +94,8 @@ pub struct Hub {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     mesh: Option<Arc<Mesh>>,
     presence: Option<(CancellationToken, JoinHandle<()>)>,
+    relay: Option<(CancellationToken, JoinHandle<()>)>,
+    relay_wake: tokio::sync::mpsc::Sender<()>,
     _lock: File,
 }
 
@@ -178,8 +180,8 @@ impl Hub {
             .collect();
         let service = RemoteExecutionService::new(
             executor.clone(),
-            journal,
-            bus,
+            journal.clone(),
+            bus.clone(),
             config.clone(),
             credentials,
             providers,
@@ -195,7 +197,7 @@ impl Hub {
             let hub_name = config.name.clone().unwrap_or_else(host_name);
             Some(Arc::new(
                 Mesh::start(
-                    secret,
+                    secret.clone(),
                     &endpoint_options,
                     devices.clone(),
                     pairings.clone(),
@@ -206,6 +208,32 @@ impl Hub {
             ))
         } else {
             None
+        };
+        // The table relay, when this hub has cloud settings. The wake sender is kept so the
+        // worker's channel stays open (Realtime, when running, sends on it).
+        let (relay_wake, wake_rx) = tokio::sync::mpsc::channel(1);
+        let relay_cloud = helix_discovery::cloud::Cloud::in_dir(data_dir);
+        let relay = match relay_cloud.config() {
+            Ok(Some(_)) => {
+                let cancel = CancellationToken::new();
+                let worker = crate::relay::Relay {
+                    cloud: relay_cloud,
+                    secret: secret.clone(),
+                    devices: devices.clone(),
+                    executor: executor.clone(),
+                    journal: journal.clone(),
+                    bus: bus.clone(),
+                    config: config.clone(),
+                };
+                let task =
+                    tokio::spawn(worker.run(wake_rx, config.cloud.poll_interval, cancel.clone()));
+                Some((cancel, task))
+            }
+            Ok(None) => None,
+            Err(error) => {
+                tracing::warn!(%error, "cloud settings unreadable: no table relay");
+                None
+            }
         };
         let presence = mesh.as_ref().map(|mesh| {
             let cancel = CancellationToken::new();
@@ -253,6 +281,8 @@ impl Hub {
             server,
             mesh,
             presence,
+            relay,
+            relay_wake,
             _lock: lock,
         })
     }
@@ -289,6 +319,11 @@ impl Hub {
         })
     }
 
+    /// Wakes the table relay worker now (what a Realtime insert notification does).
+    pub fn wake_relay(&self) {
+        let _ = self.relay_wake.try_send(());
+    }
+
     /// Commands waiting and running.
     pub fn load(&self) -> (usize, usize) {
         self.executor.load()
@@ -306,6 +341,10 @@ impl Hub {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
         self.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
+        if let Some((cancel, task)) = self.relay {
+            cancel.cancel();
+            let _ = task.await;
+        }
         if let Some((cancel, task)) = self.presence {
             cancel.cancel();
             let _ = task.await;

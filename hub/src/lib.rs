@@ -4,7 +4,8 @@
 //! - [`hub`]: a running hub (journal + executor + gRPC listeners) and its staged shutdown.
 //! - [`mesh`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
 //!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service;
-//!   [`presence`]: the presence heartbeat when cloud is configured.
+//!   [`presence`]: the presence heartbeat when cloud is configured; [`relay`]: the hub's side
+//!   of the Supabase table relay.
 //! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
 //! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
@@ -37,6 +38,7 @@ pub mod oauth;
 pub mod presence;
 pub mod provider;
 pub mod refresh;
+pub mod relay;
 pub mod retry;
 pub mod service;
 pub mod sse;

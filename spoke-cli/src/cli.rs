@@ -156,6 +156,19 @@ pub struct RunArgs {
     /// Submit, print the command id as the last stdout line, and return at once.
     #[arg(long)]
     pub detach: bool,
+
+    /// Route: `iroh` (direct or relay), `cloud` (the Supabase table relay), or `auto` (iroh,
+    /// falling back to the table when no iroh route comes up within 3 s and this device is
+    /// signed in to the cloud).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub via: Via,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    Auto,
+    Iroh,
+    Cloud,
 }
 
 #[derive(Debug, Args)]

@@ -14,7 +14,7 @@ use serde_json::json;
 use helix_mesh::transport::{EndpointOptions, RelayChoice};
 
 use crate::{
-    cli::{Cli, Command, LsArgs, RunArgs},
+    cli::{Cli, Command, LsArgs, RunArgs, Via},
     client::{Connected, Spoke, Target},
     config::{SpokeConfig, default_config_dir},
     exit::{CliError, Exit},
@@ -82,6 +82,9 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
         }
     }
 }
+
+/// With `--via auto` and the cloud available: how long iroh may take before the table relay.
+pub const FALLBACK_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The spoke context the flags describe.
 fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
@@ -161,7 +164,6 @@ async fn run(
     }
     let mut printer = Printer::new(args.json, quiet);
     let target = spoke.resolve(hub)?;
-    let conn = connect(spoke, &target, &mut printer).await?;
     let now = SystemTime::now();
     let command_id = uuid::Uuid::new_v4().to_string();
     let request = pb::ExecuteRequest {
@@ -179,6 +181,40 @@ async fn run(
         created_at: Some(ms_to_timestamp(system_time_to_ms(now))),
         expires_at: Some(ms_to_timestamp(system_time_to_ms(now + args.ttl))),
         model: args.model.clone(),
+    };
+    let remote_hub = match &target {
+        Target::Remote { addr, .. } => Some(addr.id),
+        Target::Local(_) => None,
+    };
+    if args.via == Via::Cloud {
+        let hub = remote_hub.ok_or_else(|| {
+            CliError::new(
+                Exit::Usage,
+                "--via cloud needs --hub (a paired hub's name, id or ticket)",
+            )
+        })?;
+        return crate::relay::run(spoke, hub, request, &mut printer).await;
+    }
+    let fallback = match remote_hub {
+        Some(hub) if args.via == Via::Auto && crate::relay::available(spoke).await => Some(hub),
+        _ => None,
+    };
+    let conn = match fallback {
+        Some(hub) => {
+            match tokio::time::timeout(FALLBACK_AFTER, connect(spoke, &target, &mut printer)).await
+            {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) if e.exit != Exit::Unreachable => return Err(e),
+                Ok(Err(_)) | Err(_) => {
+                    printer.progress(&format!(
+                        "no iroh route to the hub within {}s; using the table relay",
+                        FALLBACK_AFTER.as_secs()
+                    ));
+                    return crate::relay::run(spoke, hub, request, &mut printer).await;
+                }
+            }
+        }
+        None => connect(spoke, &target, &mut printer).await?,
     };
     follow(
         spoke,

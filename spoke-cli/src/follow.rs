@@ -149,7 +149,7 @@ pub async fn follow(
 }
 
 /// Prints one event; returns the exit code once the command has finished.
-fn show_event(
+pub(crate) fn show_event(
     printer: &mut Printer,
     event: &pb::CommandEvent,
     route: &str,

@@ -16,4 +16,5 @@ pub mod config;
 pub mod exit;
 pub mod follow;
 pub mod pair;
+pub mod relay;
 pub mod render;

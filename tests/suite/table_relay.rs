@@ -1,0 +1,383 @@
+//! The Supabase table relay end to end: a paired, signed-in spoke sends through the table, the
+//! hub claims, verifies, runs and streams back sealed events; refusals are recorded with a
+//! reason; nothing in the tables is plaintext; a hub that was offline picks work up when it
+//! starts; a spoke without an iroh route falls back to the table.
+
+use std::time::{Duration, Instant};
+
+use helix_discovery::{
+    auth::{Auth, SessionStore},
+    rest::{Rest, SupabaseConfig},
+};
+use helix_mesh::{
+    envelope::{self, EnvelopeKind, Header},
+    pb,
+    proto_ext::now_ms,
+};
+use iroh::SecretKey;
+use prost::Message;
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::support::{
+    TestHub,
+    bins::{hub_cli, run_helix, spoke},
+    config_for,
+    mock_anthropic::{MockAnthropic, Reply},
+    mock_gotrue::{EMAIL, MockGoTrue, PASSWORD},
+    pg::TestDb,
+    postrust::PostRust,
+};
+
+struct Cloud {
+    gotrue: MockGoTrue,
+    db: TestDb,
+    server: PostRust,
+    config: SupabaseConfig,
+}
+
+impl Cloud {
+    async fn start() -> Self {
+        let gotrue = MockGoTrue::start().await;
+        let db = TestDb::create().await;
+        let server = PostRust::start(&db).await;
+        let config = SupabaseConfig {
+            url: gotrue.url(),
+            anon_key: "anon-key".into(),
+            rest_url: Some(server.url.clone()),
+        };
+        Self {
+            gotrue,
+            db,
+            server,
+            config,
+        }
+    }
+
+    /// A hub data dir signed in to this cloud, with the test API key.
+    async fn hub_dir(&self) -> TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("cloud.json"),
+            json!({"url": self.config.url, "anon_key": self.config.anon_key, "rest_url": self.config.rest_url}).to_string(),
+        )
+        .unwrap();
+        let session = Auth::new(&self.config)
+            .unwrap()
+            .sign_in_password(EMAIL, PASSWORD)
+            .await
+            .unwrap();
+        SessionStore::new(dir.path().join("cloud-session.json"))
+            .save(&session)
+            .unwrap();
+        crate::support::store_api_key(dir.path());
+        dir
+    }
+
+    async fn rest(&self) -> Rest {
+        let session = Auth::new(&self.config)
+            .unwrap()
+            .sign_in_password(EMAIL, PASSWORD)
+            .await
+            .unwrap();
+        Rest::new(&self.config, session.access_token).unwrap()
+    }
+}
+
+fn hub_config(mock: &MockAnthropic) -> helix_hub::HubConfig {
+    let mut config = config_for(mock);
+    config.cloud.poll_interval = Duration::from_millis(100);
+    config
+}
+
+/// A spoke paired with `hub` (as "desk") and signed in to `cloud`.
+async fn paired_spoke(hub: &TestHub, cloud: &Cloud) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = hub_cli(hub.path());
+    cmd.args(["pair"]);
+    let ticket = run_helix(cmd, None)
+        .await
+        .stdout
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let mut cmd = spoke(dir.path());
+    cmd.args(["pair", &ticket, "--name", "desk"]);
+    assert_eq!(run_helix(cmd, None).await.code, Some(0));
+    let mut cmd = spoke(dir.path());
+    cmd.env("HELIX_SUPABASE_REST_URL", &cloud.server.url).args([
+        "cloud",
+        "login",
+        "--url",
+        &cloud.gotrue.url(),
+        "--anon-key",
+        "anon-key",
+        "--email",
+        EMAIL,
+    ]);
+    assert_eq!(
+        run_helix(cmd, Some(&format!("{PASSWORD}\n"))).await.code,
+        Some(0)
+    );
+    dir
+}
+
+fn device_key(spoke_dir: &TempDir) -> SecretKey {
+    helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key")).unwrap()
+}
+
+fn sealed_row(
+    device: &SecretKey,
+    hub: &iroh::PublicKey,
+    command_id: &str,
+    envelope_expiry_ms: i64,
+) -> serde_json::Value {
+    let request = pb::ExecuteRequest {
+        command_id: command_id.into(),
+        content: "sealed prompt".into(),
+        provider: pb::Provider::Anthropic as i32,
+        ..Default::default()
+    };
+    let header = Header {
+        kind: EnvelopeKind::Command,
+        context: command_id.into(),
+        seq: 0,
+        expires_at_ms: envelope_expiry_ms,
+    };
+    let sealed = envelope::seal(device, hub, &header, &request.encode_to_vec()).unwrap();
+    json!({"command_id": command_id, "source_device_id": device.public().to_string(), "target_hub_id": hub.to_string(),
+           "envelope": sealed, "expires_at": "2999-01-01T00:00:00Z"})
+}
+
+async fn wait_status(cloud: &Cloud, command_id: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let row = cloud.db.admin(&format!("select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{command_id}'")).await;
+        if row.starts_with(want) {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{command_id} never reached {want}: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
+    let cloud = Cloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["over ", "the ", "table"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "run",
+        "--hub",
+        "desk",
+        "--via",
+        "cloud",
+        "--json",
+        "a secret prompt",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let records: Vec<serde_json::Value> = done
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        records.iter().all(|r| r["route"] == "supabase"),
+        "{records:?}"
+    );
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "complete and in order"
+    );
+    let text: String = records.iter().filter_map(|r| r["text"].as_str()).collect();
+    assert_eq!(text, "over the table");
+    assert_eq!(
+        mock.seen()[0].body["messages"][0]["content"],
+        "a secret prompt"
+    );
+
+    let stored = cloud.db.admin("select string_agg(envelope, '') from (select envelope from remote_commands union all select envelope from remote_command_events) e").await;
+    for plaintext in ["a secret prompt", "secret", "over the table", "table"] {
+        assert!(
+            !stored.contains(plaintext),
+            "{plaintext:?} is stored in clear"
+        );
+    }
+    let row = cloud
+        .db
+        .admin("select status || '|' || last_seq from remote_commands")
+        .await;
+    assert_eq!(row, format!("completed|{}", seqs.len()));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_reason() {
+    let cloud = Cloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["ran"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    let device = device_key(&spoke_dir);
+    let hub_key: iroh::PublicKey = hub.hub().hub_id().parse().unwrap();
+    let rest = cloud.rest().await;
+    let insert = |row: serde_json::Value| {
+        let rest = rest.clone();
+        async move {
+            let _: Vec<serde_json::Value> =
+                rest.insert("remote_commands", &[row], None).await.unwrap();
+        }
+    };
+
+    let unpaired = uuid::Uuid::new_v4().to_string();
+    let mut row = sealed_row(
+        &SecretKey::generate(),
+        &hub_key,
+        &unpaired,
+        now_ms() + 60_000,
+    );
+    row["source_device_id"] = json!(device.public().to_string()); // claims to be the paired device
+    insert(row).await;
+    let other_hub = uuid::Uuid::new_v4().to_string();
+    let mut row = sealed_row(
+        &device,
+        &SecretKey::generate().public(),
+        &other_hub,
+        now_ms() + 60_000,
+    );
+    row["target_hub_id"] = json!(hub_key.to_string());
+    insert(row).await;
+    let expired = uuid::Uuid::new_v4().to_string();
+    insert(sealed_row(&device, &hub_key, &expired, now_ms() - 1000)).await;
+    // Replay: a command id the hub already ran (here over its own listener).
+    let replayed = uuid::Uuid::new_v4().to_string();
+    let mut client = hub.client().await;
+    crate::support::collect(
+        client
+            .execute(pb::ExecuteRequest {
+                command_id: replayed.clone(),
+                content: "first".into(),
+                provider: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await;
+    insert(sealed_row(&device, &hub_key, &replayed, now_ms() + 60_000)).await;
+    hub.hub().wake_relay();
+
+    assert!(
+        wait_status(&cloud, &unpaired, "failed")
+            .await
+            .contains("not a paired device")
+    );
+    assert!(
+        wait_status(&cloud, &other_hub, "failed")
+            .await
+            .contains("addressed to another recipient")
+    );
+    assert!(
+        wait_status(&cloud, &expired, "failed")
+            .await
+            .contains("expired envelope")
+    );
+    assert!(
+        wait_status(&cloud, &replayed, "failed")
+            .await
+            .contains("replayed envelope")
+    );
+    assert_eq!(mock.requests(), 1, "only the direct command ran");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
+    let cloud = Cloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["late ", "but done"])).await;
+    let mut hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    let device = device_key(&spoke_dir);
+    let hub_key: iroh::PublicKey = hub.hub().hub_id().parse().unwrap();
+    let hub_dir = hub.dir.path().to_owned();
+    // The hub goes away; the command is queued in the table meanwhile.
+    let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
+    hub.shutdown().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let _: Vec<serde_json::Value> = cloud
+        .rest()
+        .await
+        .insert(
+            "remote_commands",
+            &[sealed_row(&device, &hub_key, &id, now_ms() + 600_000)],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cloud
+            .db
+            .admin(&format!(
+                "select status from remote_commands where command_id = '{id}'"
+            ))
+            .await,
+        "pending"
+    );
+    let hub = TestHub::start_in(dir, hub_config(&mock)).await;
+    assert_eq!(hub.path(), hub_dir);
+    wait_status(&cloud, &id, "completed").await;
+    assert_eq!(mock.requests(), 1);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_an_iroh_route_the_spoke_falls_back_to_the_table_within_3s() {
+    let cloud = Cloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["via ", "the cloud"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    // Restart the hub without iroh: the spoke's known address leads nowhere now.
+    let dir = {
+        let mut hub = hub;
+        let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
+        hub.shutdown().await;
+        dir
+    };
+    let mut config = hub_config(&mock);
+    config.iroh.enabled = false;
+    let hub = TestHub::start_in(dir, config).await;
+
+    let started = Instant::now();
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["run", "--hub", "desk", "fall back please"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "via the cloud"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("no iroh route to the hub within 3s; using the table relay"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("route supabase"), "{}", done.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    hub.shutdown().await;
+}
