@@ -3,7 +3,8 @@
 -- Runs as the table owner (on Supabase: `supabase db push`, i.e. the postgres role), once, in
 -- order with the other migrations. Grants are explicit: nothing relies on default privileges.
 -- Supabase never sees a prompt or an output: commands and events travel as opaque envelopes
--- (encrypted to the recipient and signed by the sender, base64 text); only routing metadata
+-- (encrypted to the recipient and signed by the sender: JSON with base64url fields, see
+-- helix_mesh::envelope); only routing metadata
 -- (ids, status, times, target hub, a refusal reason) is in clear.
 
 -- ------------------------------------------------------------------------------ presence
@@ -90,7 +91,7 @@ create table public.remote_command_events (
   command_id  uuid not null references public.remote_commands (command_id) on delete cascade,
   seq         integer not null check (seq > 0),
   user_id     uuid not null default auth.uid() references auth.users (id) on delete cascade,
-  envelope    text not null check (length(envelope) <= 1024 * 1024),
+  envelope    text not null check (length(envelope) <= 2 * 1024 * 1024),
   created_at  timestamptz not null default now(),
   primary key (command_id, seq)
 );
@@ -224,6 +225,7 @@ create policy remote_command_events_insert on public.remote_command_events for i
                            where c.command_id = remote_command_events.command_id
                              and c.user_id = (select auth.uid()) and c.status = 'executing'));
 
--- Realtime: command inserts wake the hub. Events and presence are not published (every
--- heartbeat would be one billed message per subscriber); spokes read events by seq cursor.
+-- Realtime: command inserts wake the hub (its subscription asks for INSERTs on its own
+-- target_hub_id only). Events and presence are not published (every heartbeat would be one
+-- billed message per subscriber); spokes read events by seq cursor.
 alter publication supabase_realtime add table public.remote_commands;

@@ -81,7 +81,7 @@ pub enum EnvelopeError {
     Expired,
     #[error("envelope does not decrypt with this key")]
     Undecryptable,
-    #[error("envelope plaintext of {0} bytes is over the limit")]
+    #[error("envelope of {0} bytes is over the limit")]
     TooLarge(usize),
 }
 

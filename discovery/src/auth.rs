@@ -53,7 +53,7 @@ pub enum AuthError {
     #[error("signing in to Supabase failed: {0}")]
     Refused(String),
     #[error(
-        "the Supabase session expired and cannot be refreshed ({0}): sign in again with `cloud login`"
+        "the Supabase session expired and cannot be refreshed ({0}): sign in again with `helix cloud login` (on the hub: `helix-hub cloud login`)"
     )]
     Expired(String),
     #[error("Supabase auth: {0}")]

@@ -63,10 +63,10 @@ pub enum CloudError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Fs(#[from] FsError),
-    #[error("cloud settings {path} are corrupt ({problem}): run `cloud login` again")]
+    #[error(
+        "cloud settings {path} are corrupt ({problem}): run `helix cloud login` (on the hub: `helix-hub cloud login`) again"
+    )]
     Corrupt { path: PathBuf, problem: String },
-    #[error("not signed in to the cloud: run `cloud login`")]
-    NotSignedIn,
     #[error("{0}")]
     Usage(String),
 }
@@ -218,9 +218,9 @@ impl Cloud {
                     ]);
                 }
                 Ok(match (config, session) {
-                    (None, _) => vec!["cloud: not configured (run `cloud login`)".into()],
+                    (None, _) => vec!["cloud: not configured (run `helix cloud login` (on the hub: `helix-hub cloud login`))".into()],
                     (Some(c), None) => vec![format!(
-                        "cloud: {} (not signed in: run `cloud login`)",
+                        "cloud: {} (not signed in: run `helix cloud login` (on the hub: `helix-hub cloud login`))",
                         c.url
                     )],
                     (Some(c), Some(s)) => vec![format!(

@@ -56,7 +56,9 @@ pub async fn heartbeat(
                     Err(error) => tracing::warn!(%error, "presence heartbeat failed"),
                 }
             }
-            Ok(None) => return,
+            // Not signed in (yet, or any more): check again at the next beat, so a later
+            // `helix-hub cloud login` takes effect without a restart.
+            Ok(None) => {}
             Err(error) => tracing::warn!(%error, "presence heartbeat: no usable cloud session"),
         }
         tokio::select! {

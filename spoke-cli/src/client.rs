@@ -19,6 +19,10 @@ use crate::{
     exit::{CliError, Exit},
 };
 
+/// How long closing the iroh endpoint may delay the exit (a clean close takes milliseconds;
+/// an abandoned dial would otherwise hold it for its whole timeout).
+const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// The route name of the loopback TCP listener.
 pub const ROUTE_LOCAL: &str = "local";
 
@@ -132,7 +136,7 @@ impl Spoke {
     /// rather than at their idle timeout.
     pub async fn close(&self) {
         if let Some(endpoint) = self.endpoint.get() {
-            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.close()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
         }
     }
 
