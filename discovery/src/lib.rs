@@ -3,6 +3,8 @@
 //! - [`local`]: a hub on this machine, found through its data directory (`hub.json` + token).
 //! - [`rest`]: a typed client for Supabase's PostgREST API; [`presence`]: hub presence rows;
 //!   [`auth`]: Supabase auth sessions (password, email code, access token; locked refresh).
+//! - [`realtime`]: a Supabase Realtime client that wakes a hub when a remote command for it is
+//!   inserted (a signal only; the rows and a safety poll carry correctness).
 //!
 //! The iroh address lookup backed by presence and the table relay come next (see the
 //! project's issues).
@@ -10,4 +12,5 @@
 pub mod auth;
 pub mod local;
 pub mod presence;
+pub mod realtime;
 pub mod rest;
