@@ -210,3 +210,25 @@ async fn cancel_ends_the_task_and_closes_the_socket() {
         .await;
     assert!(close_frame, "the client said goodbye with a close frame");
 }
+
+#[tokio::test]
+async fn dropping_the_wake_receiver_stops_the_client() {
+    let mut mock = MockRealtime::start().await;
+    let client = Client::start(&mock);
+    mock.frame("phx_join").await;
+    drop(client.wake);
+    tokio::time::timeout(TEST_TIMEOUT, client.task)
+        .await
+        .expect("the task ends once nobody listens")
+        .unwrap();
+    let close_frame = mock
+        .until(|s| match s {
+            Seen::Closed {
+                conn: 0,
+                close_frame,
+            } => Some(*close_frame),
+            _ => None,
+        })
+        .await;
+    assert!(close_frame);
+}
