@@ -5,6 +5,7 @@ mod execute;
 mod lifecycle;
 mod mesh;
 mod protocol;
+mod realtime;
 mod recovery;
 mod supabase_auth;
 mod supabase_rest;

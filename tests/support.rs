@@ -9,6 +9,7 @@ pub mod mock_codex;
 pub mod mock_gemini;
 pub mod mock_gotrue;
 pub mod mock_oauth;
+pub mod mock_realtime;
 pub mod pg;
 pub mod postrust;
 

@@ -5,6 +5,8 @@
 //!   [`auth`]: Supabase auth sessions (password, email code, access token; locked refresh);
 //!   [`cloud`]: a side's cloud settings and session, and the `cloud` subcommands;
 //!   [`lookup`]: an iroh address lookup backed by presence rows.
+//! - [`realtime`]: a Supabase Realtime client that wakes a hub when a remote command for it is
+//!   inserted (a signal only; the rows and a safety poll carry correctness).
 //!
 //! The table relay comes next (see the project's issues).
 
@@ -13,4 +15,5 @@ pub mod cloud;
 pub mod local;
 pub mod lookup;
 pub mod presence;
+pub mod realtime;
 pub mod rest;

@@ -214,8 +214,34 @@ impl Hub {
         let (relay_wake, wake_rx) = tokio::sync::mpsc::channel(1);
         let relay_cloud = helix_discovery::cloud::Cloud::in_dir(data_dir);
         let relay = match relay_cloud.config() {
-            Ok(Some(_)) => {
+            Ok(Some(supabase)) => {
                 let cancel = CancellationToken::new();
+                let relay_cancel = cancel.clone();
+                let config_poll = config.cloud.poll_interval;
+                let token = match relay_cloud.rest().await {
+                    Ok(Some((_, session))) => session.access_token,
+                    _ => String::new(),
+                };
+                let (token_tx, token_rx) = tokio::sync::watch::channel(token.clone());
+                // Realtime is only a wake-up: without it (or a session) the safety poll runs.
+                let realtime = if token.is_empty() {
+                    None
+                } else {
+                    match helix_discovery::realtime::RealtimeConfig::from_supabase(
+                        &supabase, &hub_id,
+                    ) {
+                        Ok(rt) => Some(helix_discovery::realtime::spawn(
+                            rt,
+                            token_rx,
+                            relay_wake.clone(),
+                            cancel.clone(),
+                        )),
+                        Err(error) => {
+                            tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
+                            None
+                        }
+                    }
+                };
                 let worker = crate::relay::Relay {
                     cloud: relay_cloud,
                     secret: secret.clone(),
@@ -224,10 +250,15 @@ impl Hub {
                     journal: journal.clone(),
                     bus: bus.clone(),
                     config: config.clone(),
+                    token: token_tx,
                 };
-                let task =
-                    tokio::spawn(worker.run(wake_rx, config.cloud.poll_interval, cancel.clone()));
-                Some((cancel, task))
+                let task = tokio::spawn(async move {
+                    worker.run(wake_rx, config_poll, cancel.clone()).await;
+                    if let Some(rt) = realtime {
+                        let _ = rt.await;
+                    }
+                });
+                Some((relay_cancel, task))
             }
             Ok(None) => None,
             Err(error) => {

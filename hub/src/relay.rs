@@ -47,6 +47,8 @@ pub struct Relay {
     pub journal: Journal,
     pub bus: Bus,
     pub config: Arc<HubConfig>,
+    /// The current access token, for the Realtime client (refreshed here every round).
+    pub token: tokio::sync::watch::Sender<String>,
 }
 
 impl Relay {
@@ -60,7 +62,14 @@ impl Relay {
         let hub_id = self.secret.public().to_string();
         loop {
             match self.cloud.rest().await {
-                Ok(Some((rest, _))) => loop {
+                Ok(Some((rest, session))) => loop {
+                    self.token.send_if_modified(|t| {
+                        let changed = *t != session.access_token;
+                        if changed {
+                            t.clone_from(&session.access_token);
+                        }
+                        changed
+                    });
                     let claimed: Result<Vec<Value>, _> = rest
                         .rpc(
                             "claim_remote_commands",

@@ -381,3 +381,95 @@ async fn without_an_iroh_route_the_spoke_falls_back_to_the_table_within_3s() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
+    use crate::support::mock_realtime::{MockRealtime, Seen};
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let mut realtime = MockRealtime::start().await;
+    // The project URL serves Realtime; the session is a bare access token (no auth server).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cloud.json"),
+        json!({"url": realtime.url(), "anon_key": "anon-key", "rest_url": server.url}).to_string(),
+    )
+    .unwrap();
+    let token = crate::support::postrust::jwt_for(crate::support::pg::ALICE);
+    SessionStore::new(dir.path().join("cloud-session.json"))
+        .save(&helix_discovery::auth::session_from_access_token(&token).unwrap())
+        .unwrap();
+    crate::support::store_api_key(dir.path());
+    let mock = MockAnthropic::start(Reply::text(&["woken"])).await;
+    let mut config = config_for(&mock);
+    config.cloud.poll_interval = Duration::from_secs(600);
+    let hub = TestHub::start_in(dir, config).await;
+    let hub_id = hub.hub().hub_id().to_owned();
+    let hub_key: iroh::PublicKey = hub_id.parse().unwrap();
+
+    // The hub joins its channel with its filter and token.
+    let join = realtime
+        .until(|seen| match seen {
+            Seen::Frame { frame, .. } if frame["event"] == "phx_join" => Some(frame.clone()),
+            _ => None,
+        })
+        .await;
+    let filter = join["payload"]["config"]["postgres_changes"][0]["filter"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(filter, format!("target_hub_id=eq.{hub_id}"));
+    assert_eq!(join["payload"]["access_token"], token.as_str());
+
+    // A command lands in the table, from a device this hub does not know (so it is refused:
+    // the point is how soon the hub looks), and Realtime says so.
+    let device = SecretKey::generate();
+    let id = uuid::Uuid::new_v4().to_string();
+    let rest = Rest::new(
+        &SupabaseConfig {
+            url: realtime.url(),
+            anon_key: "anon-key".into(),
+            rest_url: Some(server.url.clone()),
+        },
+        token.clone(),
+    )
+    .unwrap();
+    let _: Vec<serde_json::Value> = rest
+        .insert(
+            "remote_commands",
+            &[sealed_row(&device, &hub_key, &id, now_ms() + 600_000)],
+            None,
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    realtime.push_insert(&hub_id).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = cloud_status(&db, &id).await;
+        if !status.starts_with("pending") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the wake-up did not reach the hub"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        status.starts_with("failed|") && status.contains("not a paired device"),
+        "{status}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken, not polled (the poll is 10 minutes)"
+    );
+    hub.shutdown().await;
+}
+
+async fn cloud_status(db: &TestDb, id: &str) -> String {
+    db.admin(&format!(
+        "select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{id}'"
+    ))
+    .await
+}

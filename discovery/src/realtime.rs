@@ -1,0 +1,559 @@
+//! A Supabase Realtime client used only as a wake-up signal for a hub: "a row was inserted into
+//! `public.remote_commands` for me".
+//!
+//! Correctness never depends on it (the hub also polls slowly), so it is quiet and keeps
+//! trying: one task holds one websocket, joins one channel with a `postgres_changes` filter for
+//! this hub, answers nothing but heartbeats, and on any failure (a dropped socket, a refused
+//! join, a `phx_error`/`phx_close`, an unanswered heartbeat) reconnects after an exponential
+//! backoff with jitter. Wake-ups go into a bounded channel with `try_send`: a pending wake-up
+//! already covers later inserts.
+//!
+//! Wire: Phoenix protocol v1 JSON frames `{"topic", "event", "payload", "ref"}` on
+//! `{url}/realtime/v1/websocket?apikey=<anon key>&vsn=1.0.0`. The URL carries the anon key,
+//! so it is never logged; neither is the access token.
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+    time::{Instant, MissedTickBehavior},
+};
+use tokio_util::sync::CancellationToken;
+use tokio_websockets::{ClientBuilder, Connector, MaybeTlsStream, Message, WebSocketStream};
+use tracing::{Instrument, debug, info, warn};
+
+use crate::rest::SupabaseConfig;
+
+/// How often a heartbeat goes out: Supabase closes a socket silent for about 60 s, and its own
+/// clients beat every 25 s.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(25);
+/// How long a heartbeat or a join may wait for its `phx_reply` before the socket counts as dead.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// First delay before reconnecting after a failure; it doubles per consecutive failure.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest delay between reconnects: the safety poll covers the gap, and a minute keeps an
+/// outage from turning into a reconnect storm.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long the TCP + TLS + websocket handshake may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a cancelled client waits for its close frame to go out.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How many characters of the hub id name the channel (`realtime:helix-hub-<prefix>`); the
+/// filter carries the full id, the topic only needs to be readable in Supabase's dashboard.
+pub const TOPIC_HUB_PREFIX_LEN: usize = 16;
+/// The table whose inserts wake the hub.
+pub const COMMANDS_TABLE: &str = "remote_commands";
+
+/// The timing of one client; [`Timing::default`] is production, [`Timing::fast`] for tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub reply_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            reply_timeout: REPLY_TIMEOUT,
+            backoff_min: BACKOFF_MIN,
+            backoff_max: BACKOFF_MAX,
+            connect_timeout: CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl Timing {
+    /// Short timings for tests against a local server (the reply timeout stays generous so a
+    /// loaded test machine does not look like a dead socket).
+    pub fn fast() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(50),
+            reply_timeout: Duration::from_secs(2),
+            backoff_min: Duration::from_millis(10),
+            backoff_max: Duration::from_millis(100),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The delay before reconnect attempt `failures` (1-based): `backoff_min` doubling up to
+    /// `backoff_max`, then scaled by a random factor in [0.5, 1] so many hubs do not reconnect
+    /// in step.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let doubled = self
+            .backoff_min
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+        let base = doubled.min(self.backoff_max);
+        base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
+/// Where and as which hub to listen.
+#[derive(Clone)]
+pub struct RealtimeConfig {
+    /// The websocket endpoint without a query, e.g. `wss://<ref>.supabase.co/realtime/v1/websocket`.
+    pub ws_url: String,
+    /// The project's anon (publishable) key; sent as the `apikey` query parameter.
+    pub anon_key: String,
+    /// The hub whose `remote_commands` inserts wake it (`target_hub_id`).
+    pub hub_id: String,
+    pub timing: Timing,
+}
+
+impl fmt::Debug for RealtimeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RealtimeConfig")
+            .field("ws_url", &self.ws_url)
+            .field("anon_key", &"<redacted>")
+            .field("hub_id", &self.hub_id)
+            .field("timing", &self.timing)
+            .finish()
+    }
+}
+
+impl RealtimeConfig {
+    /// The Realtime endpoint of a Supabase project (`https` → `wss`, `http` → `ws`).
+    pub fn from_supabase(config: &SupabaseConfig, hub_id: &str) -> Result<Self, RealtimeError> {
+        let url = config.url.trim_end_matches('/');
+        let rest = if let Some(rest) = url.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            return Err(RealtimeError::BadUrl(url.to_owned()));
+        };
+        Ok(Self {
+            ws_url: format!("{rest}/realtime/v1/websocket"),
+            anon_key: config.anon_key.clone(),
+            hub_id: hub_id.to_owned(),
+            timing: Timing::default(),
+        })
+    }
+
+    /// The channel topic, `realtime:helix-hub-<hub id prefix>`.
+    pub fn topic(&self) -> String {
+        let prefix: String = self.hub_id.chars().take(TOPIC_HUB_PREFIX_LEN).collect();
+        format!("realtime:helix-hub-{prefix}")
+    }
+
+    fn connect_url(&self) -> String {
+        format!(
+            "{}?apikey={}&vsn=1.0.0",
+            self.ws_url,
+            percent_encode(&self.anon_key)
+        )
+    }
+
+    fn join_payload(&self, access_token: &str) -> Value {
+        json!({
+            "config": {
+                "broadcast": {"self": false},
+                "presence": {"key": ""},
+                "postgres_changes": [{
+                    "event": "INSERT",
+                    "schema": "public",
+                    "table": COMMANDS_TABLE,
+                    "filter": format!("target_hub_id=eq.{}", self.hub_id),
+                }],
+            },
+            "access_token": access_token,
+        })
+    }
+}
+
+/// Why a Realtime connection ended (each is followed by a reconnect) or could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RealtimeError {
+    #[error("the Supabase URL must start with http:// or https://, not {0:?}")]
+    BadUrl(String),
+    #[error("connecting to Supabase Realtime: {0}")]
+    Connect(String),
+    #[error("connecting to Supabase Realtime timed out")]
+    ConnectTimeout,
+    #[error("the Realtime socket failed: {0}")]
+    Socket(String),
+    #[error("the Realtime server closed the socket")]
+    Closed,
+    #[error("the Realtime server refused the join: {0}")]
+    JoinRefused(String),
+    #[error("the Realtime channel reported {0}")]
+    Channel(String),
+    #[error("no reply from Realtime within {0:?}")]
+    ReplyTimeout(Duration),
+}
+
+/// Starts the client. It sends `()` on `wake` (with `try_send`; a full channel already holds a
+/// wake-up) for every insert for this hub, follows `token` for the user's access token, and
+/// ends, closing its socket, when `cancel` fires or `wake`'s receiver is dropped.
+pub fn spawn(
+    config: RealtimeConfig,
+    token: watch::Receiver<String>,
+    wake: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) -> JoinHandle<()> {
+    let span = tracing::info_span!("realtime", topic = %config.topic());
+    tokio::spawn(run(config, token, wake, cancel).instrument(span))
+}
+
+/// How a session ended when it did not fail.
+enum Stop {
+    Cancelled,
+    NobodyListens,
+}
+
+async fn run(
+    config: RealtimeConfig,
+    mut token: watch::Receiver<String>,
+    wake: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) {
+    let connector = match tls_connector() {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            warn!(error = %e, "Supabase Realtime is off: cannot set up TLS");
+            return;
+        }
+    };
+    let mut failures: u32 = 0;
+    loop {
+        let mut joined = false;
+        let outcome = session(&config, &connector, &mut token, &wake, &cancel, &mut joined).await;
+        match outcome {
+            Ok(Stop::Cancelled) => {
+                debug!("stopped");
+                return;
+            }
+            Ok(Stop::NobodyListens) => {
+                debug!("wake-up receiver dropped; stopping");
+                return;
+            }
+            Err(e) => {
+                if joined {
+                    failures = 0;
+                }
+                failures = failures.saturating_add(1);
+                let delay = config.timing.backoff(failures);
+                // The first failure of a streak is worth a line; the rest are noise.
+                if failures == 1 {
+                    warn!(error = %e, retry_in = ?delay, "Supabase Realtime connection lost; retrying (wake-ups fall back to polling)");
+                } else {
+                    debug!(error = %e, failures, retry_in = ?delay, "Supabase Realtime retry failed");
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = wake.closed() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn tls_connector() -> Result<Connector, RealtimeError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| RealtimeError::Connect(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Connector::Rustls(tokio_rustls::TlsConnector::from(
+        Arc::new(config),
+    )))
+}
+
+async fn connect(config: &RealtimeConfig, connector: &Connector) -> Result<Socket, RealtimeError> {
+    // Errors are built from the library's messages, which do not carry the URL (and its key).
+    let builder = ClientBuilder::new()
+        .uri(&config.connect_url())
+        .map_err(|_| RealtimeError::Connect("the Realtime URL is not a valid URI".into()))?
+        .connector(connector);
+    match tokio::time::timeout(config.timing.connect_timeout, builder.connect()).await {
+        Err(_) => Err(RealtimeError::ConnectTimeout),
+        Ok(Err(e)) => Err(RealtimeError::Connect(e.to_string())),
+        Ok(Ok((socket, _response))) => Ok(socket),
+    }
+}
+
+/// The refs of this connection: Phoenix matches replies to requests by `ref`.
+struct Refs(u64);
+
+impl Refs {
+    fn next(&mut self) -> String {
+        self.0 += 1;
+        self.0.to_string()
+    }
+}
+
+async fn send(
+    socket: &mut Socket,
+    topic: &str,
+    event: &str,
+    payload: Value,
+    r: &str,
+) -> Result<(), RealtimeError> {
+    let frame = json!({"topic": topic, "event": event, "payload": payload, "ref": r});
+    socket
+        .send(Message::text(frame.to_string()))
+        .await
+        .map_err(|e| RealtimeError::Socket(e.to_string()))
+}
+
+/// One connection: connect, join, then heartbeats and events until something fails.
+async fn session(
+    config: &RealtimeConfig,
+    connector: &Connector,
+    token: &mut watch::Receiver<String>,
+    wake: &mpsc::Sender<()>,
+    cancel: &CancellationToken,
+    joined: &mut bool,
+) -> Result<Stop, RealtimeError> {
+    let timing = config.timing;
+    let mut socket = tokio::select! {
+        () = cancel.cancelled() => return Ok(Stop::Cancelled),
+        () = wake.closed() => return Ok(Stop::NobodyListens),
+        socket = connect(config, connector) => socket?,
+    };
+    let topic = config.topic();
+    let mut refs = Refs(0);
+
+    let join_ref = refs.next();
+    let access_token = token.borrow_and_update().clone();
+    send(
+        &mut socket,
+        &topic,
+        "phx_join",
+        config.join_payload(&access_token),
+        &join_ref,
+    )
+    .await?;
+    let mut join_deadline = Some(Instant::now() + timing.reply_timeout);
+    // A token that changed before the join was answered goes out once it is.
+    let mut token_pending = false;
+    let mut token_open = true;
+
+    let mut heartbeat = tokio::time::interval_at(
+        Instant::now() + timing.heartbeat_interval,
+        timing.heartbeat_interval,
+    );
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heartbeat_pending: Option<(String, Instant)> = None;
+
+    loop {
+        let deadline = [join_deadline, heartbeat_pending.as_ref().map(|(_, d)| *d)]
+            .into_iter()
+            .flatten()
+            .min();
+        tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close()).await;
+                return Ok(Stop::Cancelled);
+            }
+            () = wake.closed() => {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close()).await;
+                return Ok(Stop::NobodyListens);
+            }
+            () = wait_until(deadline) => {
+                return Err(RealtimeError::ReplyTimeout(timing.reply_timeout));
+            }
+            _ = heartbeat.tick() => {
+                if heartbeat_pending.is_none() {
+                    let r = refs.next();
+                    send(&mut socket, "phoenix", "heartbeat", json!({}), &r).await?;
+                    heartbeat_pending = Some((r, Instant::now() + timing.reply_timeout));
+                }
+            }
+            changed = token.changed(), if token_open => {
+                if changed.is_err() {
+                    // The session owner is gone; keep the last token until told to stop.
+                    token_open = false;
+                } else if *joined {
+                    let fresh = token.borrow_and_update().clone();
+                    let r = refs.next();
+                    send(&mut socket, &topic, "access_token", json!({"access_token": fresh}), &r).await?;
+                    debug!("access token updated on the channel");
+                } else {
+                    token_pending = true;
+                }
+            }
+            message = socket.next() => {
+                let message = match message {
+                    None => return Err(RealtimeError::Closed),
+                    Some(Err(e)) => return Err(RealtimeError::Socket(e.to_string())),
+                    Some(Ok(m)) => m,
+                };
+                if message.is_close() {
+                    return Err(RealtimeError::Closed);
+                }
+                let Some(text) = message.as_text() else { continue };
+                let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+                    debug!("ignoring a Realtime frame that is not Phoenix JSON");
+                    continue;
+                };
+                match frame.event.as_str() {
+                    "phx_reply" => {
+                        let status = frame.payload.get("status").and_then(Value::as_str).unwrap_or_default();
+                        let r = frame.ref_string();
+                        if join_deadline.is_some() && r.as_deref() == Some(join_ref.as_str()) {
+                            if status != "ok" {
+                                return Err(RealtimeError::JoinRefused(reply_reason(&frame.payload)));
+                            }
+                            join_deadline = None;
+                            *joined = true;
+                            info!("listening for remote commands");
+                            if token_pending {
+                                token_pending = false;
+                                let fresh = token.borrow_and_update().clone();
+                                let r = refs.next();
+                                send(&mut socket, &topic, "access_token", json!({"access_token": fresh}), &r).await?;
+                            }
+                        } else if heartbeat_pending.as_ref().map(|(h, _)| Some(h.as_str())) == Some(r.as_deref()) {
+                            heartbeat_pending = None;
+                        } else if status != "ok" {
+                            debug!(reason = %reply_reason(&frame.payload), "a Realtime request was refused");
+                        }
+                    }
+                    "postgres_changes" if frame.topic == topic => {
+                        let kind = frame.payload.pointer("/data/type").and_then(Value::as_str);
+                        if kind == Some("INSERT") {
+                            match wake.try_send(()) {
+                                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
+                                Err(mpsc::error::TrySendError::Closed(())) => {
+                                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close()).await;
+                                    return Ok(Stop::NobodyListens);
+                                }
+                            }
+                        }
+                    }
+                    "phx_error" | "phx_close" if frame.topic == topic => {
+                        return Err(RealtimeError::Channel(frame.event));
+                    }
+                    "system" if frame.topic == topic => {
+                        // Realtime reports here whether the postgres_changes subscription
+                        // took; without it no wake-up would come, so a failure starts over.
+                        let status = frame.payload.get("status").and_then(Value::as_str);
+                        if status == Some("error") {
+                            return Err(RealtimeError::Channel(format!(
+                                "a subscription error: {}",
+                                reply_reason(&frame.payload)
+                            )));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+async fn wait_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A Phoenix v1 frame as the server sends it.
+#[derive(serde::Deserialize)]
+struct Frame {
+    topic: String,
+    event: String,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default, rename = "ref")]
+    reference: Value,
+}
+
+impl Frame {
+    fn ref_string(&self) -> Option<String> {
+        match &self.reference {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// A short, token-free description of a refusal (`response.reason` or `message`).
+fn reply_reason(payload: &Value) -> String {
+    let text = payload
+        .pointer("/response/reason")
+        .or_else(|| payload.get("message"))
+        .and_then(Value::as_str)
+        .or_else(|| payload.get("status").and_then(Value::as_str))
+        .unwrap_or("no reason given");
+    text.chars().take(200).collect()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn supabase(url: &str) -> SupabaseConfig {
+        SupabaseConfig {
+            url: url.into(),
+            anon_key: "anon+key/1=".into(),
+            rest_url: None,
+        }
+    }
+
+    #[test]
+    fn urls_follow_the_project_scheme_and_hide_the_key() {
+        let hub = "ab".repeat(32);
+        let c = RealtimeConfig::from_supabase(&supabase("https://x.supabase.co/"), &hub).unwrap();
+        assert_eq!(c.ws_url, "wss://x.supabase.co/realtime/v1/websocket");
+        assert_eq!(
+            c.connect_url(),
+            "wss://x.supabase.co/realtime/v1/websocket?apikey=anon%2Bkey%2F1%3D&vsn=1.0.0"
+        );
+        assert_eq!(c.topic(), "realtime:helix-hub-abababababababab");
+        assert!(!format!("{c:?}").contains("anon+key"));
+        let local = RealtimeConfig::from_supabase(&supabase("http://127.0.0.1:5"), &hub).unwrap();
+        assert_eq!(local.ws_url, "ws://127.0.0.1:5/realtime/v1/websocket");
+        let err = RealtimeConfig::from_supabase(&supabase("ftp://x"), &hub).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the Supabase URL must start with http:// or https://, not \"ftp://x\""
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_within_bounds_with_jitter() {
+        let t = Timing::default();
+        for (failures, full) in [(1, 1), (2, 2), (3, 4), (6, 32), (7, 60), (40, 60)] {
+            let d = t.backoff(failures);
+            let full = Duration::from_secs(full);
+            assert!(d >= full / 2 && d <= full, "{failures}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn tls_is_set_up_with_ring_without_a_process_default() {
+        assert!(tls_connector().is_ok());
+    }
+}
