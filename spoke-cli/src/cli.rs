@@ -74,6 +74,9 @@ pub enum Command {
         /// One JSON object per event on stdout instead of the output text.
         #[arg(long)]
         json: bool,
+        /// `cloud` reads a command sent through the table relay from the table.
+        #[arg(long, value_enum, default_value = "auto")]
+        via: Via,
     },
     /// Cancel a queued or running command.
     Cancel { id: String },

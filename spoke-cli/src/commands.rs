@@ -39,9 +39,16 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
             id,
             after_seq,
             json,
+            via,
         } => {
             let mut printer = Printer::new(json, quiet);
             let target = spoke.resolve(hub.as_deref())?;
+            if via == Via::Cloud {
+                let Target::Remote { addr, .. } = &target else {
+                    return Err(CliError::new(Exit::Usage, "--via cloud needs --hub"));
+                };
+                return crate::relay::attach(spoke, addr.id, &id, after_seq, &mut printer).await;
+            }
             let conn = connect(spoke, &target, &mut printer).await?;
             let start = Start::Attach {
                 command_id: id,
@@ -193,7 +200,7 @@ async fn run(
                 "--via cloud needs --hub (a paired hub's name, id or ticket)",
             )
         })?;
-        return crate::relay::run(spoke, hub, request, &mut printer).await;
+        return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
     }
     let fallback = match remote_hub {
         Some(hub) if args.via == Via::Auto && crate::relay::available(spoke).await => Some(hub),
@@ -210,7 +217,7 @@ async fn run(
                         "no iroh route to the hub within {}s; using the table relay",
                         FALLBACK_AFTER.as_secs()
                     ));
-                    return crate::relay::run(spoke, hub, request, &mut printer).await;
+                    return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
                 }
             }
         }

@@ -37,14 +37,8 @@ pub async fn available(spoke: &Spoke) -> bool {
     matches!(Cloud::in_dir(spoke.config.path()).rest().await, Ok(Some(_)))
 }
 
-/// Sends `request` to `hub` through the table and follows it to its end.
-pub async fn run(
-    spoke: &Spoke,
-    hub: PublicKey,
-    request: pb::ExecuteRequest,
-    printer: &mut Printer,
-) -> Result<Exit, CliError> {
-    let (rest, _) = Cloud::in_dir(spoke.config.path())
+async fn signed_in(spoke: &Spoke) -> Result<helix_discovery::rest::Rest, CliError> {
+    Ok(Cloud::in_dir(spoke.config.path())
         .rest()
         .await
         .map_err(cloud_error)?
@@ -53,7 +47,20 @@ pub async fn run(
                 Exit::Unreachable,
                 "the table relay needs the cloud: run `helix cloud login`",
             )
-        })?;
+        })?
+        .0)
+}
+
+/// Sends `request` to `hub` through the table and follows it to its end (or, with `detach`,
+/// prints its id and returns).
+pub async fn run(
+    spoke: &Spoke,
+    hub: PublicKey,
+    request: pb::ExecuteRequest,
+    printer: &mut Printer,
+    detach: bool,
+) -> Result<Exit, CliError> {
+    let rest = signed_in(spoke).await?;
     let secret = spoke
         .config
         .secret_key()
@@ -81,12 +88,58 @@ pub async fn run(
         .insert("remote_commands", &[row], None)
         .await
         .map_err(cloud_error)?;
+    if detach {
+        printer.progress(&format!(
+            "sent through the cloud (route {ROUTE_SUPABASE}); follow it with `helix attach --via cloud {command_id}`"
+        ));
+        printer.out_line(&command_id);
+        return Ok(Exit::Ok);
+    }
     printer.progress(&format!(
         "sent through the cloud (route {ROUTE_SUPABASE}); waiting for the hub…"
     ));
+    follow_events(&rest, &secret, hub, &command_id, 0, printer).await
+}
 
+/// Follows a relayed command's events after `after_seq` (`helix attach --via cloud`).
+pub async fn attach(
+    spoke: &Spoke,
+    hub: PublicKey,
+    command_id: &str,
+    after_seq: u64,
+    printer: &mut Printer,
+) -> Result<Exit, CliError> {
+    let rest = signed_in(spoke).await?;
+    let secret = spoke
+        .config
+        .secret_key()
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    let known: Vec<Value> = rest
+        .select(
+            "remote_commands",
+            &format!("command_id=eq.{command_id}&select=command_id"),
+        )
+        .await
+        .map_err(cloud_error)?;
+    if known.is_empty() {
+        return Err(CliError::new(
+            Exit::Refused,
+            format!("no relayed command {command_id} in the cloud"),
+        ));
+    }
+    follow_events(&rest, &secret, hub, command_id, after_seq, printer).await
+}
+
+async fn follow_events(
+    rest: &helix_discovery::rest::Rest,
+    secret: &iroh::SecretKey,
+    hub: PublicKey,
+    command_id: &str,
+    after_seq: u64,
+    printer: &mut Printer,
+) -> Result<Exit, CliError> {
     let started = tokio::time::Instant::now();
-    let mut last = 0u64;
+    let mut last = after_seq;
     loop {
         let rows: Vec<Value> = rest
             .select(
@@ -99,7 +152,7 @@ pub async fn run(
             .map_err(cloud_error)?;
         for row in &rows {
             let text = row["envelope"].as_str().unwrap_or_default();
-            let opened = envelope::open(&secret, text, now_ms(), |k| *k == hub).map_err(|e| {
+            let opened = envelope::open(secret, text, now_ms(), |k| *k == hub).map_err(|e| {
                 CliError::new(Exit::Failed, format!("table relay: refused an event: {e}"))
             })?;
             let event = pb::CommandEvent::decode(opened.plaintext.as_slice())

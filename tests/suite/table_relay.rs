@@ -213,9 +213,62 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
             "{plaintext:?} is stored in clear"
         );
     }
+    // Detach, then read it back from the table (the cursor makes it resumable).
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "run", "--hub", "desk", "--via", "cloud", "--detach", "again",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let detached = done.stdout.lines().last().unwrap().to_owned();
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["attach", "--hub", "desk", "--via", "cloud", &detached]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "over the table"),
+        "{}",
+        done.stderr
+    );
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "attach",
+        "--hub",
+        "desk",
+        "--via",
+        "cloud",
+        "--json",
+        "--after-seq",
+        "3",
+        &detached,
+    ]);
+    let done = run_helix(cmd, None).await;
+    let seqs_after: Vec<u64> = done
+        .stdout
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs_after.first(), Some(&4), "{}", done.stdout);
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "attach",
+        "--hub",
+        "desk",
+        "--via",
+        "cloud",
+        &uuid::Uuid::new_v4().to_string(),
+    ]);
+    assert_eq!(run_helix(cmd, None).await.code, Some(6));
+
     let row = cloud
         .db
-        .admin("select status || '|' || last_seq from remote_commands")
+        .admin(&format!(
+            "select status || '|' || last_seq from remote_commands where command_id <> '{detached}'"
+        ))
         .await;
     assert_eq!(row, format!("completed|{}", seqs.len()));
     hub.shutdown().await;
