@@ -246,6 +246,33 @@ pub fn sse_events(
     }
 }
 
+/// Sends a streaming request. A transport failure or a non-success status becomes the
+/// provider's classified error (with `retry-after` honoured and the error body read by
+/// `describe`), so each provider only handles its stream.
+pub async fn send_streaming(
+    provider: &'static str,
+    request: reqwest::RequestBuilder,
+    describe: fn(&str) -> String,
+) -> Result<reqwest::Response, ProviderError> {
+    let response = request.send().await.map_err(|e| {
+        ProviderError::new(
+            kind_for_transport(&e),
+            format!("{provider}: request failed: {}", describe_transport(&e)),
+        )
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let retry_after = retry_after_of(&response);
+    let text = response.text().await.unwrap_or_default();
+    Err(ProviderError::new(
+        kind_for_status(status.as_u16()),
+        format!("{provider}: HTTP {}: {}", status.as_u16(), describe(&text)),
+    )
+    .with_retry_after(retry_after))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

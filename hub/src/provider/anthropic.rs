@@ -18,7 +18,7 @@ use serde_json::json;
 use super::claude_code::ClaudeCode;
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    kind_for_status, kind_for_transport, parse_retry_after, sse_events,
+    send_streaming, sse_events,
 };
 use crate::credentials::Credential;
 
@@ -154,40 +154,24 @@ impl ProviderExec for Anthropic {
             if let Some(system) = &request.system {
                 body["system"] = json!(system);
             }
-            let response = http
+            let response = match send_streaming(
+                "anthropic",
+                http
                 .post(&url)
                 .header("x-api-key", key.expose())
                 .header("anthropic-version", API_VERSION)
                 .header("accept", "text/event-stream")
-                .json(&body)
-                .send()
-                .await;
-            let response = match response {
-                Ok(r) => r,
+                .json(&body),
+                |text| describe_error_body(text).1,
+            )
+            .await
+            {
+                Ok(response) => response,
                 Err(e) => {
-                    yield Err(ProviderError::new(
-                        kind_for_transport(&e),
-                        format!("anthropic: request failed: {}", describe_transport(&e)),
-                    ));
+                    yield Err(e);
                     return;
                 }
             };
-            let status = response.status();
-            if !status.is_success() {
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                let text = response.text().await.unwrap_or_default();
-                let (_, detail) = describe_error_body(&text);
-                yield Err(ProviderError::new(
-                    kind_for_status(status.as_u16()),
-                    format!("anthropic: HTTP {}: {detail}", status.as_u16()),
-                )
-                .with_retry_after(retry_after));
-                return;
-            }
 
             let events = sse_events("anthropic", response, "message_stop");
             futures::pin_mut!(events);

@@ -13,8 +13,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    http_client, kind_for_status, kind_for_transport, retry_after_of, sse_events, truncate_text,
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, http_client,
+    send_streaming, sse_events, truncate_text,
 };
 use crate::credentials::Credential;
 
@@ -156,27 +156,17 @@ impl ProviderExec for Codex {
             if let Some(account) = &account_id {
                 builder = builder.header("chatgpt-account-id", account);
             }
-            let response = match builder.send().await {
-                Ok(r) => r,
+            let response = match send_streaming("openai-codex", builder, |text| {
+                truncate_text(text).to_owned()
+            })
+            .await
+            {
+                Ok(response) => response,
                 Err(e) => {
-                    yield Err(ProviderError::new(
-                        kind_for_transport(&e),
-                        format!("openai-codex: request failed: {}", describe_transport(&e)),
-                    ));
+                    yield Err(e);
                     return;
                 }
             };
-            let status = response.status();
-            if !status.is_success() {
-                let retry_after = retry_after_of(&response);
-                let text = response.text().await.unwrap_or_default();
-                yield Err(ProviderError::new(
-                    kind_for_status(status.as_u16()),
-                    format!("openai-codex: HTTP {}: {}", status.as_u16(), truncate_text(&text)),
-                )
-                .with_retry_after(retry_after));
-                return;
-            }
             let events = sse_events("openai-codex", response, "response.completed");
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {

@@ -14,8 +14,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    http_client, kind_for_status, kind_for_transport, retry_after_of, sse_events, truncate_text,
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, http_client,
+    kind_for_status, send_streaming, sse_events, truncate_text,
 };
 use crate::credentials::Credential;
 
@@ -61,6 +61,15 @@ fn kind_for_google_status(status: &str, code: u16) -> ErrorKind {
         _ if code != 0 => kind_for_status(code),
         _ => ErrorKind::Api,
     }
+}
+
+/// An error body as a message: Google's `error.message`, else the text itself.
+fn describe_google_error_body(text: &str) -> String {
+    serde_json::from_str::<Value>(text)
+        .ok()
+        .and_then(|v| v.get("error").map(google_error))
+        .map(|e| e.message)
+        .unwrap_or_else(|| truncate_text(text).to_owned())
 }
 
 fn google_error(error: &Value) -> ProviderError {
@@ -152,39 +161,23 @@ impl ProviderExec for Gemini {
             if let Some(system) = &request.system {
                 body["systemInstruction"] = json!({"parts": [{"text": system}]});
             }
-            let response = http
+            let response = match send_streaming(
+                "google-gemini",
+                http
                 .post(&url)
                 .header("x-goog-api-key", key.expose())
                 .header("accept", "text/event-stream")
-                .json(&body)
-                .send()
-                .await;
-            let response = match response {
-                Ok(r) => r,
+                .json(&body),
+                describe_google_error_body,
+            )
+            .await
+            {
+                Ok(response) => response,
                 Err(e) => {
-                    yield Err(ProviderError::new(
-                        kind_for_transport(&e),
-                        format!("google-gemini: request failed: {}", describe_transport(&e)),
-                    ));
+                    yield Err(e);
                     return;
                 }
             };
-            let status = response.status();
-            if !status.is_success() {
-                let retry_after = retry_after_of(&response);
-                let text = response.text().await.unwrap_or_default();
-                let detail = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("error").map(google_error))
-                    .map(|e| e.message)
-                    .unwrap_or_else(|| truncate_text(&text).to_owned());
-                yield Err(ProviderError::new(
-                    kind_for_status(status.as_u16()),
-                    format!("google-gemini: HTTP {}: {detail}", status.as_u16()),
-                )
-                .with_retry_after(retry_after));
-                return;
-            }
             let events = sse_events("google-gemini", response, "a finishReason");
             futures::pin_mut!(events);
             while let Some(event) = events.next().await {
