@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bins;
+pub mod cloud;
 pub mod mock_anthropic;
 pub mod mock_codex;
 pub mod mock_gemini;

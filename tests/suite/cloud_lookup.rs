@@ -4,48 +4,27 @@
 use crate::support::{
     TestHub,
     bins::{hub_cli, run_helix, spoke},
+    cloud::TestCloud,
     config_for,
     mock_anthropic::{MockAnthropic, Reply},
-    mock_gotrue::{EMAIL, MockGoTrue, PASSWORD},
-    pg::TestDb,
-    postrust::PostRust,
+    mock_gotrue::{EMAIL, PASSWORD},
 };
-use helix_discovery::{
-    auth::{Auth, SessionStore},
-    presence,
-    rest::{Rest, SupabaseConfig},
-};
+use helix_discovery::{auth::Auth, presence, rest::Rest};
 
 #[tokio::test]
 async fn a_spoke_finds_its_hub_through_presence() {
-    let gotrue = MockGoTrue::start().await;
-    let db = TestDb::create().await;
-    let server = PostRust::start(&db).await;
-    let config = SupabaseConfig {
-        url: gotrue.url(),
-        anon_key: "anon-key".into(),
-        rest_url: Some(server.url.clone()),
-    };
-    // A signed-in hub.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cloud.json"),
-        serde_json::json!({"url": config.url, "anon_key": config.anon_key, "rest_url": config.rest_url}).to_string(),
-    )
-    .unwrap();
-    let session = Auth::new(&config)
+    let cloud = TestCloud::start().await;
+    let (gotrue, server, config) = (&cloud.gotrue, &cloud.server, &cloud.config);
+    let dir = cloud.hub_dir().await;
+    let session = Auth::new(config)
         .unwrap()
         .sign_in_password(EMAIL, PASSWORD)
         .await
         .unwrap();
-    SessionStore::new(dir.path().join("cloud-session.json"))
-        .save(&session)
-        .unwrap();
-    crate::support::store_api_key(dir.path());
     let mock = MockAnthropic::start(Reply::text(&["found ", "you"])).await;
     let hub = TestHub::start_in(dir, config_for(&mock)).await;
     let hub_id = hub.hub().hub_id().to_owned();
-    let rest = Rest::new(&config, session.access_token.clone()).unwrap();
+    let rest = Rest::new(config, session.access_token.clone()).unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     while !presence::online(&rest)
         .await

@@ -183,26 +183,14 @@ async fn helix_cloud_login_status_and_logout() {
 
 #[tokio::test]
 async fn a_signed_in_hub_announces_its_presence_and_withdraws_it() {
-    let gotrue = MockGoTrue::start().await;
-    let db = TestDb::create().await;
-    let server = PostRust::start(&db).await;
-    let config = config(&gotrue, Some(server.url.clone()));
-    // The hub's data dir: cloud settings and a session, as `helix-hub cloud login` leaves them.
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cloud.json"),
-        serde_json::json!({"url": config.url, "anon_key": config.anon_key, "rest_url": config.rest_url}).to_string(),
-    )
-    .unwrap();
+    let cloud = crate::support::cloud::TestCloud::start().await;
+    let config = cloud.config.clone();
+    let dir = cloud.hub_dir().await;
     let session = Auth::new(&config)
         .unwrap()
         .sign_in_password(EMAIL, PASSWORD)
         .await
         .unwrap();
-    SessionStore::new(dir.path().join("cloud-session.json"))
-        .save(&session)
-        .unwrap();
-    crate::support::store_api_key(dir.path());
     let mock = crate::support::mock_anthropic::MockAnthropic::start(
         crate::support::mock_anthropic::Reply::text(&["x"]),
     )

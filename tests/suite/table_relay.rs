@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use helix_discovery::{
-    auth::{Auth, SessionStore},
+    auth::SessionStore,
     rest::{Rest, SupabaseConfig},
 };
 use helix_mesh::{
@@ -22,67 +22,13 @@ use tempfile::TempDir;
 use crate::support::{
     TestHub,
     bins::{hub_cli, run_helix, spoke},
+    cloud::TestCloud,
     config_for,
     mock_anthropic::{MockAnthropic, Reply},
-    mock_gotrue::{EMAIL, MockGoTrue, PASSWORD},
+    mock_gotrue::{EMAIL, PASSWORD},
     pg::TestDb,
     postrust::PostRust,
 };
-
-struct Cloud {
-    gotrue: MockGoTrue,
-    db: TestDb,
-    server: PostRust,
-    config: SupabaseConfig,
-}
-
-impl Cloud {
-    async fn start() -> Self {
-        let gotrue = MockGoTrue::start().await;
-        let db = TestDb::create().await;
-        let server = PostRust::start(&db).await;
-        let config = SupabaseConfig {
-            url: gotrue.url(),
-            anon_key: "anon-key".into(),
-            rest_url: Some(server.url.clone()),
-        };
-        Self {
-            gotrue,
-            db,
-            server,
-            config,
-        }
-    }
-
-    /// A hub data dir signed in to this cloud, with the test API key.
-    async fn hub_dir(&self) -> TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("cloud.json"),
-            json!({"url": self.config.url, "anon_key": self.config.anon_key, "rest_url": self.config.rest_url}).to_string(),
-        )
-        .unwrap();
-        let session = Auth::new(&self.config)
-            .unwrap()
-            .sign_in_password(EMAIL, PASSWORD)
-            .await
-            .unwrap();
-        SessionStore::new(dir.path().join("cloud-session.json"))
-            .save(&session)
-            .unwrap();
-        crate::support::store_api_key(dir.path());
-        dir
-    }
-
-    async fn rest(&self) -> Rest {
-        let session = Auth::new(&self.config)
-            .unwrap()
-            .sign_in_password(EMAIL, PASSWORD)
-            .await
-            .unwrap();
-        Rest::new(&self.config, session.access_token).unwrap()
-    }
-}
 
 fn hub_config(mock: &MockAnthropic) -> helix_hub::HubConfig {
     let mut config = config_for(mock);
@@ -91,7 +37,7 @@ fn hub_config(mock: &MockAnthropic) -> helix_hub::HubConfig {
 }
 
 /// A spoke paired with `hub` (as "desk") and signed in to `cloud`.
-async fn paired_spoke(hub: &TestHub, cloud: &Cloud) -> TempDir {
+async fn paired_spoke(hub: &TestHub, cloud: &TestCloud) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = hub_cli(hub.path());
     cmd.args(["pair"]);
@@ -150,7 +96,7 @@ fn sealed_row(
            "envelope": sealed, "expires_at": "2999-01-01T00:00:00Z"})
 }
 
-async fn wait_status(cloud: &Cloud, command_id: &str, want: &str) -> String {
+async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let row = cloud.db.admin(&format!("select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{command_id}'")).await;
@@ -167,7 +113,7 @@ async fn wait_status(cloud: &Cloud, command_id: &str, want: &str) -> String {
 
 #[tokio::test]
 async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
-    let cloud = Cloud::start().await;
+    let cloud = TestCloud::start().await;
     let mock = MockAnthropic::start(Reply::text(&["over ", "the ", "table"])).await;
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
@@ -276,7 +222,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
 
 #[tokio::test]
 async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_reason() {
-    let cloud = Cloud::start().await;
+    let cloud = TestCloud::start().await;
     let mock = MockAnthropic::start(Reply::text(&["ran"])).await;
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
@@ -356,7 +302,7 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
 
 #[tokio::test]
 async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
-    let cloud = Cloud::start().await;
+    let cloud = TestCloud::start().await;
     let mock = MockAnthropic::start(Reply::text(&["late ", "but done"])).await;
     let mut hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
@@ -395,7 +341,7 @@ async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
 
 #[tokio::test]
 async fn without_an_iroh_route_the_spoke_falls_back_to_the_table_within_3s() {
-    let cloud = Cloud::start().await;
+    let cloud = TestCloud::start().await;
     let mock = MockAnthropic::start(Reply::text(&["via ", "the cloud"])).await;
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
