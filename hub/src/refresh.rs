@@ -147,7 +147,7 @@ impl Refresher {
         if tokens.email.is_some() {
             updated.email = tokens.email.clone();
         }
-        self.store.set_profile(&id, updated)?;
+        self.store.set_profile_locked(&id, updated)?;
         drop(lock);
         let credential = Credential::OAuth {
             access: tokens.access,

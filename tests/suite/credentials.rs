@@ -527,6 +527,21 @@ async fn setup_token_commands_run_through_claude_code() {
     let prompt = serde_json::to_string(&seen.last().unwrap().body["messages"]).unwrap();
     assert!(prompt.contains("--help me say hello"), "{prompt}");
 
+    // A prompt far past the 128 KiB argv limit reaches the API whole (it travels on stdin).
+    let long: String = (0..50_000).map(|i| format!("w{i} ")).collect();
+    assert!(long.len() > 300 * 1024);
+    let events = run(&mut client, request(&long)).await;
+    assert_eq!(
+        finished(&events).status,
+        CommandStatus::Completed as i32,
+        "{events:?}"
+    );
+    let sent = serde_json::to_string(&anthropic.seen().last().unwrap().body["messages"]).unwrap();
+    assert!(
+        sent.contains("w29999"),
+        "the end of the long prompt arrived"
+    );
+
     // The API refuses the token: a clear, non-retried failure.
     anthropic.set_default(Reply::status(401));
     let events = run(&mut client, request("again")).await;

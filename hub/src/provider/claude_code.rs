@@ -135,9 +135,9 @@ impl ProviderExec for ClaudeCode {
             if let Some(system) = &request.system {
                 cmd.arg("--append-system-prompt").arg(system);
             }
-            cmd.arg("--")
-                .arg(&request.content)
-                .env_remove("ANTHROPIC_API_KEY")
+            // The prompt goes on stdin, not argv: argv is capped (128 KiB per argument on
+            // Linux, below the 1 MiB prompt limit) and visible to every user in `ps`.
+            cmd.env_remove("ANTHROPIC_API_KEY")
                 .env_remove("ANTHROPIC_AUTH_TOKEN")
                 .env_remove("CLAUDE_CONFIG_DIR")
                 .env("CLAUDE_CODE_OAUTH_TOKEN", token.expose())
@@ -145,7 +145,7 @@ impl ProviderExec for ClaudeCode {
                 .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
                 .env("HOME", home.path())
                 .current_dir(home.path())
-                .stdin(Stdio::null())
+                .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
@@ -165,10 +165,20 @@ impl ProviderExec for ClaudeCode {
                     return;
                 }
             };
-            let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+                (child.stdin.take(), child.stdout.take(), child.stderr.take())
+            else {
                 yield Err(failure(ErrorKind::Api, "anthropic (claude code): no pipes to the child".into()));
                 return;
             };
+            // Written by its own task so a large prompt cannot deadlock against the child's
+            // output; closing stdin tells the child the prompt is complete.
+            let prompt = request.content.clone();
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = stdin.write_all(prompt.as_bytes()).await;
+                let _ = stdin.shutdown().await;
+            });
             let mut line = Vec::new();
             let mut buf = vec![0u8; READ_CHUNK];
             let mut err_buf = vec![0u8; READ_CHUNK];
