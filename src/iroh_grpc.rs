@@ -30,7 +30,7 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use crate::transport::{ALPN_GRPC, CLOSE_NOT_PAIRED, CLOSE_REVOKED, Route, current_route};
+use crate::transport::{ALPN_GRPC, CLOSE_NOT_PAIRED, CLOSE_REVOKED, current_route};
 
 /// What tonic puts into every request's extensions on an iroh connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,11 +263,6 @@ impl IrohConnector {
             .map_err(|e| DialError::Connect(e.to_string()))?;
         *guard = Some(conn.clone());
         Ok(conn)
-    }
-
-    /// The route of the current connection.
-    pub async fn route(&self) -> Option<Route> {
-        self.conn.lock().await.as_ref().and_then(current_route)
     }
 
     /// The hub's reason for closing the current connection, if it gave one.

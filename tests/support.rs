@@ -231,6 +231,40 @@ pub async fn read_until(
     events
 }
 
+/// Every event of a command after `after_seq`, to its end (Attach).
+pub async fn attach_all(
+    client: &mut HubClient,
+    command_id: &str,
+    after_seq: u64,
+) -> Vec<CommandEvent> {
+    collect(
+        client
+            .attach(pb::AttachRequest {
+                command_id: command_id.to_owned(),
+                after_seq,
+            })
+            .await
+            .unwrap()
+            .into_inner(),
+    )
+    .await
+}
+
+/// Each line of a `--json` output as a JSON value.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The `seq` of each `--json` record.
+pub fn json_seqs(text: &str) -> Vec<u64> {
+    json_lines(text)
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect()
+}
+
 /// Submits and collects every event of the command.
 pub async fn run(client: &mut HubClient, req: pb::ExecuteRequest) -> Vec<CommandEvent> {
     collect(client.execute(req).await.unwrap().into_inner()).await

@@ -189,7 +189,7 @@ impl LocalHub {
             .connect_timeout(CONNECT_TIMEOUT)
             .connect()
             .await
-            .map_err(|e| fail(error_chain(&e)))?;
+            .map_err(|e| fail(helix_mesh::iroh_grpc::error_chain(&e)))?;
         let mut value: tonic::metadata::AsciiMetadataValue = format!("Bearer {}", self.token)
             .parse()
             .map_err(|_| fail("the token file is not valid text".into()))?;
@@ -198,15 +198,12 @@ impl LocalHub {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
+/// This machine's host name (how a hub and a device introduce themselves), if it has one.
+pub fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
 }
 
 /// The platform's default hub data directory (`~/.local/share/helix-hub` on Linux).

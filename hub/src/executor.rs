@@ -300,12 +300,6 @@ impl Executor {
             .status)
     }
 
-    /// Commands waiting and running right now.
-    pub fn load(&self) -> (usize, usize) {
-        let state = self.state();
-        (state.queue.len(), state.running.len())
-    }
-
     /// Staged stop: refuse new commands, stop starting queued ones (they stay pending in the
     /// journal and run after the next start), give running ones `drain` to finish, then abort
     /// them (they end failed with [`SHUTDOWN_ERROR`]).

@@ -193,8 +193,10 @@ impl Hub {
             addr: config.grpc_addr,
             source,
         })?;
+        let hub_name = config.name.clone().unwrap_or_else(|| {
+            helix_discovery::local::host_name().unwrap_or_else(|| "helix-hub".to_owned())
+        });
         let mesh = if config.iroh.enabled {
-            let hub_name = config.name.clone().unwrap_or_else(host_name);
             Some(Arc::new(
                 Mesh::start(
                     secret.clone(),
@@ -202,7 +204,7 @@ impl Hub {
                     devices.clone(),
                     pairings.clone(),
                     service.clone(),
-                    hub_name,
+                    hub_name.clone(),
                 )
                 .await?,
             ))
@@ -271,7 +273,7 @@ impl Hub {
             let task = tokio::spawn(crate::presence::heartbeat(
                 data_dir.to_owned(),
                 mesh.endpoint().clone(),
-                config.name.clone().unwrap_or_else(host_name),
+                hub_name.clone(),
                 provider_names.clone(),
                 cancel.clone(),
             ));
@@ -326,18 +328,9 @@ impl Hub {
         &self.hub_id
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
     /// The hub's iroh address (`None` when iroh is disabled in the config).
     pub fn endpoint_addr(&self) -> Option<iroh::EndpointAddr> {
         self.mesh.as_ref().map(|m| m.endpoint().addr())
-    }
-
-    /// The hub's iroh side, if enabled.
-    pub fn mesh(&self) -> Option<&Mesh> {
-        self.mesh.as_deref()
     }
 
     /// Drops every live iroh connection (devices reconnect and resume); returns how many.
@@ -353,11 +346,6 @@ impl Hub {
     /// Wakes the table relay worker now (what a Realtime insert notification does).
     pub fn wake_relay(&self) {
         let _ = self.relay_wake.try_send(());
-    }
-
-    /// Commands waiting and running.
-    pub fn load(&self) -> (usize, usize) {
-        self.executor.load()
     }
 
     /// Staged stop: refuse new commands, let running ones finish (up to the configured drain
@@ -433,15 +421,6 @@ async fn grpc_router(
         .add_service(reflection_v1alpha)
         .add_service(InterceptedService::new(remote, RequireBearer(token)))
         .add_optional_service(admin))
-}
-
-/// This machine's host name, for naming the hub to devices.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "helix-hub".to_owned())
 }
 
 /// Builds the providers the config describes.

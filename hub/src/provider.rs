@@ -207,7 +207,7 @@ pub fn describe_transport(e: &reqwest::Error) -> String {
 /// The server-sent events of a successful streaming response, as they arrive. A body that
 /// breaks, or ends before the provider said it was done (`done_marker` names what was
 /// expected), ends the stream with an error; the caller stops polling once it has seen the end.
-pub fn sse_events(
+fn sse_events(
     provider: &'static str,
     response: reqwest::Response,
     done_marker: &'static str,
@@ -249,7 +249,7 @@ pub fn sse_events(
 /// Sends a streaming request. A transport failure or a non-success status becomes the
 /// provider's classified error (with `retry-after` honoured and the error body read by
 /// `describe`), so each provider only handles its stream.
-pub async fn send_streaming(
+async fn send_streaming(
     provider: &'static str,
     request: reqwest::RequestBuilder,
     describe: fn(&str) -> String,
@@ -271,6 +271,78 @@ pub async fn send_streaming(
         format!("{provider}: HTTP {}: {}", status.as_u16(), describe(&text)),
     )
     .with_retry_after(retry_after))
+}
+
+/// What one server-sent event means for a provider's output.
+#[derive(Debug)]
+pub enum SseStep {
+    /// Nothing to show (pings, bookkeeping events).
+    Skip,
+    /// More text.
+    Text(String),
+    /// The answer is complete.
+    Done,
+    /// The last text; the answer is complete.
+    Last(String),
+    /// The provider reported a failure.
+    Fail(ProviderError),
+}
+
+/// The output of a provider that answers with server-sent events: sends `request`
+/// ([`send_streaming`]), reads the events ([`sse_events`]) and lets `step` say what each one
+/// means, until it says the answer is done or failed.
+pub fn sse_output(
+    provider: &'static str,
+    request: reqwest::RequestBuilder,
+    describe: fn(&str) -> String,
+    done_marker: &'static str,
+    step: fn(&crate::sse::SseEvent) -> SseStep,
+) -> OutputStream {
+    Box::pin(async_stream::stream! {
+        use futures::StreamExt;
+        let response = match send_streaming(provider, request, describe).await {
+            Ok(response) => response,
+            Err(e) => {
+                yield Err(e);
+                return;
+            }
+        };
+        let events = sse_events(provider, response, done_marker);
+        futures::pin_mut!(events);
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(e) => {
+                    yield Err(e);
+                    return;
+                }
+            };
+            match step(&event) {
+                SseStep::Skip => {}
+                SseStep::Text(text) => {
+                    if !text.is_empty() {
+                        yield Ok(text);
+                    }
+                }
+                SseStep::Done => return,
+                SseStep::Last(text) => {
+                    if !text.is_empty() {
+                        yield Ok(text);
+                    }
+                    return;
+                }
+                SseStep::Fail(e) => {
+                    yield Err(e);
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// An output that is only this error (a request refused before anything was sent).
+pub fn refused(error: ProviderError) -> OutputStream {
+    Box::pin(futures::stream::once(async move { Err(error) }))
 }
 
 #[cfg(test)]

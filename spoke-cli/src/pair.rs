@@ -61,7 +61,9 @@ pub async fn pair(
         .map_err(|e| unreachable(e.to_string()))?;
     let request = PairRequest {
         secret: secret.to_hex(),
-        name: device_name.unwrap_or_else(host_name),
+        name: device_name.unwrap_or_else(|| {
+            helix_discovery::local::host_name().unwrap_or_else(|| "helix-cli".to_owned())
+        }),
     };
     write_pair_message(&mut send, &request)
         .await
@@ -206,13 +208,4 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
-}
-
-/// This machine's host name, for naming this device to the hub.
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "helix-cli".to_owned())
 }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::support::{
     TEST_API_KEY, TestHub,
     bins::{helix, run_helix},
-    config_for,
+    config_for, json_lines, json_seqs,
     mock_anthropic::{MockAnthropic, Reply},
     status_of,
 };
@@ -57,11 +57,7 @@ async fn run_streams_exact_output_to_stdout_and_progress_to_stderr() {
     cmd.args(["run", "--json", "hi"]);
     let done = run_helix(cmd, None).await;
     assert_eq!(done.code, Some(0));
-    let records: Vec<serde_json::Value> = done
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = json_lines(&done.stdout);
     let types: Vec<&str> = records
         .iter()
         .map(|r| r["type"].as_str().unwrap())
@@ -147,15 +143,7 @@ async fn detach_attach_show_ls_and_cancel() {
     let mut cmd = helix(hub.path());
     cmd.args(["attach", &id, "--after-seq", "3", "--json"]);
     let done = run_helix(cmd, None).await;
-    let seqs: Vec<u64> = done
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs = json_seqs(&done.stdout);
     assert_eq!(seqs, [4, 5]);
 
     // Everything already seen: ends at once with the command's outcome (no re-attach loop).

@@ -5,7 +5,7 @@ use crate::support::{
     TestHub,
     bins::{hub_cli, run_helix, spoke},
     cloud::TestCloud,
-    config_for,
+    config_for, json_lines,
     mock_anthropic::{MockAnthropic, Reply},
     mock_gotrue::{EMAIL, PASSWORD},
 };
@@ -72,11 +72,7 @@ async fn a_spoke_finds_its_hub_through_presence() {
     let mut cmd = spoke(spoke_dir.path());
     cmd.args(["hubs", "--json"]);
     let done = run_helix(cmd, None).await;
-    let rows: Vec<serde_json::Value> = done
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = json_lines(&done.stdout);
     assert_eq!(rows.len(), 1, "{}", done.stdout);
     assert_eq!(
         (

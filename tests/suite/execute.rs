@@ -5,7 +5,8 @@ use std::time::Duration;
 use helix_mesh::pb::{self, CommandStatus, command_event::Kind};
 
 use crate::support::{
-    TEST_API_KEY, TestHub, assert_contiguous, collect, config_for, finished, is_output, kinds,
+    TEST_API_KEY, TestHub, assert_contiguous, attach_all, collect, config_for, finished, is_output,
+    kinds,
     mock_anthropic::{MockAnthropic, Reply},
     output, read_until, request, request_expiring, run, status_of,
 };
@@ -288,30 +289,10 @@ async fn attach_after_seq_returns_exactly_the_missing_events() {
     assert_eq!(live[0].seq, 5);
 
     // After the end: every event after N, and nothing before.
-    let all = collect(
-        client
-            .attach(pb::AttachRequest {
-                command_id: id.clone(),
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let all = attach_all(&mut client, &id, 0).await;
     assert_contiguous(&all, 1);
     for n in 0..=5u64 {
-        let rest = collect(
-            client
-                .attach(pb::AttachRequest {
-                    command_id: id.clone(),
-                    after_seq: n,
-                })
-                .await
-                .unwrap()
-                .into_inner(),
-        )
-        .await;
+        let rest = attach_all(&mut client, &id, n).await;
         assert_eq!(rest, all[n as usize..].to_vec(), "after_seq {n}");
     }
     let err = client

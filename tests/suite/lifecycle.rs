@@ -6,7 +6,7 @@ use helix_mesh::pb::{self, CommandStatus};
 use tokio_stream::StreamExt;
 
 use crate::support::{
-    TestHub, collect, config_for, finished, is_output, kinds,
+    TestHub, attach_all, collect, config_for, finished, is_output, kinds,
     mock_anthropic::{MockAnthropic, Reply},
     output, read_until, request, status_of,
 };
@@ -270,33 +270,13 @@ async fn shutdown_drains_running_commands_and_keeps_queued_ones() {
 
     hub.restart().await; // staged shutdown, then a new hub on the same data dir
     let mut client = hub.client().await;
-    let running_events = collect(
-        client
-            .attach(pb::AttachRequest {
-                command_id: running_id.clone(),
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let running_events = attach_all(&mut client, &running_id, 0).await;
     assert_eq!(output(&running_events), "abc", "the drain let it finish");
     assert_eq!(
         finished(&running_events).status,
         CommandStatus::Completed as i32
     );
-    let queued_events = collect(
-        client
-            .attach(pb::AttachRequest {
-                command_id: queued_id.clone(),
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let queued_events = attach_all(&mut client, &queued_id, 0).await;
     assert_eq!(
         output(&queued_events),
         "abc",
@@ -318,17 +298,7 @@ async fn shutdown_past_the_drain_deadline_fails_running_commands_clearly() {
     read_until(&mut stream, is_output).await;
     hub.restart().await;
     let mut client = hub.client().await;
-    let events = collect(
-        client
-            .attach(pb::AttachRequest {
-                command_id: id,
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let events = attach_all(&mut client, &id, 0).await;
     let f = finished(&events);
     assert_eq!(f.status, CommandStatus::Failed as i32);
     assert_eq!(f.error, helix_hub::executor::SHUTDOWN_ERROR);

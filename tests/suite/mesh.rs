@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use crate::support::{
     LocalRelay, TestHub,
     bins::{Finished, hub_cli, run_helix, spoke},
-    config_for,
+    config_for, json_lines,
     mock_anthropic::{MockAnthropic, Reply},
 };
 
@@ -41,12 +41,6 @@ async fn whoami(config: &Path) -> String {
     let mut cmd = spoke(config);
     cmd.arg("whoami");
     run_helix(cmd, None).await.stdout.trim().to_owned()
-}
-
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[tokio::test]

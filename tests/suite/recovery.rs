@@ -1,11 +1,12 @@
 //! A real `helix-hub` process killed with SIGKILL mid-stream, then restarted.
 
-use helix_mesh::pb::{self, CommandStatus, command_event::Kind};
+use helix_mesh::pb::{CommandStatus, command_event::Kind};
 use rusqlite::Connection;
 
 use crate::support::{
+    attach_all,
     bins::{HubProcess, write_hub_config},
-    collect, finished, is_output, kinds,
+    finished, is_output, kinds,
     mock_anthropic::{MockAnthropic, Reply},
     output, read_until, request, store_api_key,
 };
@@ -63,17 +64,7 @@ async fn sigkill_mid_stream_then_restart_keeps_the_journal_and_runs_pending_work
         .client;
 
     // The interrupted command: its stored events intact, then finished as failed.
-    let events = collect(
-        client
-            .attach(pb::AttachRequest {
-                command_id: running_id.clone(),
-                after_seq: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner(),
-    )
-    .await;
+    let events = attach_all(&mut client, &running_id, 0).await;
     assert_eq!(
         events[..before.len()],
         before[..],
@@ -90,17 +81,7 @@ async fn sigkill_mid_stream_then_restart_keeps_the_journal_and_runs_pending_work
 
     // The pending ones run now, once each.
     for id in &pending_ids {
-        let events = collect(
-            client
-                .attach(pb::AttachRequest {
-                    command_id: id.clone(),
-                    after_seq: 0,
-                })
-                .await
-                .unwrap()
-                .into_inner(),
-        )
-        .await;
+        let events = attach_all(&mut client, id, 0).await;
         assert_eq!(output(&events), "pending ran");
         assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
         assert!(matches!(events[0].kind, Some(Kind::Queued(_))));

@@ -23,7 +23,7 @@ use crate::support::{
     TestHub,
     bins::{hub_cli, run_helix, spoke},
     cloud::TestCloud,
-    config_for,
+    config_for, json_lines, json_seqs,
     mock_anthropic::{MockAnthropic, Reply},
     mock_gotrue::{EMAIL, PASSWORD},
     pg::TestDb,
@@ -130,11 +130,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
     ]);
     let done = run_helix(cmd, None).await;
     assert_eq!(done.code, Some(0), "{}", done.stderr);
-    let records: Vec<serde_json::Value> = done
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = json_lines(&done.stdout);
     assert!(
         records.iter().all(|r| r["route"] == "supabase"),
         "{records:?}"
@@ -189,15 +185,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
         &detached,
     ]);
     let done = run_helix(cmd, None).await;
-    let seqs_after: Vec<u64> = done
-        .stdout
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
-                .as_u64()
-                .unwrap()
-        })
-        .collect();
+    let seqs_after = json_seqs(&done.stdout);
     assert_eq!(seqs_after.first(), Some(&4), "{}", done.stdout);
     let mut cmd = spoke(spoke_dir.path());
     cmd.args([

@@ -10,15 +10,15 @@
 
 use std::time::Duration;
 
-use async_stream::stream;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::claude_code::ClaudeCode;
+use crate::sse::SseEvent;
+
 use super::{
-    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, describe_transport,
-    send_streaming, sse_events,
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep,
+    describe_transport, refused, sse_output,
 };
 use crate::credentials::Credential;
 
@@ -129,94 +129,67 @@ impl ProviderExec for Anthropic {
         {
             return cc.execute(request);
         }
-        let http = self.http.clone();
-        let url = format!("{}/v1/messages", self.base_url);
-        Box::pin(stream! {
-            let key = match &request.credential {
-                Credential::ApiKey(key) => key.clone(),
-                other => {
-                    yield Err(ProviderError::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "anthropic: a {} credential runs through the Claude Code CLI, which is not configured; set providers.anthropic.claude_binary or store an API key with `helix-hub login anthropic --api-key`",
-                            other.kind()
-                        ),
-                    ));
-                    return;
-                }
-            };
-            let mut body = json!({
-                "model": request.model,
-                "max_tokens": request.max_tokens,
-                "stream": true,
-                "messages": [{"role": "user", "content": request.content}],
-            });
-            if let Some(system) = &request.system {
-                body["system"] = json!(system);
+        let key = match &request.credential {
+            Credential::ApiKey(key) => key.clone(),
+            other => {
+                return refused(ProviderError::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "anthropic: a {} credential runs through the Claude Code CLI, which is not configured; set providers.anthropic.claude_binary or store an API key with `helix-hub login anthropic --api-key`",
+                        other.kind()
+                    ),
+                ));
             }
-            let response = match send_streaming(
-                "anthropic",
-                http
-                .post(&url)
-                .header("x-api-key", key.expose())
-                .header("anthropic-version", API_VERSION)
-                .header("accept", "text/event-stream")
-                .json(&body),
-                |text| describe_error_body(text).1,
-            )
-            .await
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    yield Err(e);
-                    return;
-                }
-            };
+        };
+        let mut body = json!({
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            "stream": true,
+            "messages": [{"role": "user", "content": request.content}],
+        });
+        if let Some(system) = &request.system {
+            body["system"] = json!(system);
+        }
+        let http_request = self
+            .http
+            .post(format!("{}/v1/messages", self.base_url))
+            .header("x-api-key", key.expose())
+            .header("anthropic-version", API_VERSION)
+            .header("accept", "text/event-stream")
+            .json(&body);
+        sse_output(
+            "anthropic",
+            http_request,
+            |text| describe_error_body(text).1,
+            "message_stop",
+            step,
+        )
+    }
+}
 
-            let events = sse_events("anthropic", response, "message_stop");
-            futures::pin_mut!(events);
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(e) => {
-                        yield Err(e);
-                        return;
-                    }
-                };
-                    match event.event.as_str() {
-                        "content_block_delta" => {
-                            match serde_json::from_str::<ContentBlockDelta>(&event.data) {
-                                Ok(d) if d.delta.kind == "text_delta" => {
-                                    if !d.delta.text.is_empty() {
-                                        yield Ok(d.delta.text);
-                                    }
-                                }
-                                // thinking_delta, input_json_delta, signature_delta: not text.
-                                Ok(_) => {}
-                                Err(e) => {
-                                    yield Err(ProviderError::new(
-                                        ErrorKind::Api,
-                                        format!("anthropic: malformed content_block_delta: {e}"),
-                                    ));
-                                    return;
-                                }
-                            }
-                        }
-                        "message_stop" => return,
-                        "error" => {
-                            let (kind, detail) = describe_error_body(&event.data);
-                            yield Err(ProviderError::new(
-                                kind.unwrap_or(ErrorKind::Api),
-                                format!("anthropic: {detail}"),
-                            ));
-                            return;
-                        }
-                        // message_start, content_block_start/stop, message_delta, ping, and
-                        // event types added later: nothing to show.
-                        _ => {}
-                    }
-                            }
-        })
+/// What one Messages API event means for the output.
+fn step(event: &SseEvent) -> SseStep {
+    match event.event.as_str() {
+        "content_block_delta" => match serde_json::from_str::<ContentBlockDelta>(&event.data) {
+            Ok(d) if d.delta.kind == "text_delta" => SseStep::Text(d.delta.text),
+            // thinking_delta, input_json_delta, signature_delta: not text.
+            Ok(_) => SseStep::Skip,
+            Err(e) => SseStep::Fail(ProviderError::new(
+                ErrorKind::Api,
+                format!("anthropic: malformed content_block_delta: {e}"),
+            )),
+        },
+        "message_stop" => SseStep::Done,
+        "error" => {
+            let (kind, detail) = describe_error_body(&event.data);
+            SseStep::Fail(ProviderError::new(
+                kind.unwrap_or(ErrorKind::Api),
+                format!("anthropic: {detail}"),
+            ))
+        }
+        // message_start, content_block_start/stop, message_delta, ping, and event types added
+        // later: nothing to show.
+        _ => SseStep::Skip,
     }
 }
 

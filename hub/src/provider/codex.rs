@@ -8,13 +8,11 @@
 
 use std::time::Duration;
 
-use async_stream::stream;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, http_client,
-    send_streaming, sse_events, truncate_text,
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep, http_client,
+    refused, sse_output, truncate_text,
 };
 use crate::credentials::Credential;
 
@@ -131,63 +129,48 @@ fn interpret(data: &str) -> Step {
 
 impl ProviderExec for Codex {
     fn execute(&self, request: ProviderRequest) -> OutputStream {
-        let http = self.http.clone();
-        let url = format!("{}/backend-api/codex/responses", self.base_url);
-        Box::pin(stream! {
-            let (access, account_id) = match &request.credential {
-                Credential::OAuth { access, account_id, .. } => (access.clone(), account_id.clone()),
-                other => {
-                    yield Err(ProviderError::new(
-                        ErrorKind::MissingCredential,
-                        format!(
-                            "openai-codex needs a ChatGPT sign-in, not a {} credential: run `helix-hub login openai-codex`",
-                            other.kind()
-                        ),
-                    ));
-                    return;
-                }
-            };
-            let mut builder = http
-                .post(&url)
-                .bearer_auth(access.expose())
-                .header("accept", "text/event-stream")
-                .header("OpenAI-Beta", "responses=experimental")
-                .json(&request_body(&request));
-            if let Some(account) = &account_id {
-                builder = builder.header("chatgpt-account-id", account);
+        let (access, account_id) = match &request.credential {
+            Credential::OAuth {
+                access, account_id, ..
+            } => (access, account_id),
+            other => {
+                return refused(ProviderError::new(
+                    ErrorKind::MissingCredential,
+                    format!(
+                        "openai-codex needs a ChatGPT sign-in, not a {} credential: run `helix-hub login openai-codex`",
+                        other.kind()
+                    ),
+                ));
             }
-            let response = match send_streaming("openai-codex", builder, |text| {
-                truncate_text(text).to_owned()
-            })
-            .await
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    yield Err(e);
-                    return;
-                }
-            };
-            let events = sse_events("openai-codex", response, "response.completed");
-            futures::pin_mut!(events);
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(e) => {
-                        yield Err(e);
-                        return;
-                    }
-                };
-                    match interpret(&event.data) {
-                        Step::Text(text) => yield Ok(text),
-                        Step::Done => return,
-                        Step::Fail(e) => {
-                            yield Err(e);
-                            return;
-                        }
-                        Step::Nothing => {}
-                    }
-                            }
-        })
+        };
+        let mut http_request = self
+            .http
+            .post(format!("{}/backend-api/codex/responses", self.base_url))
+            .bearer_auth(access.expose())
+            .header("accept", "text/event-stream")
+            .header("OpenAI-Beta", "responses=experimental")
+            .json(&request_body(&request));
+        if let Some(account) = account_id {
+            http_request = http_request.header("chatgpt-account-id", account);
+        }
+        sse_output(
+            "openai-codex",
+            http_request,
+            |text| truncate_text(text).to_owned(),
+            "response.completed",
+            |event| interpret(&event.data).into(),
+        )
+    }
+}
+
+impl From<Step> for SseStep {
+    fn from(step: Step) -> Self {
+        match step {
+            Step::Text(text) => SseStep::Text(text),
+            Step::Done => SseStep::Done,
+            Step::Fail(e) => SseStep::Fail(e),
+            Step::Nothing => SseStep::Skip,
+        }
     }
 }
 

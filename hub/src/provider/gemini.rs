@@ -9,13 +9,11 @@
 
 use std::time::Duration;
 
-use async_stream::stream;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::{
-    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, http_client,
-    kind_for_status, send_streaming, sse_events, truncate_text,
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep, http_client,
+    kind_for_status, refused, sse_output, truncate_text,
 };
 use crate::credentials::Credential;
 
@@ -136,74 +134,50 @@ fn interpret(data: &str) -> Chunk {
 
 impl ProviderExec for Gemini {
     fn execute(&self, request: ProviderRequest) -> OutputStream {
-        let http = self.http.clone();
-        let url = format!(
-            "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
-            self.base_url, request.model
-        );
-        Box::pin(stream! {
-            let key = match &request.credential {
-                Credential::ApiKey(key) => key.clone(),
-                other => {
-                    yield Err(ProviderError::new(
-                        ErrorKind::MissingCredential,
-                        format!(
-                            "google-gemini needs an API key, not a {} credential: run `helix-hub login google-gemini --api-key`",
-                            other.kind()
-                        ),
-                    ));
-                    return;
-                }
-            };
-            let mut body = json!({
-                "contents": [{"role": "user", "parts": [{"text": request.content}]}],
-            });
-            if let Some(system) = &request.system {
-                body["systemInstruction"] = json!({"parts": [{"text": system}]});
+        let key = match &request.credential {
+            Credential::ApiKey(key) => key,
+            other => {
+                return refused(ProviderError::new(
+                    ErrorKind::MissingCredential,
+                    format!(
+                        "google-gemini needs an API key, not a {} credential: run `helix-hub login google-gemini --api-key`",
+                        other.kind()
+                    ),
+                ));
             }
-            let response = match send_streaming(
-                "google-gemini",
-                http
-                .post(&url)
-                .header("x-goog-api-key", key.expose())
-                .header("accept", "text/event-stream")
-                .json(&body),
-                describe_google_error_body,
-            )
-            .await
-            {
-                Ok(response) => response,
-                Err(e) => {
-                    yield Err(e);
-                    return;
-                }
-            };
-            let events = sse_events("google-gemini", response, "a finishReason");
-            futures::pin_mut!(events);
-            while let Some(event) = events.next().await {
-                let event = match event {
-                    Ok(event) => event,
-                    Err(e) => {
-                        yield Err(e);
-                        return;
-                    }
-                };
-                    match interpret(&event.data) {
-                        Chunk::Text(text, done) => {
-                            if !text.is_empty() {
-                                yield Ok(text);
-                            }
-                            if done {
-                                return;
-                            }
-                        }
-                        Chunk::Fail(e) => {
-                            yield Err(e);
-                            return;
-                        }
-                    }
-                            }
-        })
+        };
+        let mut body = json!({
+            "contents": [{"role": "user", "parts": [{"text": request.content}]}],
+        });
+        if let Some(system) = &request.system {
+            body["systemInstruction"] = json!({"parts": [{"text": system}]});
+        }
+        let http_request = self
+            .http
+            .post(format!(
+                "{}/v1beta/models/{}:streamGenerateContent?alt=sse",
+                self.base_url, request.model
+            ))
+            .header("x-goog-api-key", key.expose())
+            .header("accept", "text/event-stream")
+            .json(&body);
+        sse_output(
+            "google-gemini",
+            http_request,
+            describe_google_error_body,
+            "a finishReason",
+            |event| interpret(&event.data).into(),
+        )
+    }
+}
+
+impl From<Chunk> for SseStep {
+    fn from(chunk: Chunk) -> Self {
+        match chunk {
+            Chunk::Text(text, false) => SseStep::Text(text),
+            Chunk::Text(text, true) => SseStep::Last(text),
+            Chunk::Fail(e) => SseStep::Fail(e),
+        }
     }
 }
 
