@@ -5,6 +5,7 @@
 //! to the table. Measures when the fallback happens and when the first output arrives.
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::Stdio,
     sync::Arc,
@@ -27,10 +28,15 @@ use tokio::{
     process::{Child, Command},
 };
 
-use crate::hub_bench::{InstantProvider, bin};
+use crate::{
+    counting_proxy::CountingProxy,
+    hub_bench::{InstantProvider, bin},
+};
 
 const JWT_SECRET: &str = "helix-bench-jwt-secret-0123456789abcdef";
 const USER: &str = "33333333-3333-3333-3333-333333333333";
+/// A Supabase URL where nothing listens: no Realtime, the safety poll carries the relay.
+const NO_REALTIME: &str = "http://127.0.0.1:9";
 
 /// What the relay run measured.
 #[derive(Debug)]
@@ -203,12 +209,13 @@ async fn cloud() -> anyhow::Result<CloudBench> {
     })
 }
 
-fn sign_in(dir: &Path, rest_url: &str) -> anyhow::Result<()> {
+/// Cloud settings and a session in `dir`: Supabase at `url` (Realtime is derived from it),
+/// PostgREST at `rest_url`.
+fn sign_in(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("cloud.json"),
-        serde_json::json!({"url": "http://127.0.0.1:9", "anon_key": "bench", "rest_url": rest_url})
-            .to_string(),
+        serde_json::json!({"url": url, "anon_key": "bench", "rest_url": rest_url}).to_string(),
     )?;
     SessionStore::new(dir.join("cloud-session.json")).save(&session_from_access_token(&jwt())?)?;
     Ok(())
@@ -219,8 +226,8 @@ pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
     let cloud = cloud().await?;
     let hub_dir = tempfile::tempdir()?;
     let spoke_dir = tempfile::tempdir()?;
-    sign_in(hub_dir.path(), &cloud.rest_url)?;
-    sign_in(spoke_dir.path(), &cloud.rest_url)?;
+    sign_in(hub_dir.path(), NO_REALTIME, &cloud.rest_url)?;
+    sign_in(spoke_dir.path(), NO_REALTIME, &cloud.rest_url)?;
     CredentialStore::in_dir(hub_dir.path())
         .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     // The spoke is paired, and remembers an address where nothing answers.
@@ -290,4 +297,51 @@ pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
         first_output,
         total,
     })
+}
+
+/// What an idle hub with cloud settings sent to Supabase.
+#[derive(Debug)]
+pub struct IdleCloud {
+    pub window: Duration,
+    /// Requests in the window, by `METHOD /path`.
+    pub requests: BTreeMap<String, u64>,
+}
+
+impl IdleCloud {
+    pub fn per_hour(&self) -> f64 {
+        let total: u64 = self.requests.values().sum();
+        total as f64 * 3600.0 / self.window.as_secs_f64()
+    }
+}
+
+/// An idle hub with cloud settings, the default safety poll, iroh on (so it announces
+/// presence) and Realtime unreachable (its reconnect backoff is counted too): every request
+/// it makes to the cloud goes through a counting proxy. The first `warmup` (start-up:
+/// the first announce and claim) is not counted.
+pub async fn idle(warmup: Duration, window: Duration) -> anyhow::Result<IdleCloud> {
+    let cloud = cloud().await?;
+    let upstream: std::net::SocketAddr = cloud
+        .rest_url
+        .trim_start_matches("http://")
+        .parse()
+        .context("postrust address")?;
+    let proxy = CountingProxy::start(upstream).await?;
+    let hub_dir = tempfile::tempdir()?;
+    sign_in(hub_dir.path(), &proxy.url, &proxy.url)?;
+    CredentialStore::in_dir(hub_dir.path())
+        .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
+    let config = HubConfig {
+        grpc_addr: "127.0.0.1:0".parse()?,
+        iroh: IrohConfig::loopback("none"),
+        ..HubConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
+    let hub = Hub::bind_with_providers(hub_dir.path(), config, listener, providers).await?;
+    tokio::time::sleep(warmup).await;
+    proxy.take();
+    tokio::time::sleep(window).await;
+    let requests = proxy.take();
+    hub.shutdown().await;
+    Ok(IdleCloud { window, requests })
 }

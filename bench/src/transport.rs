@@ -9,6 +9,7 @@
 use std::{
     net::SocketAddr,
     pin::Pin,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -25,7 +26,7 @@ use helix_mesh::{
 };
 use iroh::{
     Endpoint, EndpointAddr, SecretKey,
-    endpoint::Connection,
+    endpoint::{Connection, ConnectionStats},
     protocol::{AcceptError, ProtocolHandler, Router},
 };
 use tonic::{Request, Response, Status, transport::Channel};
@@ -39,12 +40,17 @@ pub const CHUNK: usize = 64 * 1024;
 
 /// Raw QUIC: each bi-stream starts with a mode byte. `0`: echo until EOF. `1`: then an u64
 /// byte count; send that many bytes and finish.
-#[derive(Debug, Clone)]
-struct RawServer;
+/// The sender's connection statistics are kept after each download, for the report.
+#[derive(Debug, Clone, Default)]
+struct RawServer {
+    sent: Arc<Mutex<Option<ConnectionStats>>>,
+}
 
 impl ProtocolHandler for RawServer {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let sent = self.sent.clone();
+            let conn = conn.clone();
             tokio::spawn(async move {
                 let mut mode = [0u8; 1];
                 if recv.read_exact(&mut mode).await.is_err() {
@@ -71,6 +77,10 @@ impl ProtocolHandler for RawServer {
                         }
                         left -= take;
                     }
+                    let _ = send.finish();
+                    let _ = send.stopped().await;
+                    *sent.lock().unwrap_or_else(|e| e.into_inner()) = Some(conn.stats());
+                    return;
                 }
                 let _ = send.finish();
             });
@@ -156,6 +166,7 @@ impl RemoteExecution for BenchService {
 /// A server endpoint (raw + gRPC) and what a client needs to reach it.
 pub struct Server {
     pub endpoint: Endpoint,
+    raw: RawServer,
     _router: Router,
 }
 
@@ -178,9 +189,10 @@ pub async fn start_server(relay: Option<&str>) -> anyhow::Result<Server> {
             .context("bench server did not reach the local relay")?;
     }
     let (acceptor, incoming) = GrpcAcceptor::new(ConnectionTracker::default());
+    let raw = RawServer::default();
     let router = Router::builder(endpoint.clone())
         .accept(ALPN_GRPC, acceptor)
-        .accept(RAW_ALPN, RawServer)
+        .accept(RAW_ALPN, raw.clone())
         .spawn();
     tokio::spawn(
         helix_mesh::transport::grpc_server()
@@ -189,6 +201,7 @@ pub async fn start_server(relay: Option<&str>) -> anyhow::Result<Server> {
     );
     Ok(Server {
         endpoint,
+        raw,
         _router: router,
     })
 }
@@ -219,6 +232,31 @@ pub fn dial_addr(server: &Server, relay: Option<&str>) -> anyhow::Result<Endpoin
 pub struct TransportResult {
     pub mib_per_s: f64,
     pub rtt: Samples,
+}
+
+/// What the QUIC sender saw during the raw download: the limits of the path itself.
+#[derive(Debug, Clone, Copy)]
+pub struct QuicPath {
+    /// Mean UDP datagram size (bytes): the path MTU the connection reached.
+    pub datagram_bytes: f64,
+    /// Share of sent packets declared lost.
+    pub loss: f64,
+}
+
+impl Server {
+    /// The QUIC sender's view of the last raw download, if one finished.
+    pub fn raw_path(&self) -> Option<QuicPath> {
+        let stats = self
+            .raw
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(QuicPath {
+            datagram_bytes: stats.udp_tx.bytes as f64 / stats.udp_tx.datagrams.max(1) as f64,
+            loss: stats.lost_packets as f64 / stats.sent_packets.max(1) as f64,
+        })
+    }
 }
 
 /// Raw QUIC: RTT of 8-byte echoes on one stream, then a `bytes` download on another.

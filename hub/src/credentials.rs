@@ -5,14 +5,16 @@
 //! ```
 //!
 //! The file is 0600 in a 0700 directory and written atomically. A file that cannot be parsed is
-//! reported with its path and what is wrong, and is never rewritten. The hub reads it for every
-//! command, so `helix-hub login` takes effect without a restart. Fields this version does not
+//! reported with its path and what is wrong, and is never rewritten. The hub checks it for every
+//! command attempt (a `stat`; it is read again only when it changed), so `helix-hub login`
+//! takes effect without a restart. Fields this version does not
 //! know are kept when the file is rewritten.
 
 use std::{
     collections::BTreeMap,
     fmt,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use helix_mesh::pb::Provider;
@@ -202,23 +204,60 @@ pub enum CredentialError {
     Serialize(#[source] serde_json::Error),
 }
 
-/// The store at one path.
-#[derive(Debug, Clone)]
+/// The store at one path. Clones share a parsed copy of the file, used while the file's
+/// [`FileStamp`] is unchanged: the hub looks up a credential for every command attempt, and
+/// a `stat` is much cheaper than reading and parsing the file each time.
+#[derive(Clone)]
 pub struct CredentialStore {
     path: PathBuf,
+    cache: Arc<Mutex<Option<(FileStamp, AuthProfiles)>>>,
+}
+
+impl fmt::Debug for CredentialStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One version of the store's file, told apart without reading it: every writer of this
+/// store replaces the file atomically (a new inode); an edit in place changes its size or
+/// its modification or change time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl CredentialStore {
     /// The store inside a hub data dir.
     pub fn in_dir(data_dir: &Path) -> Self {
-        Self {
-            path: data_dir.join(FILE_NAME),
-        }
+        Self::at(data_dir.join(FILE_NAME))
     }
 
     /// A store file anywhere (e.g. an OpenClaw file being imported).
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            cache: Arc::default(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -253,6 +292,34 @@ impl CredentialStore {
             });
         }
         Ok(profiles)
+    }
+
+    /// [`Self::load`], answered from the shared parsed copy while the file is unchanged.
+    fn load_cached(&self) -> Result<AuthProfiles, CredentialError> {
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                *self.cached() = None;
+                return Ok(AuthProfiles::default());
+            }
+            Err(e) => return Err(FsError::new("reading", &self.path, e).into()),
+        };
+        // Stamped before reading: a change while reading leaves a stale stamp, which only
+        // means one more read next time.
+        let stamp = FileStamp::of(&meta);
+        if let Some((cached, profiles)) = self.cached().as_ref()
+            && *cached == stamp
+        {
+            return Ok(profiles.clone());
+        }
+        let profiles = self.load()?;
+        *self.cached() = Some((stamp, profiles.clone()));
+        Ok(profiles)
+    }
+
+    fn cached(&self) -> MutexGuard<'_, Option<(FileStamp, AuthProfiles)>> {
+        // Poisoned only by a panic while cloning or storing a copy; the copy is still whole.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Writes the whole store atomically (0600, directory 0700).
@@ -348,7 +415,7 @@ impl CredentialStore {
         &self,
         provider: Provider,
     ) -> Result<Option<(String, Profile)>, CredentialError> {
-        let profiles = self.load()?;
+        let profiles = self.load_cached()?;
         Ok(chosen(&profiles, provider).map(|(id, p)| (id.clone(), p.clone())))
     }
 
@@ -374,7 +441,7 @@ impl CredentialStore {
         &self,
         provider: Provider,
     ) -> Result<Option<Credential>, CredentialError> {
-        let profiles = self.load()?;
+        let profiles = self.load_cached()?;
         let Some((id, profile)) = chosen(&profiles, provider) else {
             return Ok(None);
         };
@@ -545,5 +612,43 @@ mod tests {
             store.credential_for(Provider::Anthropic).unwrap(),
             Some(Credential::ApiKey(Secret::new("second")))
         );
+    }
+
+    #[test]
+    fn cached_copy_follows_every_change_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CredentialStore::in_dir(dir.path());
+        // Another process (another store value) writes; this store's copy must follow.
+        let other = CredentialStore::in_dir(dir.path());
+        let key = |k: &str| Some(Credential::ApiKey(Secret::new(k)));
+        other
+            .set_api_key(Provider::Anthropic, Secret::new("one"))
+            .unwrap();
+        assert_eq!(
+            store.credential_for(Provider::Anthropic).unwrap(),
+            key("one")
+        );
+        other
+            .set_api_key(Provider::Anthropic, Secret::new("two"))
+            .unwrap();
+        assert_eq!(
+            store.credential_for(Provider::Anthropic).unwrap(),
+            key("two")
+        );
+        // An edit in place (same inode, another size), as an editor might make.
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        std::fs::write(store.path(), text.replace("\"two\"", "\"three\"")).unwrap();
+        assert_eq!(
+            store.credential_for(Provider::Anthropic).unwrap(),
+            key("three")
+        );
+        // A corrupt file is reported, not hidden by the copy.
+        std::fs::write(store.path(), "{").unwrap();
+        assert!(matches!(
+            store.credential_for(Provider::Anthropic),
+            Err(CredentialError::Corrupt { .. })
+        ));
+        std::fs::remove_file(store.path()).unwrap();
+        assert_eq!(store.credential_for(Provider::Anthropic).unwrap(), None);
     }
 }

@@ -204,13 +204,27 @@ impl Executor {
         state.reserved -= 1;
         match outcome? {
             SubmitOutcome::Created(_) => {
-                state.queue.push_back(Waiting {
+                let waiting = Waiting {
                     command_id,
                     expires_at_ms,
                     command: Some(Box::new(cmd)),
-                });
-                drop(state);
-                self.inner.wake.notify_one();
+                };
+                // A free slot and nobody ahead: start here rather than waking the dispatcher
+                // (one task hand-off less before the first output). A hub that is stopping
+                // keeps the command queued; it runs after the next start.
+                if state.queue.is_empty()
+                    && !state.closed
+                    && let Ok(permit) = self.inner.permits.clone().try_acquire_owned()
+                {
+                    let token = self.inner.abort.child_token();
+                    state.running.insert(command_id, token.clone());
+                    drop(state);
+                    self.spawn_worker(waiting, token, permit);
+                } else {
+                    state.queue.push_back(waiting);
+                    drop(state);
+                    self.inner.wake.notify_one();
+                }
                 Ok(Submitted::New)
             }
             SubmitOutcome::Existing { existing, status } if existing.same_work(&cmd) => {
@@ -346,15 +360,20 @@ impl Executor {
                     _ = self.inner.stop_dispatch.cancelled() => return,
                 }
             };
-            let worker = self.clone();
-            self.inner.tasks.spawn(async move {
-                worker.run(next, token, permit).await;
-            });
+            self.spawn_worker(next, token, permit);
         }
+    }
+
+    fn spawn_worker(&self, next: Waiting, token: CancellationToken, permit: OwnedSemaphorePermit) {
+        let worker = self.clone();
+        self.inner.tasks.spawn(async move {
+            worker.run(next, token, permit).await;
+        });
     }
 
     async fn run(&self, next: Waiting, token: CancellationToken, permit: OwnedSemaphorePermit) {
         let command_id = next.command_id;
+        tracing::trace!(%command_id, "worker started");
         let end = if next.expires_at_ms <= now_ms() {
             finished(FinalStatus::Expired, "expired before it could start", 0)
         } else {
@@ -408,8 +427,10 @@ impl Executor {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Not waiting for the commit: the writer keeps this handle's order, so `started`
+            // is stored (and published) before any output of the attempt.
             if let Err(e) = journal
-                .append(command_id, EventKind::Started { attempt })
+                .append_nowait(command_id, EventKind::Started { attempt })
                 .await
             {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
@@ -535,6 +556,9 @@ impl Executor {
             };
             match item {
                 Some(Ok(text)) => {
+                    if !*streamed {
+                        tracing::trace!(%command_id, attempt, "first output from the provider");
+                    }
                     *streamed = true;
                     if let Err(e) = journal
                         .append_nowait(command_id, EventKind::Output { text })

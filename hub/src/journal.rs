@@ -415,6 +415,8 @@ impl Writer {
     }
 
     fn apply_batch(&mut self, batch: Vec<Op>, bus: &Bus) {
+        let started = std::time::Instant::now();
+        let ops = batch.len();
         let mut applied = Vec::with_capacity(batch.len());
         let commit = (|| -> Result<(), rusqlite::Error> {
             let tx = self.conn.transaction()?;
@@ -438,6 +440,11 @@ impl Writer {
             }
             return;
         }
+        tracing::trace!(
+            ops,
+            micros = started.elapsed().as_micros() as u64,
+            "journal batch committed"
+        );
         for a in applied {
             match a {
                 Applied::Submitted {
@@ -557,10 +564,12 @@ fn with_savepoint<T>(
     active: &mut HashMap<Uuid, Active>,
     f: impl FnOnce(&Connection, &mut HashMap<Uuid, Active>) -> Result<T, JournalError>,
 ) -> Result<T, JournalError> {
-    tx.execute_batch("SAVEPOINT op")?;
+    // Cached statements: these run for every operation, and parsing them each time showed
+    // in the writer's profile.
+    tx.prepare_cached("SAVEPOINT op")?.execute([])?;
     match f(tx, active) {
         Ok(v) => {
-            tx.execute_batch("RELEASE op")?;
+            tx.prepare_cached("RELEASE op")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
@@ -586,12 +595,13 @@ fn submit(
         ));
     }
     with_savepoint(tx, active, |conn, active| {
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO commands (command_id, source_device_id, source_user_id, agent_id, provider,
                 model, content, session_id, channel_id, created_at_ms, expires_at_ms,
                 received_at_ms, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')",
-            params![
+        )?
+        .execute(params![
                 cmd.command_id.to_string(),
                 cmd.source_device_id,
                 cmd.source_user_id,
@@ -604,8 +614,7 @@ fn submit(
                 cmd.created_at_ms,
                 cmd.expires_at_ms,
                 helix_mesh::proto_ext::now_ms(),
-            ],
-        )?;
+            ])?;
         let (event, status) =
             append_event(conn, active, cmd.command_id, EventKind::Queued { position })?;
         Ok((SubmitOutcome::Created(event), status))

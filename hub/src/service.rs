@@ -187,6 +187,7 @@ impl RemoteExecution for RemoteExecutionService {
         )
         .map_err(status::invalid)?;
         let command_id = cmd.command_id;
+        tracing::trace!(%command_id, "execute received");
         // Subscribe before submitting: a new command's events then all arrive live, from its
         // `queued` event on, without reading the journal back.
         let sub = self.inner.bus.subscribe_command(command_id);
