@@ -5,6 +5,7 @@ mod execute;
 mod lifecycle;
 mod mesh;
 mod protocol;
+mod provider_errors;
 mod realtime;
 mod recovery;
 mod supabase_auth;

@@ -97,7 +97,8 @@ fn kind_for_error_type(t: &str) -> ErrorKind {
         "overloaded_error" => ErrorKind::Overloaded,
         "rate_limit_error" => ErrorKind::RateLimited,
         "api_error" => ErrorKind::Server,
-        "authentication_error" | "permission_error" => ErrorKind::Unauthorized,
+        "authentication_error" => ErrorKind::Unauthorized,
+        "permission_error" => ErrorKind::Forbidden,
         "invalid_request_error" | "not_found_error" | "request_too_large" => {
             ErrorKind::InvalidRequest
         }
