@@ -56,6 +56,9 @@ pub enum ErrorKind {
     /// The credential was accepted but lacks permission for this request (403,
     /// `permission_error`, `PERMISSION_DENIED`): a refreshed token would be refused the same way.
     Forbidden,
+    /// The account's quota or credits are used up (`insufficient_quota`): retrying cannot help
+    /// until the user adds some.
+    QuotaExhausted,
     /// The request itself was refused (4xx): retrying cannot help.
     InvalidRequest,
     /// Any other error the API reported.
@@ -73,6 +76,9 @@ impl ErrorKind {
         match self {
             ErrorKind::Forbidden => {
                 " (the account or token lacks permission for this request; not retried: check the account's access to this model or API)"
+            }
+            ErrorKind::QuotaExhausted => {
+                " (the account's quota or credits are exhausted; not retried: add credits or raise the plan's limit, then run the command again)"
             }
             _ => "",
         }
@@ -263,13 +269,17 @@ fn sse_events(
     }
 }
 
+/// How a provider reads the body of an HTTP error: a message, and the kind when the body says
+/// more than the status does (e.g. a 429 that is not a rate limit but an exhausted quota).
+pub type DescribeError = fn(&str) -> (Option<ErrorKind>, String);
+
 /// Sends a streaming request. A transport failure or a non-success status becomes the
 /// provider's classified error (with `retry-after` honoured and the error body read by
 /// `describe`), so each provider only handles its stream.
 async fn send_streaming(
     provider: &'static str,
     request: reqwest::RequestBuilder,
-    describe: fn(&str) -> String,
+    describe: DescribeError,
 ) -> Result<reqwest::Response, ProviderError> {
     let response = request.send().await.map_err(|e| {
         ProviderError::new(
@@ -283,9 +293,10 @@ async fn send_streaming(
     }
     let retry_after = retry_after_of(&response);
     let text = response.text().await.unwrap_or_default();
+    let (body_kind, detail) = describe(&text);
     Err(ProviderError::new(
-        kind_for_status(status.as_u16()),
-        format!("{provider}: HTTP {}: {}", status.as_u16(), describe(&text)),
+        body_kind.unwrap_or_else(|| kind_for_status(status.as_u16())),
+        format!("{provider}: HTTP {}: {detail}", status.as_u16()),
     )
     .with_retry_after(retry_after))
 }
@@ -311,7 +322,7 @@ pub enum SseStep {
 pub fn sse_output(
     provider: &'static str,
     request: reqwest::RequestBuilder,
-    describe: fn(&str) -> String,
+    describe: DescribeError,
     done_marker: &'static str,
     step: fn(&crate::sse::SseEvent) -> SseStep,
 ) -> OutputStream {

@@ -68,3 +68,42 @@ async fn a_403_fails_at_once_without_refreshing_the_token() {
     assert_eq!(codex.seen().len(), 1);
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn insufficient_quota_fails_at_once_and_says_so() {
+    let oauth = MockOAuth::start().await;
+    let codex = MockCodex::start(&["unused"]).await;
+    // What the backend sends when the account's credits are used up: a 429 that no wait fixes.
+    codex.fail_with(
+        429,
+        json!({"error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota", "param": null, "code": "insufficient_quota"
+        }}),
+    );
+    let hub = codex_hub(&codex, &oauth).await;
+    let mut client = hub.client().await;
+    let mut req = request("hello");
+    req.provider = Provider::OpenaiCodex as i32;
+    let events = run(&mut client, req).await;
+
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Failed as i32);
+    assert!(
+        f.error.starts_with(
+            "openai-codex: HTTP 429: insufficient_quota: You exceeded your current quota"
+        ),
+        "{}",
+        f.error
+    );
+    assert!(
+        f.error
+            .contains("the account's quota or credits are exhausted; not retried"),
+        "{}",
+        f.error
+    );
+    assert_eq!(f.attempts, 1);
+    assert_eq!(retries(&events), 0, "not retried like a rate limit");
+    assert_eq!(codex.seen().len(), 1);
+    hub.shutdown().await;
+}

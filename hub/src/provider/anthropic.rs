@@ -161,7 +161,8 @@ impl ProviderExec for Anthropic {
         sse_output(
             "anthropic",
             http_request,
-            |text| describe_error_body(text).1,
+            // The status classifies an HTTP error; the body only describes it.
+            |text| (None, describe_error_body(text).1),
             "message_stop",
             step,
         )

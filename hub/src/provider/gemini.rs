@@ -165,7 +165,7 @@ impl ProviderExec for Gemini {
         sse_output(
             "google-gemini",
             http_request,
-            describe_google_error_body,
+            |text| (None, describe_google_error_body(text)),
             "a finishReason",
             |event| interpret(&event.data).into(),
         )
