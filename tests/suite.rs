@@ -3,6 +3,7 @@ mod cloud_lookup;
 mod credentials;
 mod execute;
 mod lifecycle;
+mod login;
 mod mesh;
 mod protocol;
 mod provider_errors;

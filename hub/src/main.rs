@@ -189,7 +189,8 @@ async fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
             let config = load_plain_config(data_dir)?;
             let issuer = &config.providers.openai_codex.issuer;
             let no_browser = args.no_browser;
-            let tokens = login::login_codex(&store, issuer, args.port, args.timeout, |url| {
+            let timeout = args.timeout.unwrap_or(helix_hub::oauth::LOGIN_TIMEOUT);
+            let tokens = login::login_codex(&store, issuer, args.port, timeout, |url| {
                 say("Sign in to ChatGPT in your browser with this URL (waiting for the sign-in):");
                 out(url);
                 if !no_browser {
