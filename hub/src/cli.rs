@@ -177,9 +177,10 @@ pub struct LoginArgs {
     #[arg(long, default_value_t = crate::oauth::DEFAULT_CALLBACK_PORT)]
     pub port: u16,
 
-    /// openai-codex: how long to wait for the sign-in to complete.
-    #[arg(long, hide = true, default_value = "3m", value_parser = humantime::parse_duration)]
-    pub timeout: std::time::Duration,
+    /// openai-codex: how long to wait for the sign-in to complete (default
+    /// `oauth::LOGIN_TIMEOUT`, 3 minutes).
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Providers as spelled on the command line.
@@ -270,7 +271,7 @@ mod tests {
             Command::Login(a) => {
                 assert!(a.no_browser);
                 assert_eq!(a.port, 0);
-                assert_eq!(a.timeout, std::time::Duration::from_secs(2));
+                assert_eq!(a.timeout, Some(std::time::Duration::from_secs(2)));
             }
             other => panic!("{other:?}"),
         }

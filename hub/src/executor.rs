@@ -487,7 +487,8 @@ impl Executor {
                     }
                 }
             };
-            // A refused OAuth token is refreshed once and tried again at once.
+            // A refused OAuth token (401; not a 403, which a new token would get too) is
+            // refreshed once and tried again at once.
             if failure.kind == ErrorKind::Unauthorized
                 && !streamed
                 && !refreshed_after_401
@@ -508,7 +509,7 @@ impl Executor {
             }
             let retries_done = attempt - 1;
             if !failure.is_retryable() || retries_done >= max_retries {
-                return finished(FinalStatus::Failed, &failure.message, attempt);
+                return finished(FinalStatus::Failed, &failure.to_string(), attempt);
             }
             if streamed {
                 return finished(

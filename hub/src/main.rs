@@ -189,7 +189,8 @@ async fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
             let config = load_plain_config(data_dir)?;
             let issuer = &config.providers.openai_codex.issuer;
             let no_browser = args.no_browser;
-            let tokens = login::login_codex(&store, issuer, args.port, args.timeout, |url| {
+            let timeout = args.timeout.unwrap_or(helix_hub::oauth::LOGIN_TIMEOUT);
+            let tokens = login::login_codex(&store, issuer, args.port, timeout, |url| {
                 say("Sign in to ChatGPT in your browser with this URL (waiting for the sign-in):");
                 out(url);
                 if !no_browser {
@@ -214,7 +215,10 @@ async fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
                 login::run_claude_setup_token(&config.providers.anthropic.claude_binary, say)
                     .await?
             } else {
-                Secret::new(read_secret_from_stdin("setup-token")?)
+                Secret::new(read_secret_from_stdin(
+                    "setup-token",
+                    "printf %s \"$CLAUDE_SETUP_TOKEN\" | helix-hub login anthropic --setup-token, or let helix-hub run `claude setup-token` and take the token from it: helix-hub login anthropic --run-claude",
+                )?)
             };
             if !token.expose().starts_with(login::SETUP_TOKEN_PREFIX) {
                 bail!(
@@ -240,7 +244,10 @@ async fn login(data_dir: &Path, args: LoginArgs) -> anyhow::Result<()> {
             }
         ),
         _ => {
-            let key = read_secret_from_stdin("API key")?;
+            let key = read_secret_from_stdin(
+                "API key",
+                &format!("printf %s \"$KEY\" | helix-hub login {provider} --api-key"),
+            )?;
             store.set_api_key(provider, Secret::new(key))?;
             say(&format!(
                 "stored {provider} API key as profile {provider}:default in {}",
@@ -558,7 +565,9 @@ async fn ticket(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_secret_from_stdin(what: &str) -> anyhow::Result<String> {
+/// One secret from stdin (trimmed, no whitespace inside). `example` shows how to pipe it in,
+/// for the error when stdin is empty.
+fn read_secret_from_stdin(what: &str, example: &str) -> anyhow::Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         say(&format!("Paste the {what} and press Enter, then Ctrl-D:"));
@@ -570,12 +579,10 @@ fn read_secret_from_stdin(what: &str) -> anyhow::Result<String> {
         .with_context(|| format!("reading the {what} from stdin"))?;
     let secret = text.trim();
     if secret.is_empty() {
-        bail!(
-            "no {what} on stdin; pipe it in, e.g. printf %s \"$KEY\" | helix-hub login anthropic --api-key"
-        );
+        bail!("no {what} on stdin; pipe it in, e.g. {example}");
     }
     if secret.chars().any(char::is_whitespace) {
-        bail!("the {what} on stdin contains whitespace; pass exactly one key");
+        bail!("the {what} on stdin contains whitespace; pass exactly one {what}");
     }
     Ok(secret.to_owned())
 }

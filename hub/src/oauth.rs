@@ -4,7 +4,11 @@
 //! Nothing here logs or formats a secret: tokens travel as [`Secret`], error messages carry
 //! only the OAuth `error`/`error_description` fields and URLs without credentials.
 
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr},
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -37,7 +41,8 @@ pub const SCOPE: &str = "openid profile email offline_access";
 pub const REFRESH_SCOPE: &str = "openid profile email";
 /// The port the Codex client id's registered redirect URI uses.
 pub const DEFAULT_CALLBACK_PORT: u16 = 1455;
-/// How long a sign-in may take before the callback server gives up.
+/// How long a sign-in may take before the callback server gives up (the default of
+/// `helix-hub login openai-codex`).
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(180);
 /// Longest wait for the token endpoint: a refresh holds the store's lock meanwhile.
 pub const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -189,7 +194,9 @@ fn percent_encode(value: &str) -> String {
 /// A sign-in in progress: the callback port is bound and the authorize URL is ready to show.
 #[derive(Debug)]
 pub struct CodexLogin {
-    listener: tokio::net::TcpListener,
+    /// 127.0.0.1:port, and [::1]:port when it could be bound: the redirect URI says
+    /// `localhost`, which a browser may resolve to either.
+    listeners: Vec<tokio::net::TcpListener>,
     issuer: String,
     pkce: Pkce,
     state: String,
@@ -204,9 +211,11 @@ type Callback = (
 );
 
 impl CodexLogin {
-    /// Binds 127.0.0.1:`port` (0 picks a free port, for tests) and prepares the URL.
+    /// Binds 127.0.0.1:`port` (0 picks a free port, for tests), and [::1] on the same port if
+    /// it can (without it, a browser that resolves `localhost` to ::1 first falls back to
+    /// 127.0.0.1 or fails), and prepares the URL.
     pub async fn start(issuer: &str, port: u16) -> Result<Self, OAuthError> {
-        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
             .await
             .map_err(|source| match source.kind() {
                 std::io::ErrorKind::AddrInUse => OAuthError::PortTaken { port },
@@ -216,12 +225,19 @@ impl CodexLogin {
             .local_addr()
             .map_err(|source| OAuthError::Bind { port, source })?
             .port();
+        let mut listeners = vec![listener];
+        match tokio::net::TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port))).await {
+            Ok(v6) => listeners.push(v6),
+            Err(error) => {
+                tracing::debug!(port, %error, "no sign-in callback on [::1] (IPv4 only)");
+            }
+        }
         let pkce = Pkce::generate();
         let state = BASE64URL_NOPAD.encode(&random_bytes(STATE_BYTES));
         let redirect_uri = redirect_uri(port);
         let authorize_url = authorize_url(issuer, &redirect_uri, &pkce.challenge, &state);
         Ok(Self {
-            listener,
+            listeners,
             issuer: issuer.trim_end_matches('/').to_owned(),
             pkce,
             state,
@@ -242,14 +258,15 @@ impl CodexLogin {
             .route("/auth/callback", get(callback))
             .with_state(tx);
         let stop = CancellationToken::new();
-        let server = tokio::spawn({
-            let stop = stop.clone();
-            async move {
-                axum::serve(self.listener, app)
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in self.listeners {
+            let (app, stop) = (app.clone(), stop.clone());
+            servers.spawn(async move {
+                axum::serve(listener, app)
                     .with_graceful_shutdown(stop.cancelled_owned())
                     .await
-            }
-        });
+            });
+        }
         let result = match tokio::time::timeout(timeout, rx.recv()).await {
             Err(_) | Ok(None) => Err(OAuthError::Timeout(timeout)),
             Ok(Some((params, reply))) => {
@@ -274,8 +291,8 @@ impl CodexLogin {
         };
         drop(rx);
         stop.cancel();
-        // The server stops once the answer above is written; it has nothing else to finish.
-        let _ = server.await;
+        // The servers stop once the answer above is written; they have nothing else to finish.
+        while servers.join_next().await.is_some() {}
         result
     }
 }

@@ -51,8 +51,14 @@ pub enum ErrorKind {
     Timeout,
     /// The connection failed or broke, or the stream ended early.
     Connection,
-    /// The credential was refused (401/403).
+    /// The credential was refused (401): a refreshed OAuth token may be accepted.
     Unauthorized,
+    /// The credential was accepted but lacks permission for this request (403,
+    /// `permission_error`, `PERMISSION_DENIED`): a refreshed token would be refused the same way.
+    Forbidden,
+    /// The account's quota or credits are used up (`insufficient_quota`): retrying cannot help
+    /// until the user adds some.
+    QuotaExhausted,
     /// The request itself was refused (4xx): retrying cannot help.
     InvalidRequest,
     /// Any other error the API reported.
@@ -63,9 +69,25 @@ pub enum ErrorKind {
     Unsupported,
 }
 
-/// A failed attempt.
+impl ErrorKind {
+    /// What the person can do about an error of this kind, when the provider's own message
+    /// does not say it (appended to the message by `Display`).
+    pub fn advice(self) -> &'static str {
+        match self {
+            ErrorKind::Forbidden => {
+                " (the account or token lacks permission for this request; not retried: check the account's access to this model or API)"
+            }
+            ErrorKind::QuotaExhausted => {
+                " (the account's quota or credits are exhausted; not retried: add credits or raise the plan's limit, then run the command again)"
+            }
+            _ => "",
+        }
+    }
+}
+
+/// A failed attempt. `Display` is the message followed by the kind's [`ErrorKind::advice`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+#[error("{message}{}", kind.advice())]
 pub struct ProviderError {
     pub kind: ErrorKind,
     pub message: String,
@@ -142,7 +164,8 @@ pub fn kind_for_status(status: u16) -> ErrorKind {
         429 => ErrorKind::RateLimited,
         529 => ErrorKind::Overloaded,
         408 | 504 => ErrorKind::Timeout,
-        401 | 403 => ErrorKind::Unauthorized,
+        401 => ErrorKind::Unauthorized,
+        403 => ErrorKind::Forbidden,
         500..=599 => ErrorKind::Server,
         _ => ErrorKind::InvalidRequest,
     }
@@ -246,13 +269,17 @@ fn sse_events(
     }
 }
 
+/// How a provider reads the body of an HTTP error: a message, and the kind when the body says
+/// more than the status does (e.g. a 429 that is not a rate limit but an exhausted quota).
+pub type DescribeError = fn(&str) -> (Option<ErrorKind>, String);
+
 /// Sends a streaming request. A transport failure or a non-success status becomes the
 /// provider's classified error (with `retry-after` honoured and the error body read by
 /// `describe`), so each provider only handles its stream.
 async fn send_streaming(
     provider: &'static str,
     request: reqwest::RequestBuilder,
-    describe: fn(&str) -> String,
+    describe: DescribeError,
 ) -> Result<reqwest::Response, ProviderError> {
     let response = request.send().await.map_err(|e| {
         ProviderError::new(
@@ -266,9 +293,10 @@ async fn send_streaming(
     }
     let retry_after = retry_after_of(&response);
     let text = response.text().await.unwrap_or_default();
+    let (body_kind, detail) = describe(&text);
     Err(ProviderError::new(
-        kind_for_status(status.as_u16()),
-        format!("{provider}: HTTP {}: {}", status.as_u16(), describe(&text)),
+        body_kind.unwrap_or_else(|| kind_for_status(status.as_u16())),
+        format!("{provider}: HTTP {}: {detail}", status.as_u16()),
     )
     .with_retry_after(retry_after))
 }
@@ -294,7 +322,7 @@ pub enum SseStep {
 pub fn sse_output(
     provider: &'static str,
     request: reqwest::RequestBuilder,
-    describe: fn(&str) -> String,
+    describe: DescribeError,
     done_marker: &'static str,
     step: fn(&crate::sse::SseEvent) -> SseStep,
 ) -> OutputStream {
@@ -364,5 +392,24 @@ mod tests {
         assert!(ProviderError::new(kind_for_status(503), "x").is_retryable());
         assert!(!ProviderError::new(kind_for_status(400), "x").is_retryable());
         assert!(!ProviderError::new(kind_for_status(401), "x").is_retryable());
+        // Only a 401 asks for a refreshed token; a 403 says the account may not do this.
+        assert_eq!(kind_for_status(401), ErrorKind::Unauthorized);
+        assert_eq!(kind_for_status(403), ErrorKind::Forbidden);
+        assert!(!ProviderError::new(kind_for_status(403), "x").is_retryable());
+    }
+
+    #[test]
+    fn display_adds_the_advice_of_the_kind() {
+        let e = ProviderError::new(ErrorKind::Forbidden, "p: HTTP 403: no");
+        assert_eq!(e.message, "p: HTTP 403: no");
+        assert!(
+            e.to_string()
+                .starts_with("p: HTTP 403: no (the account or token lacks permission"),
+            "{e}"
+        );
+        assert_eq!(
+            ProviderError::new(ErrorKind::RateLimited, "p").to_string(),
+            "p"
+        );
     }
 }

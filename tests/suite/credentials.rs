@@ -4,7 +4,7 @@
 
 use std::{os::unix::fs::PermissionsExt, path::Path, process::Stdio};
 
-use helix_hub::credentials::{CredentialStore, Profile, Secret, default_profile_id};
+use helix_hub::credentials::{CredentialStore, Secret};
 use helix_mesh::{
     pb::{CommandStatus, Provider, command_event::Kind},
     proto_ext::now_ms,
@@ -18,7 +18,7 @@ use crate::support::{
     mock_anthropic::{MockAnthropic, Reply},
     mock_codex::MockCodex,
     mock_gemini::MockGemini,
-    mock_oauth::{self, Authorize, MockOAuth},
+    mock_oauth::{self, Authorize, MockOAuth, store_codex},
     output, request, run,
 };
 
@@ -223,18 +223,6 @@ async fn failed_sign_ins_end_clearly_and_store_nothing() {
     assert!(out.stdout.is_empty(), "no URL when the port is taken");
     assert!(!store_path.exists());
     assert!(oauth.problems().is_empty(), "{:?}", oauth.problems());
-}
-
-/// Stores an OAuth profile for openai-codex with generation `n`'s tokens.
-fn store_codex(dir: &Path, n: usize, expires_ms: i64) {
-    let mut p = Profile::new("oauth", Provider::OpenaiCodex);
-    p.access = Some(Secret::new(mock_oauth::access_token(n)));
-    p.refresh = Some(Secret::new(mock_oauth::refresh_token(n)));
-    p.expires = Some(expires_ms);
-    p.account_id = Some(mock_oauth::ACCOUNT_ID.into());
-    CredentialStore::in_dir(dir)
-        .set_profile(&default_profile_id(Provider::OpenaiCodex), p)
-        .unwrap();
 }
 
 fn stored_access(dir: &Path) -> String {

@@ -1,6 +1,7 @@
 //! A local Codex backend: `POST /backend-api/codex/responses` answering with Responses API
 //! server-sent events (`response.created`, `response.output_text.delta`…,
-//! `response.completed`). Bearer tokens listed as refused get HTTP 401.
+//! `response.completed`). Bearer tokens listed as refused get HTTP 401; a scripted failure
+//! (status and JSON error body, as the backend sends them) answers every other request.
 
 use std::{
     collections::HashSet,
@@ -29,6 +30,7 @@ pub struct Seen {
 struct Shared {
     chunks: Mutex<Vec<String>>,
     refused: Mutex<HashSet<String>>,
+    failure: Mutex<Option<(u16, String)>>,
     seen: Mutex<Vec<Seen>>,
 }
 
@@ -67,6 +69,11 @@ impl MockCodex {
             .insert(access_token.to_owned());
     }
 
+    /// Answers every request (with an accepted token) with `status` and the JSON `body`.
+    pub fn fail_with(&self, status: u16, body: serde_json::Value) {
+        *self.shared.failure.lock().unwrap() = Some((status, body.to_string()));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -94,6 +101,13 @@ async fn responses(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: 
             .status(StatusCode::UNAUTHORIZED)
             .header("content-type", "application/json")
             .body(Body::from(r#"{"detail":"token expired or invalid"}"#))
+            .unwrap();
+    }
+    if let Some((status, body)) = shared.failure.lock().unwrap().clone() {
+        return Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
             .unwrap();
     }
     let mut sse = String::new();

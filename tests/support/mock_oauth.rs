@@ -78,6 +78,20 @@ pub fn refresh_token(n: usize) -> String {
     format!("ref-tok-{n}-5ecret-91fe")
 }
 
+/// Stores an OAuth profile for openai-codex with generation `n`'s tokens in a hub data dir.
+pub fn store_codex(dir: &std::path::Path, n: usize, expires_ms: i64) {
+    use helix_hub::credentials::{CredentialStore, Profile, Secret, default_profile_id};
+    use helix_mesh::pb::Provider;
+    let mut p = Profile::new("oauth", Provider::OpenaiCodex);
+    p.access = Some(Secret::new(access_token(n)));
+    p.refresh = Some(Secret::new(refresh_token(n)));
+    p.expires = Some(expires_ms);
+    p.account_id = Some(ACCOUNT_ID.into());
+    CredentialStore::in_dir(dir)
+        .set_profile(&default_profile_id(Provider::OpenaiCodex), p)
+        .unwrap();
+}
+
 impl MockOAuth {
     pub async fn start() -> Self {
         let shared = Arc::new(Shared {

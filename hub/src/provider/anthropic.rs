@@ -97,7 +97,8 @@ fn kind_for_error_type(t: &str) -> ErrorKind {
         "overloaded_error" => ErrorKind::Overloaded,
         "rate_limit_error" => ErrorKind::RateLimited,
         "api_error" => ErrorKind::Server,
-        "authentication_error" | "permission_error" => ErrorKind::Unauthorized,
+        "authentication_error" => ErrorKind::Unauthorized,
+        "permission_error" => ErrorKind::Forbidden,
         "invalid_request_error" | "not_found_error" | "request_too_large" => {
             ErrorKind::InvalidRequest
         }
@@ -160,7 +161,8 @@ impl ProviderExec for Anthropic {
         sse_output(
             "anthropic",
             http_request,
-            |text| describe_error_body(text).1,
+            // The status classifies an HTTP error; the body only describes it.
+            |text| (None, describe_error_body(text).1),
             "message_stop",
             step,
         )

@@ -5,6 +5,9 @@
 //! `delta`; `response.completed` ends the answer; `response.failed` and `error` end it with an
 //! error; everything else (`response.created`, `response.output_item.added`, …) shows nothing.
 //! A stream that ends before `response.completed` is incomplete: an error.
+//!
+//! `insufficient_quota` (the account's credits are used up) is not a rate limit even when it
+//! comes as HTTP 429: it fails at once, in the body of an HTTP error or in a `response.failed`.
 
 use std::time::Duration;
 
@@ -61,9 +64,8 @@ pub fn request_body(request: &ProviderRequest) -> Value {
 
 fn kind_for_code(code: &str) -> ErrorKind {
     match code {
-        "rate_limit_exceeded" | "usage_limit_reached" | "insufficient_quota" => {
-            ErrorKind::RateLimited
-        }
+        "rate_limit_exceeded" | "usage_limit_reached" => ErrorKind::RateLimited,
+        "insufficient_quota" => ErrorKind::QuotaExhausted,
         "server_error" | "server_is_overloaded" => ErrorKind::Server,
         "context_length_exceeded" | "invalid_prompt" | "invalid_request_error" => {
             ErrorKind::InvalidRequest
@@ -72,12 +74,39 @@ fn kind_for_code(code: &str) -> ErrorKind {
     }
 }
 
+/// The `code` of an error object, else its `type` (the API fills one or both).
+fn code_of(object: Option<&Value>) -> &str {
+    let field = |name| object.and_then(|e| e.get(name)).and_then(Value::as_str);
+    field("code")
+        .filter(|c| !c.is_empty())
+        .or_else(|| field("type"))
+        .unwrap_or("")
+}
+
+/// The body of an HTTP error: `{"error":{"code"/"type":…,"message":…}}` as `code: message`
+/// (anything else quoted, shortened). The status classifies it, except an exhausted quota,
+/// which the backend sends as a 429 but which no retry can fix.
+fn describe_http_error(text: &str) -> (Option<ErrorKind>, String) {
+    let parsed = serde_json::from_str::<Value>(text).ok();
+    let object = parsed.as_ref().and_then(|v| v.get("error"));
+    let code = code_of(object);
+    let kind =
+        (kind_for_code(code) == ErrorKind::QuotaExhausted).then_some(ErrorKind::QuotaExhausted);
+    let message = object
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str);
+    let detail = match (code, message) {
+        ("", None) => truncate_text(text).to_owned(),
+        ("", Some(m)) => truncate_text(m).to_owned(),
+        (c, None) => c.to_owned(),
+        (c, Some(m)) => format!("{c}: {}", truncate_text(m)),
+    };
+    (kind, detail)
+}
+
 /// An error object (`{"code":…,"message":…}`) as a classified error.
 fn error_from(object: Option<&Value>, fallback: &str) -> ProviderError {
-    let code = object
-        .and_then(|e| e.get("code").or_else(|| e.get("type")))
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let code = code_of(object);
     let message = object
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str)
@@ -156,7 +185,7 @@ impl ProviderExec for Codex {
         sse_output(
             "openai-codex",
             http_request,
-            |text| truncate_text(text).to_owned(),
+            describe_http_error,
             "response.completed",
             |event| interpret(&event.data).into(),
         )
@@ -201,5 +230,38 @@ mod tests {
             interpret(r#"{"type":"response.created"}"#),
             Step::Nothing
         ));
+    }
+
+    #[test]
+    fn insufficient_quota_is_not_a_rate_limit() {
+        let body = r#"{"error":{"message":"You exceeded your current quota.","type":"insufficient_quota","param":null,"code":null}}"#;
+        assert_eq!(
+            describe_http_error(body),
+            (
+                Some(ErrorKind::QuotaExhausted),
+                "insufficient_quota: You exceeded your current quota.".to_owned()
+            )
+        );
+        // Other bodies leave the classification to the status.
+        let (kind, detail) =
+            describe_http_error(r#"{"error":{"code":"rate_limit_exceeded","message":"slow"}}"#);
+        assert_eq!((kind, detail.as_str()), (None, "rate_limit_exceeded: slow"));
+        assert_eq!(
+            describe_http_error("<html>busy</html>"),
+            (None, "<html>busy</html>".to_owned())
+        );
+        match interpret(
+            r#"{"type":"response.failed","response":{"error":{"code":"insufficient_quota","message":"no credits"}}}"#,
+        ) {
+            Step::Fail(e) => {
+                assert_eq!(e.kind, ErrorKind::QuotaExhausted);
+                assert!(!e.is_retryable());
+                assert!(
+                    e.to_string().contains("quota or credits are exhausted"),
+                    "{e}"
+                );
+            }
+            _ => panic!("expected a failure"),
+        }
     }
 }

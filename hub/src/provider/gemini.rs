@@ -54,7 +54,8 @@ fn kind_for_google_status(status: &str, code: u16) -> ErrorKind {
         "RESOURCE_EXHAUSTED" => ErrorKind::RateLimited,
         "UNAVAILABLE" | "INTERNAL" => ErrorKind::Server,
         "DEADLINE_EXCEEDED" => ErrorKind::Timeout,
-        "UNAUTHENTICATED" | "PERMISSION_DENIED" => ErrorKind::Unauthorized,
+        "UNAUTHENTICATED" => ErrorKind::Unauthorized,
+        "PERMISSION_DENIED" => ErrorKind::Forbidden,
         "INVALID_ARGUMENT" | "NOT_FOUND" | "FAILED_PRECONDITION" => ErrorKind::InvalidRequest,
         _ if code != 0 => kind_for_status(code),
         _ => ErrorKind::Api,
@@ -164,7 +165,7 @@ impl ProviderExec for Gemini {
         sse_output(
             "google-gemini",
             http_request,
-            describe_google_error_body,
+            |text| (None, describe_google_error_body(text)),
             "a finishReason",
             |event| interpret(&event.data).into(),
         )
