@@ -2,6 +2,7 @@ mod cli;
 mod cloud_lookup;
 mod credentials;
 mod execute;
+mod hubs;
 mod lifecycle;
 mod login;
 mod mesh;

@@ -72,6 +72,12 @@ impl RestError {
     pub fn is_permission_denied(&self) -> bool {
         self.code() == Some("42501")
     }
+
+    /// The write conflicts with a stored row (`23505`): a duplicate key, or a table-relay event
+    /// re-sent with another envelope than the one stored under its seq.
+    pub fn is_conflict(&self) -> bool {
+        self.code() == Some("23505")
+    }
 }
 
 #[derive(serde::Deserialize)]

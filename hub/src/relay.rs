@@ -34,6 +34,10 @@ use crate::{
 pub const APPEND_BATCH: usize = 64;
 /// Commands claimed per round.
 pub const CLAIM_BATCH: u32 = 8;
+/// The reason a relayed command fails with when the cloud already holds other events under
+/// the seqs the hub writes.
+pub const CONFLICTING_EVENTS: &str =
+    "the cloud already holds different events for this command; the hub stopped relaying it";
 /// How long an event envelope stays valid for the spoke.
 const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
 
@@ -203,7 +207,14 @@ impl Relay {
                 )
                 .await;
             if let Err(error) = appended {
-                tracing::warn!(%command_id, %error, "appending relayed events failed");
+                if error.is_conflict() {
+                    // The cloud holds other events under these seqs (another writer, or a hub
+                    // that lost its journal): the spoke cannot get a consistent stream.
+                    tracing::error!(%command_id, %error, "the cloud holds different events for this relayed command");
+                    complete("failed", Some(CONFLICTING_EVENTS.into())).await;
+                } else {
+                    tracing::warn!(%command_id, %error, "appending relayed events failed");
+                }
                 return;
             }
             if let Some(status) = finished {

@@ -1,6 +1,7 @@
 //! `helix pair` (prove a ticket's secret over `helix/pair/1` and remember the hub) and
 //! `helix hubs` (the paired hubs and whether they answer now).
 
+use futures::StreamExt;
 use helix_mesh::{
     iroh_grpc::error_chain,
     pb,
@@ -20,6 +21,10 @@ use crate::{
 
 /// Longest hub name accepted for the known-hubs file.
 const MAX_HUB_NAME: usize = 64;
+/// Most hubs `helix hubs` probes at once. A probe of an offline hub waits out the dial timeout,
+/// so probing one after another took that long per hub; 8 at a time covers the usual handful
+/// of hubs in one wait without opening an unbounded number of dials.
+const PROBE_CONCURRENCY: usize = 8;
 
 pub async fn pair(
     spoke: &Spoke,
@@ -162,25 +167,19 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
             ));
         }
     }
-    for (name, hub) in known {
+    // Probed concurrently, printed in the known-hubs order (by name) as results come in.
+    let probes = futures::stream::iter(known)
+        .map(|(name, hub)| async move {
+            let result = probe(spoke, &name, &hub).await;
+            (name, hub, result)
+        })
+        .buffered(PROBE_CONCURRENCY);
+    futures::pin_mut!(probes);
+    while let Some((name, hub, result)) = probes.next().await {
         let cloud = cloud_online
             .iter()
             .any(|p| p.hub_id == hub.hub_id.to_string());
-        let target = Target::Remote {
-            label: name.clone(),
-            addr: hub.addr.clone(),
-        };
-        let probe = async {
-            let mut conn = spoke.connect(&target).await?;
-            let info = conn
-                .client
-                .get_hub_info(pb::GetHubInfoRequest {})
-                .await
-                .map_err(|s| CliError::from_status(&s))?
-                .into_inner();
-            Ok::<_, CliError>((conn.route(), info.version))
-        };
-        let (reachable, route, detail) = match probe.await {
+        let (reachable, route, detail) = match result {
             Ok((route, version)) => (true, route, format!("version {version}")),
             Err(e) => (false, "-", e.message),
         };
@@ -208,4 +207,35 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// Whether a paired hub answers now: dials it (within the dial timeout) and asks for its info
+/// (within the same timeout again). The route and the hub's version when it does.
+async fn probe(
+    spoke: &Spoke,
+    name: &str,
+    hub: &KnownHub,
+) -> Result<(&'static str, String), CliError> {
+    let target = Target::Remote {
+        label: name.to_owned(),
+        addr: hub.addr.clone(),
+    };
+    let mut conn = spoke.connect(&target).await?;
+    let info = tokio::time::timeout(
+        spoke.dial_timeout,
+        conn.client.get_hub_info(pb::GetHubInfoRequest {}),
+    )
+    .await
+    .map_err(|_| {
+        CliError::new(
+            Exit::Unreachable,
+            format!(
+                "connected, but no answer within {}",
+                humantime::format_duration(spoke.dial_timeout)
+            ),
+        )
+    })?
+    .map_err(|s| CliError::from_status(&s))?
+    .into_inner();
+    Ok((conn.route(), info.version))
 }

@@ -140,3 +140,73 @@ async fn another_user_cannot_touch_commands_over_http() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0]["status"], "executing");
 }
+
+#[tokio::test]
+async fn relay_state_changes_only_through_the_functions_over_http() {
+    let db = TestDb::create().await;
+    let server = PostRust::start(&db).await;
+    let alice = client(&server, ALICE);
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = json!({
+        "command_id": id, "source_device_id": DEVICE, "target_hub_id": HUB,
+        "envelope": "b3BhcXVl", "expires_at": "2999-01-01T00:00:00Z",
+    });
+    let _: Vec<Value> = alice.insert("remote_commands", &[row], None).await.unwrap();
+    let claimed: Vec<Value> = alice
+        .rpc("claim_remote_commands", &json!({"p_hub_id": HUB}))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // A PATCH of her own command's status and last_seq is refused (the client has no update
+    // call, which is the point: this is what any HTTP client could send).
+    let patch = reqwest::Client::new()
+        .patch(format!("{}/remote_commands?command_id=eq.{id}", server.url))
+        .header("apikey", "anon-key")
+        .bearer_auth(jwt_for(ALICE))
+        .json(&json!({"status": "completed", "last_seq": 9}))
+        .send()
+        .await
+        .unwrap();
+    let status = patch.status();
+    let body = patch.text().await.unwrap();
+    assert!(
+        status.is_client_error(),
+        "the update went through: {status} {body}"
+    );
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["code"], "42501", "{body}");
+
+    // Appending through the function works; re-sending seq 1 with other contents is refused
+    // with the code the client maps to a conflict.
+    let append = |envelope: &str| json!({"p_command_id": id, "p_events": [{"seq": 1, "envelope": envelope}]});
+    let last: Value = alice
+        .rpc("append_remote_command_events", &append("ZXZlbnQgMQ"))
+        .await
+        .unwrap();
+    assert_eq!(last, 1);
+    let same: Value = alice
+        .rpc("append_remote_command_events", &append("ZXZlbnQgMQ"))
+        .await
+        .unwrap();
+    assert_eq!(same, 1, "an identical retry is accepted");
+    let err = alice
+        .rpc::<Value>("append_remote_command_events", &append("b3RoZXI"))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "event 1 of command {id} is already stored with a different envelope"
+        )),
+        "{err}"
+    );
+    let row: Vec<Value> = alice
+        .select(
+            "remote_commands",
+            &format!("command_id=eq.{id}&select=status,last_seq"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(row[0], json!({"status": "executing", "last_seq": 1}));
+}

@@ -140,6 +140,16 @@ impl TestDb {
             ),
             None => ("anon", r#"{"role":"anon"}"#.to_owned()),
         };
+        self.as_role(role, &claims, sql).await
+    }
+
+    /// One request with the project's service key (role `service_role`, no user).
+    pub async fn as_service(&self, sql: &str) -> Result<String, String> {
+        self.as_role("service_role", r#"{"role":"service_role"}"#, sql)
+            .await
+    }
+
+    async fn as_role(&self, role: &str, claims: &str, sql: &str) -> Result<String, String> {
         let script = format!(
             "begin;\nselect set_config('role', '{role}', true), set_config('request.jwt.claims', '{claims}', true) \\g /dev/null\n{sql};\ncommit;\n"
         );
