@@ -97,11 +97,19 @@ fn describe_http_error(text: &str) -> (Option<ErrorKind>, String) {
         .and_then(Value::as_str);
     let detail = match (code, message) {
         ("", None) => truncate_text(text).to_owned(),
-        ("", Some(m)) => truncate_text(m).to_owned(),
         (c, None) => c.to_owned(),
-        (c, Some(m)) => format!("{c}: {}", truncate_text(m)),
+        (c, Some(m)) => code_and_message(c, truncate_text(m)),
     };
     (kind, detail)
+}
+
+/// `code: message`, or the message alone when there is no code.
+fn code_and_message(code: &str, message: &str) -> String {
+    if code.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{code}: {message}")
+    }
 }
 
 /// An error object (`{"code":…,"message":…}`) as a classified error.
@@ -111,12 +119,10 @@ fn error_from(object: Option<&Value>, fallback: &str) -> ProviderError {
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str)
         .unwrap_or(fallback);
-    let text = if code.is_empty() {
-        format!("openai-codex: {message}")
-    } else {
-        format!("openai-codex: {code}: {message}")
-    };
-    ProviderError::new(kind_for_code(code), text)
+    ProviderError::new(
+        kind_for_code(code),
+        format!("openai-codex: {}", code_and_message(code, message)),
+    )
 }
 
 /// What one event means for the answer.
