@@ -3,6 +3,7 @@ mod cloud_lookup;
 mod credentials;
 mod execute;
 mod hubs;
+mod iroh_io;
 mod lifecycle;
 mod login;
 mod mesh;

@@ -32,6 +32,20 @@ pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok((utime + stime) / ticks.max(1.0))
 }
 
+/// User + system CPU time this process has used, at microsecond resolution (for short
+/// measurements, where `/proc`'s clock ticks are too coarse).
+pub fn own_cpu() -> std::time::Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    std::time::Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -39,5 +53,11 @@ mod tests {
         let pid = std::process::id();
         assert!(super::rss_mb(pid, "VmRSS").unwrap() > 0.0);
         assert!(super::cpu_seconds(pid).unwrap() >= 0.0);
+        let before = super::own_cpu();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(super::own_cpu() > before, "{x}");
     }
 }

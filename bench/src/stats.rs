@@ -21,6 +21,11 @@ impl Samples {
         sorted[rank - 1]
     }
 
+    /// Adds every sample of `other`.
+    pub fn merge(&mut self, other: &Samples) {
+        self.0.extend_from_slice(&other.0);
+    }
+
     pub fn p50(&self) -> Duration {
         self.quantile(0.5)
     }
@@ -28,6 +33,13 @@ impl Samples {
     pub fn p99(&self) -> Duration {
         self.quantile(0.99)
     }
+}
+
+/// The median of some numbers (the upper one of an even count); zero when empty.
+pub fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Milliseconds with three decimals.
@@ -48,5 +60,16 @@ mod tests {
         assert_eq!(s.p50(), Duration::from_millis(50));
         assert_eq!(s.p99(), Duration::from_millis(99));
         assert_eq!(Samples::default().p50(), Duration::ZERO);
+        let mut more = Samples::default();
+        more.push(Duration::from_millis(1000));
+        s.merge(&more);
+        assert_eq!(s.quantile(1.0), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn median_of_numbers() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0]), 4.0);
+        assert_eq!(median([]), 0.0);
     }
 }

@@ -31,7 +31,7 @@ use iroh::{
 };
 use tonic::{Request, Response, Status, transport::Channel};
 
-use crate::stats::Samples;
+use crate::stats::{Samples, median};
 
 /// ALPN of the raw QUIC baseline.
 pub const RAW_ALPN: &[u8] = b"helix-bench/raw/1";
@@ -231,6 +231,9 @@ pub fn dial_addr(server: &Server, relay: Option<&str>) -> anyhow::Result<Endpoin
 #[derive(Debug, Clone)]
 pub struct TransportResult {
     pub mib_per_s: f64,
+    /// CPU time of the whole bench process (sender and receiver, every thread) per MiB
+    /// moved: what the transport costs, steadier than MiB/s on a shared machine.
+    pub cpu_ms_per_mib: f64,
     pub rtt: Samples,
 }
 
@@ -287,6 +290,7 @@ pub async fn raw_iroh(
         .open_bi()
         .await
         .context("opening the download stream")?;
+    let cpu = crate::procs::own_cpu();
     send.write_all(&[1]).await.context("download request")?;
     send.write_all(&(bytes as u64).to_le_bytes())
         .await
@@ -298,9 +302,11 @@ pub async fn raw_iroh(
     }
     let secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(got == bytes, "raw download got {got} of {bytes} bytes");
+    let cpu_ms_per_mib = cpu_per_mib(cpu, got);
     drop(conn);
     Ok(TransportResult {
         mib_per_s: mib(got, secs),
+        cpu_ms_per_mib,
         rtt,
     })
 }
@@ -318,6 +324,7 @@ pub async fn grpc(channel: Channel, bytes: usize, pings: usize) -> anyhow::Resul
         }
     }
     let count = bytes.div_ceil(CHUNK);
+    let cpu = crate::procs::own_cpu();
     let t = Instant::now();
     let mut stream = client
         .execute(pb::ExecuteRequest {
@@ -341,8 +348,82 @@ pub async fn grpc(channel: Channel, bytes: usize, pings: usize) -> anyhow::Resul
     );
     Ok(TransportResult {
         mib_per_s: mib(got, secs),
+        cpu_ms_per_mib: cpu_per_mib(cpu, got),
         rtt,
     })
+}
+
+/// Raw iroh, tonic/TCP and gRPC over iroh, measured in interleaved rounds so that a slow
+/// moment of the machine hits every transport alike.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Median throughput and CPU per MiB of the rounds; the RTT samples of all of them.
+    pub raw: TransportResult,
+    pub tcp: TransportResult,
+    pub grpc: TransportResult,
+    /// gRPC over iroh ÷ raw iroh throughput, round by round.
+    pub vs_raw: Vec<f64>,
+    /// gRPC over iroh ÷ tonic/TCP throughput, round by round.
+    pub vs_tcp: Vec<f64>,
+}
+
+/// Runs `rounds` rounds of raw iroh → tonic/TCP → gRPC over iroh, each moving `bytes`.
+pub async fn compare(
+    client: &Endpoint,
+    addr: EndpointAddr,
+    bytes: usize,
+    pings: usize,
+    rounds: usize,
+) -> anyhow::Result<Comparison> {
+    let tcp = tcp_channel().await.context("tonic over TCP")?;
+    let iroh = iroh_channel(client, addr.clone())
+        .await
+        .context("gRPC over iroh direct")?;
+    let (mut raws, mut tcps, mut grpcs) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        raws.push(
+            raw_iroh(client, addr.clone(), bytes, pings)
+                .await
+                .context("raw iroh QUIC")?,
+        );
+        tcps.push(
+            grpc(tcp.clone(), bytes, pings)
+                .await
+                .context("tonic over TCP")?,
+        );
+        grpcs.push(
+            grpc(iroh.clone(), bytes, pings)
+                .await
+                .context("gRPC over iroh direct")?,
+        );
+    }
+    let ratio = |other: &[TransportResult]| -> Vec<f64> {
+        grpcs
+            .iter()
+            .zip(other)
+            .map(|(g, o)| g.mib_per_s / o.mib_per_s)
+            .collect()
+    };
+    Ok(Comparison {
+        vs_raw: ratio(&raws),
+        vs_tcp: ratio(&tcps),
+        raw: combine(&raws),
+        tcp: combine(&tcps),
+        grpc: combine(&grpcs),
+    })
+}
+
+/// Median throughput and CPU of several runs of one transport, with all their RTT samples.
+fn combine(runs: &[TransportResult]) -> TransportResult {
+    let mut rtt = Samples::default();
+    for run in runs {
+        rtt.merge(&run.rtt);
+    }
+    TransportResult {
+        mib_per_s: median(runs.iter().map(|r| r.mib_per_s)),
+        cpu_ms_per_mib: median(runs.iter().map(|r| r.cpu_ms_per_mib)),
+        rtt,
+    }
 }
 
 /// tonic over loopback TCP, the same service.
@@ -368,6 +449,12 @@ pub async fn iroh_channel(client: &Endpoint, addr: EndpointAddr) -> anyhow::Resu
             .channel()
             .await?,
     )
+}
+
+/// Milliseconds of process CPU since `before`, per MiB of `bytes`.
+fn cpu_per_mib(before: Duration, bytes: usize) -> f64 {
+    let used = crate::procs::own_cpu().saturating_sub(before);
+    used.as_secs_f64() * 1000.0 / (bytes as f64 / (1024.0 * 1024.0)).max(1e-9)
 }
 
 fn mib(bytes: usize, secs: f64) -> f64 {
