@@ -105,6 +105,8 @@ struct Waiting {
     /// The command itself when it was submitted to this process; recovered commands are read
     /// back from the journal when they start.
     command: Option<Box<NewCommand>>,
+    /// Its first `started` event was stored with the command (it started at submit).
+    started: bool,
 }
 
 impl From<PendingCommand> for Waiting {
@@ -113,6 +115,7 @@ impl From<PendingCommand> for Waiting {
             command_id: p.command_id,
             expires_at_ms: p.expires_at_ms,
             command: None,
+            started: false,
         }
     }
 }
@@ -199,7 +202,23 @@ impl Executor {
         };
         let command_id = cmd.command_id;
         let expires_at_ms = cmd.expires_at_ms;
-        let outcome = self.inner.journal.submit(cmd.clone(), position).await;
+        // A free slot and nobody ahead: the command starts here rather than through the
+        // dispatcher (one task hand-off less before the first output), and its `started` event
+        // is stored in the same transaction as the command. A hub that is stopping keeps the
+        // command queued; it runs after the next start.
+        let start_now = {
+            let state = self.state();
+            if state.queue.is_empty() && !state.closed && expires_at_ms > now_ms() {
+                self.inner.permits.clone().try_acquire_owned().ok()
+            } else {
+                None
+            }
+        };
+        let outcome = self
+            .inner
+            .journal
+            .submit(cmd.clone(), position, start_now.is_some())
+            .await;
         let mut state = self.state();
         state.reserved -= 1;
         match outcome? {
@@ -208,14 +227,11 @@ impl Executor {
                     command_id,
                     expires_at_ms,
                     command: Some(Box::new(cmd)),
+                    started: start_now.is_some(),
                 };
-                // A free slot and nobody ahead: start here rather than waking the dispatcher
-                // (one task hand-off less before the first output). A hub that is stopping
-                // keeps the command queued; it runs after the next start.
-                if state.queue.is_empty()
-                    && !state.closed
-                    && let Ok(permit) = self.inner.permits.clone().try_acquire_owned()
-                {
+                // Stored as `executing`: it runs even if the hub began stopping meanwhile (the
+                // drain waits for it, or a restart marks it interrupted).
+                if let Some(permit) = start_now {
                     let token = self.inner.abort.child_token();
                     state.running.insert(command_id, token.clone());
                     drop(state);
@@ -374,10 +390,11 @@ impl Executor {
     async fn run(&self, next: Waiting, token: CancellationToken, permit: OwnedSemaphorePermit) {
         let command_id = next.command_id;
         tracing::trace!(%command_id, "worker started");
-        let end = if next.expires_at_ms <= now_ms() {
+        let end = if !next.started && next.expires_at_ms <= now_ms() {
             finished(FinalStatus::Expired, "expired before it could start", 0)
         } else {
-            self.execute(command_id, next.command, &token).await
+            self.execute(command_id, next.command, next.started, &token)
+                .await
         };
         if let Err(error) = self.inner.journal.append(command_id, end).await {
             tracing::error!(%command_id, %error, "could not record the end of a command");
@@ -391,6 +408,7 @@ impl Executor {
         &self,
         command_id: Uuid,
         known: Option<Box<NewCommand>>,
+        started: bool,
         token: &CancellationToken,
     ) -> EventKind {
         let journal = &self.inner.journal;
@@ -427,11 +445,14 @@ impl Executor {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            // Not waiting for the commit: the writer keeps this handle's order, so `started`
-            // is stored (and published) before any output of the attempt.
-            if let Err(e) = journal
-                .append_nowait(command_id, EventKind::Started { attempt })
-                .await
+            // `started` is stored before the provider is called: a hub that dies during an
+            // attempt finds the command `executing` on restart and fails it, instead of finding
+            // it `pending` and running it a second time. A command that started at submit has
+            // its first `started` stored already, in the same commit as the command.
+            if !(attempt == 1 && started)
+                && let Err(e) = journal
+                    .append(command_id, EventKind::Started { attempt })
+                    .await
             {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }

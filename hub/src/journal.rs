@@ -114,7 +114,7 @@ pub enum JournalError {
 /// What submitting a command found.
 #[derive(Debug)]
 pub enum SubmitOutcome {
-    /// Stored, with its `queued` event.
+    /// Stored, with its `queued` event (and its first `started`, when asked to start it).
     Created(StoredEvent),
     /// A command with this id exists already.
     Existing {
@@ -143,6 +143,7 @@ enum Op {
     Submit {
         cmd: Box<NewCommand>,
         position: u32,
+        start: bool,
         reply: oneshot::Sender<Result<SubmitOutcome, JournalError>>,
     },
     Append {
@@ -215,16 +216,21 @@ impl Journal {
         &self.inner.path
     }
 
-    /// Stores a new command with its `queued` event, or reports the existing one.
+    /// Stores a new command with its `queued` event, or reports the existing one. With
+    /// `start`, a new command's `started` event of attempt 1 is stored in the same transaction:
+    /// a command that starts at once costs one commit, and is shown `executing` before anything
+    /// runs.
     pub async fn submit(
         &self,
         cmd: NewCommand,
         position: u32,
+        start: bool,
     ) -> Result<SubmitOutcome, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.send(Op::Submit {
             cmd: Box::new(cmd),
             position,
+            start,
             reply,
         })
         .await?;
@@ -360,6 +366,8 @@ enum Applied {
         reply: oneshot::Sender<Result<SubmitOutcome, JournalError>>,
         outcome: SubmitOutcome,
         status: Option<StatusEvent>,
+        /// The `started` event stored with it, if it was asked to start.
+        started: Option<(StoredEvent, Option<StatusEvent>)>,
     },
     Appended {
         reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
@@ -451,9 +459,13 @@ impl Writer {
                     reply,
                     outcome,
                     status,
+                    started,
                 } => {
                     if let SubmitOutcome::Created(event) = &outcome {
                         bus.publish(event, status);
+                    }
+                    if let Some((event, status)) = started {
+                        bus.publish(&event, status);
                     }
                     let _ = reply.send(Ok(outcome));
                 }
@@ -526,12 +538,18 @@ fn apply_op(tx: &Transaction<'_>, active: &mut HashMap<Uuid, Active>, op: Op) ->
         Op::Submit {
             cmd,
             position,
+            start,
             reply,
-        } => match submit(tx, active, *cmd, position) {
-            Ok((outcome, status)) => Applied::Submitted {
+        } => match submit(tx, active, *cmd, position, start) {
+            Ok(Stored {
+                outcome,
+                status,
+                started,
+            }) => Applied::Submitted {
                 reply,
                 outcome,
                 status,
+                started,
             },
             Err(error) => Applied::Failed {
                 reply: Reply::Submit(reply),
@@ -579,20 +597,29 @@ fn with_savepoint<T>(
     }
 }
 
+/// What a submit stored, for the reply and the bus.
+struct Stored {
+    outcome: SubmitOutcome,
+    status: Option<StatusEvent>,
+    started: Option<(StoredEvent, Option<StatusEvent>)>,
+}
+
 fn submit(
     tx: &Transaction<'_>,
     active: &mut HashMap<Uuid, Active>,
     cmd: NewCommand,
     position: u32,
-) -> Result<(SubmitOutcome, Option<StatusEvent>), JournalError> {
+    start: bool,
+) -> Result<Stored, JournalError> {
     if let Some(existing) = journal_read::command(tx, cmd.command_id, false)? {
-        return Ok((
-            SubmitOutcome::Existing {
+        return Ok(Stored {
+            outcome: SubmitOutcome::Existing {
                 status: existing.status,
                 existing: Box::new(existing.command),
             },
-            None,
-        ));
+            status: None,
+            started: None,
+        });
     }
     with_savepoint(tx, active, |conn, active| {
         conn.prepare_cached(
@@ -617,7 +644,21 @@ fn submit(
             ])?;
         let (event, status) =
             append_event(conn, active, cmd.command_id, EventKind::Queued { position })?;
-        Ok((SubmitOutcome::Created(event), status))
+        let started = if start {
+            Some(append_event(
+                conn,
+                active,
+                cmd.command_id,
+                EventKind::Started { attempt: 1 },
+            )?)
+        } else {
+            None
+        };
+        Ok(Stored {
+            outcome: SubmitOutcome::Created(event),
+            status,
+            started,
+        })
     })
 }
 
