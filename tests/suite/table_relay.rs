@@ -429,9 +429,10 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
         )
         .await
         .unwrap();
-    let started = Instant::now();
     realtime.push_insert(&hub_id).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // The safety poll is 10 minutes: a row handled before this deadline was found because of
+    // the wake-up. (The deadline only keeps a broken wake-up from hanging the test.)
+    let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         let status = cloud_status(&db, &id).await;
         // Claimed rows are `executing` until the hub has checked and refused them.
@@ -447,10 +448,6 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
     assert!(
         status.starts_with("failed|") && status.contains("not a paired device"),
         "{status}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "woken, not polled (the poll is 10 minutes)"
     );
     hub.shutdown().await;
 }
