@@ -408,7 +408,7 @@ struct Writer {
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Op>, bus: Bus) {
-        while let Some(first) = rx.blocking_recv() {
+        while let Some(first) = crate::inbox::next(&mut rx) {
             let mut batch = Vec::with_capacity(16);
             batch.push(first);
             while batch.len() < MAX_BATCH {

@@ -30,6 +30,7 @@ pub mod credentials;
 pub mod devices;
 pub mod executor;
 pub mod hub;
+pub mod inbox;
 pub mod journal;
 pub mod journal_read;
 pub mod login;
