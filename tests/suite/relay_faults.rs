@@ -1,0 +1,62 @@
+//! The table relay when the cloud misbehaves, with a live hub: appends that fail are sent
+//! again, with the same envelopes, until they go through.
+
+use crate::support::{
+    TestHub,
+    bins::{run_helix, spoke},
+    cloud::TestCloud,
+    fault_proxy::{Fault, FaultProxy},
+    json_lines,
+    mock_anthropic::{MockAnthropic, Reply},
+    relay::{hub_config, paired_spoke, wait_status},
+};
+
+/// Runs `prompt` through the table with `--detach`; the command id.
+async fn send_detached(spoke_dir: &tempfile::TempDir, prompt: &str) -> String {
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["run", "--hub", "desk", "--via", "cloud", "--detach", prompt]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    done.stdout.lines().last().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn failed_event_appends_are_sent_again_until_the_whole_output_is_through() {
+    let cloud = TestCloud::start().await;
+    // The first append never reaches the server, the second is stored but its answer is
+    // lost (so the hub must resend the very envelopes it sealed), the third is refused again.
+    let proxy = FaultProxy::start(
+        &cloud.server.url,
+        "/rpc/append_remote_command_events",
+        &[Fault::Refuse, Fault::LoseAnswer, Fault::Refuse],
+    )
+    .await;
+    let mock = MockAnthropic::start(Reply::text(&["despite ", "the ", "outage"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir_via(&proxy.url()).await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+
+    let id = send_detached(&spoke_dir, "keep trying").await;
+    wait_status(&cloud, &id, "completed").await;
+    assert_eq!(proxy.failed(), 3, "every fault was injected");
+
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["attach", "--hub", "desk", "--via", "cloud", "--json", &id]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let records = json_lines(&done.stdout);
+    let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let text: String = records.iter().filter_map(|r| r["text"].as_str()).collect();
+    assert_eq!(text, "despite the outage");
+    assert_eq!(
+        cloud
+            .db
+            .admin(&format!(
+                "select status || '|' || last_seq from remote_commands where command_id = '{id}'"
+            ))
+            .await,
+        format!("completed|{}", seqs.len())
+    );
+    assert_eq!(mock.requests(), 1, "the command ran once");
+    hub.shutdown().await;
+}
