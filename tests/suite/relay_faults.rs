@@ -1,5 +1,9 @@
 //! The table relay when the cloud misbehaves, with a live hub: appends that fail are sent
-//! again, with the same envelopes, until they go through.
+//! again, with the same envelopes, until they go through; events that another writer already
+//! stored under the hub's seqs fail the row with the conflict reason.
+
+use helix_hub::relay::CONFLICTING_EVENTS;
+use helix_mesh::proto_ext::now_ms;
 
 use crate::support::{
     TestHub,
@@ -8,7 +12,8 @@ use crate::support::{
     fault_proxy::{Fault, FaultProxy},
     json_lines,
     mock_anthropic::{MockAnthropic, Reply},
-    relay::{hub_config, paired_spoke, wait_status},
+    pg::ALICE,
+    relay::{device_key, hub_config, paired_spoke, sealed_row, wait_status},
 };
 
 /// Runs `prompt` through the table with `--detach`; the command id.
@@ -58,5 +63,54 @@ async fn failed_event_appends_are_sent_again_until_the_whole_output_is_through()
         format!("completed|{}", seqs.len())
     );
     assert_eq!(mock.requests(), 1, "the command ran once");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_already_in_the_cloud_under_the_hubs_seqs_fail_the_row_as_a_conflict() {
+    let cloud = TestCloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["never ", "relayed"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    let device = device_key(&spoke_dir);
+    let hub_key: iroh::PublicKey = hub.hub().hub_id().parse().unwrap();
+
+    // A valid command from the paired device, and another writer's event under seq 1, stored
+    // in one transaction so the hub cannot claim the command in between.
+    let id = uuid::Uuid::new_v4().to_string();
+    let row = sealed_row(&device, &hub_key, &id, now_ms() + 600_000);
+    let (source, envelope) = (
+        row["source_device_id"].as_str().unwrap(),
+        row["envelope"].as_str().unwrap(),
+    );
+    cloud
+        .db
+        .as_service(&format!(
+            "insert into remote_commands (command_id, user_id, source_device_id, target_hub_id, envelope, expires_at) \
+             values ('{id}', '{ALICE}', '{source}', '{hub_key}', '{envelope}', now() + interval '10 minutes');
+             insert into remote_command_events (command_id, seq, user_id, envelope) \
+             values ('{id}', 1, '{ALICE}', 'another writer''s event');
+             update remote_commands set last_seq = 1 where command_id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    hub.hub().wake_relay();
+
+    assert_eq!(
+        wait_status(&cloud, &id, "failed").await,
+        format!("failed|{CONFLICTING_EVENTS}")
+    );
+    // The hub stored nothing over or after the other writer's event.
+    assert_eq!(
+        cloud
+            .db
+            .admin(&format!(
+                "select (select last_seq from remote_commands where command_id = '{id}') || '|' || \
+                 string_agg(seq || ':' || envelope, ',') from remote_command_events where command_id = '{id}'"
+            ))
+            .await,
+        "1|1:another writer's event"
+    );
+    assert_eq!(mock.requests(), 1, "the hub ran the command");
     hub.shutdown().await;
 }
