@@ -10,6 +10,7 @@ mod protocol;
 mod provider_errors;
 mod realtime;
 mod recovery;
+mod relay_cancel;
 mod relay_faults;
 mod supabase_auth;
 mod supabase_rest;

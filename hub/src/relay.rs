@@ -8,6 +8,11 @@
 //!
 //! Appending events and completing the row are retried while the cloud is unreachable or
 //! failing (see the `row` module); a refusal is acted on at once.
+//!
+//! A device cancels a relayed command by completing its row `cancelled`. The hub notices when
+//! its next append is refused (the row is no longer `executing`), or, while the command is
+//! silent, by reading the row every poll interval; it then cancels the command in its
+//! executor, which aborts the provider's stream.
 
 mod row;
 
@@ -33,7 +38,7 @@ use crate::{
     command::{DEFAULT_TTL_MS, NewCommand},
     config::HubConfig,
     devices::Devices,
-    executor::{Executor, SubmitError},
+    executor::{CancelError, Executor, SubmitError},
     journal::Journal,
 };
 
@@ -214,19 +219,9 @@ impl Relay {
                     // The hub stops and everything stored so far is written.
                     return;
                 }
-                let mut live = self.bus.subscribe_command(id);
-                // Re-check after subscribing, then wait for the next event.
-                if self
-                    .journal
-                    .events_after(id, last, 1)
-                    .await
-                    .map(|e| e.is_empty())
-                    .unwrap_or(false)
-                {
-                    tokio::select! {
-                        _ = cloud_row.cancel.cancelled() => {}
-                        _ = tokio::time::timeout(Duration::from_secs(30), live.recv()) => {}
-                    }
+                if let Some(status) = self.wait_for_event(cloud_row, id, last).await {
+                    self.cancel_ended(id, command_id, &status).await;
+                    return;
                 }
                 continue;
             }
@@ -267,7 +262,17 @@ impl Relay {
                     return;
                 }
                 Err(GaveUp::Refused(error)) => {
-                    tracing::warn!(%command_id, %error, "the cloud refused a relayed command's events");
+                    // Most likely the row is no longer `executing`: a device cancelled it.
+                    let ended = match cloud_row.status().await {
+                        Some(status) => (status != "executing").then_some(status),
+                        None => (error.code() == Some("P0002")).then(|| "not executing".into()),
+                    };
+                    match ended {
+                        Some(status) => self.cancel_ended(id, command_id, &status).await,
+                        None => {
+                            tracing::warn!(%command_id, %error, "the cloud refused a relayed command's events");
+                        }
+                    }
                     return;
                 }
                 // Logged where it was given up.
@@ -276,6 +281,45 @@ impl Relay {
             if let Some(status) = finished {
                 cloud_row.complete(status.name(), None).await;
                 return;
+            }
+        }
+    }
+
+    /// Waits for the command's next stored event, or the hub stopping (`None`). While the
+    /// command is silent, reads its row every poll interval: `Some(status)` when the row is no
+    /// longer `executing` (a device cancelled it).
+    async fn wait_for_event(&self, cloud_row: &Row<'_>, id: Uuid, last: u64) -> Option<String> {
+        let mut live = self.bus.subscribe_command(id);
+        loop {
+            // Checked after subscribing, so nothing committed in between is missed.
+            let stored = self.journal.events_after(id, last, 1).await;
+            if stored.map_or(true, |events| !events.is_empty()) {
+                return None;
+            }
+            tokio::select! {
+                _ = cloud_row.cancel.cancelled() => return None,
+                _ = live.recv() => return None,
+                _ = tokio::time::sleep(self.config.cloud.poll_interval) => {
+                    match cloud_row.status().await {
+                        Some(status) if status != "executing" => return Some(status),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The row ended in the cloud while the command is here (a device cancelled it): nobody
+    /// can receive more of it, so the executor cancels it (and aborts the provider's stream).
+    async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
+        tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
+        match self.executor.cancel(id).await {
+            Ok(done) => {
+                tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
+            }
+            Err(CancelError::AlreadyFinished { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%command_id, %error, "cancelling a relayed command failed");
             }
         }
     }

@@ -13,17 +13,8 @@ use crate::support::{
     json_lines,
     mock_anthropic::{MockAnthropic, Reply},
     pg::ALICE,
-    relay::{device_key, hub_config, paired_spoke, sealed_row, wait_status},
+    relay::{device_key, hub_config, paired_spoke, sealed_row, send_detached, wait_status},
 };
-
-/// Runs `prompt` through the table with `--detach`; the command id.
-async fn send_detached(spoke_dir: &tempfile::TempDir, prompt: &str) -> String {
-    let mut cmd = spoke(spoke_dir.path());
-    cmd.args(["run", "--hub", "desk", "--via", "cloud", "--detach", prompt]);
-    let done = run_helix(cmd, None).await;
-    assert_eq!(done.code, Some(0), "{}", done.stderr);
-    done.stdout.lines().last().unwrap().to_owned()
-}
 
 #[tokio::test]
 async fn failed_event_appends_are_sent_again_until_the_whole_output_is_through() {

@@ -75,6 +75,11 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Injects no more faults: everything is forwarded from now on.
+    pub fn heal(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
     /// How many faults it has injected.
     pub fn failed(&self) -> usize {
         self.shared.failed.load(Ordering::SeqCst)

@@ -61,6 +61,15 @@ pub async fn paired_spoke(hub: &TestHub, cloud: &TestCloud) -> TempDir {
     dir
 }
 
+/// Sends `prompt` to "desk" through the table with `--detach`; the command id.
+pub async fn send_detached(spoke_dir: &TempDir, prompt: &str) -> String {
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["run", "--hub", "desk", "--via", "cloud", "--detach", prompt]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    done.stdout.lines().last().unwrap().to_owned()
+}
+
 /// The spoke's device key.
 pub fn device_key(spoke_dir: &TempDir) -> SecretKey {
     helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key")).unwrap()

@@ -1,11 +1,12 @@
-//! The cloud calls of one relayed command: append its events, complete its row. Both must
-//! get through, so a failure that may pass (no answer, a 5xx, 408, 429, or a 401 from an
-//! expired session, which is refreshed first) is retried with exponential backoff and jitter
-//! ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]), sending exactly the same arguments again (a
-//! re-sealed event would differ from the stored one and be refused), until the call succeeds,
-//! the cloud refuses it, the command's expiry passes, or the hub stops. A refusal (any other
-//! answer, e.g. a conflict or a row that is not `executing`, whatever its HTTP status; see
-//! [`is_transient`]) is never retried: it is for the caller to act on.
+//! The cloud calls of one relayed command: append its events, complete its row, read its
+//! status. Appending and completing must get through, so a failure that may pass (no answer,
+//! a 5xx, 408, 429, or a 401 from an expired session, which is refreshed first) is retried
+//! with exponential backoff and jitter ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]), sending
+//! exactly the same arguments again (a re-sealed event would differ from the stored one and be
+//! refused), until the call succeeds, the cloud refuses it, the command's expiry passes, or
+//! the hub stops. A refusal (any other answer, e.g. a conflict or a row that is not
+//! `executing`, whatever its HTTP status; see [`is_transient`]) is never retried: it is for
+//! the caller to act on.
 
 use std::time::Duration;
 
@@ -109,6 +110,18 @@ impl Row<'_> {
             }
             Err(GaveUp::Expired(error) | GaveUp::Stopping(error)) => {
                 tracing::warn!(%command_id, %status, %error, "gave up completing a relayed command");
+            }
+        }
+    }
+
+    /// The row's status, read once (`None` when the read fails).
+    pub async fn status(&self) -> Option<String> {
+        let query = format!("command_id=eq.{}&select=status", self.command_id);
+        match self.rest.select::<Value>("remote_commands", &query).await {
+            Ok(rows) => rows.first()?["status"].as_str().map(str::to_owned),
+            Err(error) => {
+                tracing::debug!(command_id = %self.command_id, %error, "reading a relayed command's row failed");
+                None
             }
         }
     }
