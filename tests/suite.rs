@@ -11,6 +11,8 @@ mod protocol;
 mod provider_errors;
 mod realtime;
 mod recovery;
+mod relay_cancel;
+mod relay_faults;
 mod supabase_auth;
 mod supabase_rest;
 mod supabase_sql;

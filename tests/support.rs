@@ -5,6 +5,7 @@
 
 pub mod bins;
 pub mod cloud;
+pub mod fault_proxy;
 pub mod mock_anthropic;
 pub mod mock_codex;
 pub mod mock_gemini;
@@ -13,6 +14,7 @@ pub mod mock_oauth;
 pub mod mock_realtime;
 pub mod pg;
 pub mod postrust;
+pub mod relay;
 
 use std::{path::Path, time::Duration};
 

@@ -59,6 +59,10 @@ pub enum ErrorKind {
     /// The account's quota or credits are used up (`insufficient_quota`): retrying cannot help
     /// until the user adds some.
     QuotaExhausted,
+    /// The ChatGPT plan's usage limit is reached (`usage_limit_reached`, sent as a 429): the
+    /// plan's usage window reopens hours or days later, so retrying within a command cannot
+    /// help.
+    UsageLimitReached,
     /// The request itself was refused (4xx): retrying cannot help.
     InvalidRequest,
     /// Any other error the API reported.
@@ -79,6 +83,9 @@ impl ErrorKind {
             }
             ErrorKind::QuotaExhausted => {
                 " (the account's quota or credits are exhausted; not retried: add credits or raise the plan's limit, then run the command again)"
+            }
+            ErrorKind::UsageLimitReached => {
+                " (the ChatGPT plan's usage limit was reached; not retried: run the command again once the limit resets, or upgrade the plan)"
             }
             _ => "",
         }

@@ -5,6 +5,16 @@
 //!
 //! Wake-ups: a signal on the `wake` channel (Supabase Realtime, when running) or the safety
 //! poll. Correctness comes only from the rows: a missed wake-up costs at most one poll interval.
+//!
+//! Appending events and completing the row are retried while the cloud is unreachable or
+//! failing (see the `row` module); a refusal is acted on at once.
+//!
+//! A device cancels a relayed command by completing its row `cancelled`. The hub notices when
+//! its next append is refused (the row is no longer `executing`), or, while the command is
+//! silent, by reading the row every poll interval; it then cancels the command in its
+//! executor, which aborts the provider's stream.
+
+mod row;
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,15 +28,17 @@ use iroh::{PublicKey, SecretKey};
 use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
+use self::row::{GaveUp, Row};
+pub use self::row::{RETRY_FIRST, RETRY_MAX};
 use crate::{
     bus::Bus,
-    command::NewCommand,
+    command::{DEFAULT_TTL_MS, NewCommand},
     config::HubConfig,
     devices::Devices,
-    executor::{Executor, SubmitError},
+    executor::{CancelError, Executor, SubmitError},
     journal::Journal,
 };
 
@@ -40,6 +52,9 @@ pub const CONFLICTING_EVENTS: &str =
     "the cloud already holds different events for this command; the hub stopped relaying it";
 /// How long an event envelope stays valid for the spoke.
 const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a stopping hub waits for its relay handlers to write what their commands ended
+/// with (one try per call: retries stop with the hub).
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What the relay worker needs.
 #[derive(Debug, Clone)]
@@ -56,12 +71,34 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Claims and runs commands until `cancel`: on every wake-up and every `poll`.
+    /// Claims and runs commands until `cancel`: on every wake-up and every `poll`. Then waits
+    /// up to [`STOP_GRACE`] for the commands' handlers.
     pub async fn run(
         self,
         mut wake: mpsc::Receiver<()>,
         poll: Duration,
         cancel: CancellationToken,
+    ) {
+        let handlers = TaskTracker::new();
+        self.claim_until(&mut wake, poll, &cancel, &handlers).await;
+        handlers.close();
+        if tokio::time::timeout(STOP_GRACE, handlers.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                handlers = handlers.len(),
+                "table relay: stopped waiting for relayed commands still writing to the cloud"
+            );
+        }
+    }
+
+    async fn claim_until(
+        &self,
+        wake: &mut mpsc::Receiver<()>,
+        poll: Duration,
+        cancel: &CancellationToken,
+        handlers: &TaskTracker,
     ) {
         let hub_id = self.secret.public().to_string();
         loop {
@@ -86,7 +123,9 @@ impl Relay {
                             for row in rows {
                                 let relay = self.clone();
                                 let rest = rest.clone();
-                                tokio::spawn(async move { relay.handle(&rest, row).await });
+                                let cancel = cancel.clone();
+                                handlers
+                                    .spawn(async move { relay.handle(&rest, row, &cancel).await });
                             }
                         }
                         Err(error) => {
@@ -107,91 +146,102 @@ impl Relay {
     }
 
     /// One claimed row: verify, run, stream back, complete.
-    async fn handle(&self, rest: &helix_discovery::rest::Rest, row: Value) {
+    async fn handle(
+        &self,
+        rest: &helix_discovery::rest::Rest,
+        row: Value,
+        cancel: &CancellationToken,
+    ) {
         let Some(command_id) = row["command_id"].as_str().map(str::to_owned) else {
             return;
         };
-        let complete = |status: &'static str, reason: Option<String>| {
-            let id = command_id.clone();
-            async move {
-                let done: Result<Value, _> = rest
-                    .rpc(
-                        "complete_remote_command",
-                        &json!({"p_command_id": id, "p_status": status, "p_reason": reason}),
-                    )
-                    .await;
-                if let Err(error) = done {
-                    tracing::warn!(command_id = %id, %error, "completing a relayed command failed");
-                }
-            }
+        // Until the envelope is opened the command's expiry is unknown: a refusal is written
+        // back for at most as long as a command lives by default.
+        let mut cloud_row = Row {
+            cloud: &self.cloud,
+            rest,
+            command_id: &command_id,
+            deadline_ms: now_ms() + DEFAULT_TTL_MS,
+            cancel,
         };
         let accepted = self.accept(&command_id, &row).await;
         let (device, cmd) = match accepted {
             Ok(found) => found,
             Err(reason) => {
                 tracing::warn!(%command_id, %reason, "refused a relayed command");
-                complete("failed", Some(reason)).await;
+                cloud_row.complete("failed", Some(reason)).await;
                 return;
             }
         };
+        cloud_row.deadline_ms = cmd.expires_at_ms;
         let id = cmd.command_id;
         match self.executor.submit(cmd).await {
             Ok(_) => {}
             Err(SubmitError::AlreadyExists(_)) => {
-                complete(
-                    "failed",
-                    Some("replayed envelope: this command id was already used".into()),
-                )
-                .await;
+                cloud_row
+                    .complete(
+                        "failed",
+                        Some("replayed envelope: this command id was already used".into()),
+                    )
+                    .await;
                 return;
             }
             Err(other) => {
-                complete(
-                    "failed",
-                    Some(format!("the hub could not queue it: {other}")),
-                )
-                .await;
+                cloud_row
+                    .complete(
+                        "failed",
+                        Some(format!("the hub could not queue it: {other}")),
+                    )
+                    .await;
                 return;
             }
         }
-        // Stream the stored events back, sealed to the device, in batches of what is ready.
+        self.stream_back(&cloud_row, id, &device).await;
+    }
+
+    /// Streams the command's stored events to the row, sealed to the device, in batches of
+    /// what is ready, then completes the row with the command's final status.
+    async fn stream_back(&self, cloud_row: &Row<'_>, id: Uuid, device: &PublicKey) {
+        let command_id = cloud_row.command_id;
         let mut last = 0u64;
         loop {
             let events = match self.journal.events_after(id, last, APPEND_BATCH).await {
                 Ok(events) => events,
                 Err(error) => {
-                    complete("failed", Some(format!("journal: {error}"))).await;
+                    cloud_row
+                        .complete("failed", Some(format!("journal: {error}")))
+                        .await;
                     return;
                 }
             };
             if events.is_empty() {
-                let mut live = self.bus.subscribe_command(id);
-                // Re-check after subscribing, then wait for the next event.
-                if self
-                    .journal
-                    .events_after(id, last, 1)
-                    .await
-                    .map(|e| e.is_empty())
-                    .unwrap_or(false)
-                {
-                    let _ = tokio::time::timeout(Duration::from_secs(30), live.recv()).await;
+                if cloud_row.cancel.is_cancelled() {
+                    // The hub stops and everything stored so far is written.
+                    return;
+                }
+                if let Some(status) = self.wait_for_event(cloud_row, id, last).await {
+                    self.cancel_ended(id, command_id, &status).await;
+                    return;
                 }
                 continue;
             }
+            // Sealed once: a retry of the append must send these very envelopes.
             let mut batch = Vec::with_capacity(events.len());
             let mut finished = None;
             for event in &events {
                 let header = Header {
                     kind: EnvelopeKind::Event,
-                    context: command_id.clone(),
+                    context: command_id.to_owned(),
                     seq: event.seq,
                     expires_at_ms: now_ms() + EVENT_TTL_MS,
                 };
                 let bytes = event.to_proto().encode_to_vec();
-                match envelope::seal(&self.secret, &device, &header, &bytes) {
+                match envelope::seal(&self.secret, device, &header, &bytes) {
                     Ok(sealed) => batch.push(json!({"seq": event.seq, "envelope": sealed})),
                     Err(error) => {
-                        complete("failed", Some(format!("sealing an event: {error}"))).await;
+                        cloud_row
+                            .complete("failed", Some(format!("sealing an event: {error}")))
+                            .await;
                         return;
                     }
                 }
@@ -200,26 +250,76 @@ impl Relay {
                     finished = Some(status.to_status());
                 }
             }
-            let appended: Result<Value, _> = rest
-                .rpc(
-                    "append_remote_command_events",
-                    &json!({"p_command_id": command_id, "p_events": batch}),
-                )
-                .await;
-            if let Err(error) = appended {
-                if error.is_conflict() {
+            match cloud_row.append(&batch).await {
+                Ok(()) => {}
+                Err(GaveUp::Refused(error)) if error.is_conflict() => {
                     // The cloud holds other events under these seqs (another writer, or a hub
                     // that lost its journal): the spoke cannot get a consistent stream.
                     tracing::error!(%command_id, %error, "the cloud holds different events for this relayed command");
-                    complete("failed", Some(CONFLICTING_EVENTS.into())).await;
-                } else {
-                    tracing::warn!(%command_id, %error, "appending relayed events failed");
+                    cloud_row
+                        .complete("failed", Some(CONFLICTING_EVENTS.into()))
+                        .await;
+                    return;
                 }
-                return;
+                Err(GaveUp::Refused(error)) => {
+                    // Most likely the row is no longer `executing`: a device cancelled it.
+                    let ended = match cloud_row.status().await {
+                        Some(status) => (status != "executing").then_some(status),
+                        None => (error.code() == Some("P0002")).then(|| "not executing".into()),
+                    };
+                    match ended {
+                        Some(status) => self.cancel_ended(id, command_id, &status).await,
+                        None => {
+                            tracing::warn!(%command_id, %error, "the cloud refused a relayed command's events");
+                        }
+                    }
+                    return;
+                }
+                // Logged where it was given up.
+                Err(GaveUp::Expired(_) | GaveUp::Stopping(_)) => return,
             }
             if let Some(status) = finished {
-                complete(status.name(), None).await;
+                cloud_row.complete(status.name(), None).await;
                 return;
+            }
+        }
+    }
+
+    /// Waits for the command's next stored event, or the hub stopping (`None`). While the
+    /// command is silent, reads its row every poll interval: `Some(status)` when the row is no
+    /// longer `executing` (a device cancelled it).
+    async fn wait_for_event(&self, cloud_row: &Row<'_>, id: Uuid, last: u64) -> Option<String> {
+        let mut live = self.bus.subscribe_command(id);
+        loop {
+            // Checked after subscribing, so nothing committed in between is missed.
+            let stored = self.journal.events_after(id, last, 1).await;
+            if stored.map_or(true, |events| !events.is_empty()) {
+                return None;
+            }
+            tokio::select! {
+                _ = cloud_row.cancel.cancelled() => return None,
+                _ = live.recv() => return None,
+                _ = tokio::time::sleep(self.config.cloud.poll_interval) => {
+                    match cloud_row.status().await {
+                        Some(status) if status != "executing" => return Some(status),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The row ended in the cloud while the command is here (a device cancelled it): nobody
+    /// can receive more of it, so the executor cancels it (and aborts the provider's stream).
+    async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
+        tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
+        match self.executor.cancel(id).await {
+            Ok(done) => {
+                tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
+            }
+            Err(CancelError::AlreadyFinished { .. }) => {}
+            Err(error) => {
+                tracing::warn!(%command_id, %error, "cancelling a relayed command failed");
             }
         }
     }

@@ -1,5 +1,8 @@
 //! Provider failures that retrying or refreshing cannot fix end the command at once, with a
-//! message that says why: a 403 (the account may not do this) and an exhausted quota.
+//! message that says why: a 403 (the account may not do this), an exhausted quota, and a spent
+//! ChatGPT plan usage limit.
+
+use std::time::{Duration, UNIX_EPOCH};
 
 use helix_mesh::{
     pb::{CommandStatus, Provider, command_event::Kind},
@@ -99,6 +102,49 @@ async fn insufficient_quota_fails_at_once_and_says_so() {
     assert!(
         f.error
             .contains("the account's quota or credits are exhausted; not retried"),
+        "{}",
+        f.error
+    );
+    assert_eq!(f.attempts, 1);
+    assert_eq!(retries(&events), 0, "not retried like a rate limit");
+    assert_eq!(codex.seen().len(), 1);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_spent_chatgpt_usage_limit_fails_at_once_and_says_when_it_resets() {
+    let oauth = MockOAuth::start().await;
+    let codex = MockCodex::start(&["unused"]).await;
+    // What the backend sends when the plan's usage window is spent: a 429 that only the
+    // window's reset fixes, hours later.
+    let resets_at = now_ms() / 1000 + 2 * 3600;
+    codex.fail_with(
+        429,
+        json!({"error": {
+            "type": "usage_limit_reached", "message": "The usage limit has been reached",
+            "plan_type": "plus", "resets_at": resets_at
+        }}),
+    );
+    let hub = codex_hub(&codex, &oauth).await;
+    let mut client = hub.client().await;
+    let mut req = request("hello");
+    req.provider = Provider::OpenaiCodex as i32;
+    let events = run(&mut client, req).await;
+
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Failed as i32);
+    let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(resets_at as u64));
+    assert!(
+        f.error.starts_with(&format!(
+            "openai-codex: HTTP 429: usage_limit_reached: The usage limit has been reached (plan plus; resets at {at}, in "
+        )),
+        "{}",
+        f.error
+    );
+    assert!(
+        f.error.ends_with(
+            "(the ChatGPT plan's usage limit was reached; not retried: run the command again once the limit resets, or upgrade the plan)"
+        ),
         "{}",
         f.error
     );

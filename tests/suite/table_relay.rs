@@ -9,107 +9,20 @@ use helix_discovery::{
     auth::SessionStore,
     rest::{Rest, SupabaseConfig},
 };
-use helix_mesh::{
-    envelope::{self, EnvelopeKind, Header},
-    pb,
-    proto_ext::now_ms,
-};
+use helix_mesh::{pb, proto_ext::now_ms};
 use iroh::SecretKey;
-use prost::Message;
 use serde_json::json;
-use tempfile::TempDir;
 
 use crate::support::{
     TestHub,
-    bins::{hub_cli, run_helix, spoke},
+    bins::{run_helix, spoke},
     cloud::TestCloud,
     config_for, json_lines, json_seqs,
     mock_anthropic::{MockAnthropic, Reply},
-    mock_gotrue::{EMAIL, PASSWORD},
     pg::TestDb,
     postrust::PostRust,
+    relay::{device_key, hub_config, paired_spoke, sealed_row, wait_status},
 };
-
-fn hub_config(mock: &MockAnthropic) -> helix_hub::HubConfig {
-    let mut config = config_for(mock);
-    config.cloud.poll_interval = Duration::from_millis(100);
-    config
-}
-
-/// A spoke paired with `hub` (as "desk") and signed in to `cloud`.
-async fn paired_spoke(hub: &TestHub, cloud: &TestCloud) -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = hub_cli(hub.path());
-    cmd.args(["pair"]);
-    let ticket = run_helix(cmd, None)
-        .await
-        .stdout
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
-    let mut cmd = spoke(dir.path());
-    cmd.args(["pair", &ticket, "--name", "desk"]);
-    assert_eq!(run_helix(cmd, None).await.code, Some(0));
-    let mut cmd = spoke(dir.path());
-    cmd.env("HELIX_SUPABASE_REST_URL", &cloud.server.url).args([
-        "cloud",
-        "login",
-        "--url",
-        &cloud.gotrue.url(),
-        "--anon-key",
-        "anon-key",
-        "--email",
-        EMAIL,
-    ]);
-    assert_eq!(
-        run_helix(cmd, Some(&format!("{PASSWORD}\n"))).await.code,
-        Some(0)
-    );
-    dir
-}
-
-fn device_key(spoke_dir: &TempDir) -> SecretKey {
-    helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key")).unwrap()
-}
-
-fn sealed_row(
-    device: &SecretKey,
-    hub: &iroh::PublicKey,
-    command_id: &str,
-    envelope_expiry_ms: i64,
-) -> serde_json::Value {
-    let request = pb::ExecuteRequest {
-        command_id: command_id.into(),
-        content: "sealed prompt".into(),
-        provider: pb::Provider::Anthropic as i32,
-        ..Default::default()
-    };
-    let header = Header {
-        kind: EnvelopeKind::Command,
-        context: command_id.into(),
-        seq: 0,
-        expires_at_ms: envelope_expiry_ms,
-    };
-    let sealed = envelope::seal(device, hub, &header, &request.encode_to_vec()).unwrap();
-    json!({"command_id": command_id, "source_device_id": device.public().to_string(), "target_hub_id": hub.to_string(),
-           "envelope": sealed, "expires_at": "2999-01-01T00:00:00Z"})
-}
-
-async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let row = cloud.db.admin(&format!("select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{command_id}'")).await;
-        if row.starts_with(want) {
-            return row;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{command_id} never reached {want}: {row}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {

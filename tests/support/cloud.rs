@@ -41,10 +41,17 @@ impl TestCloud {
 
     /// A hub data dir signed in to this cloud, with the test API key.
     pub async fn hub_dir(&self) -> TempDir {
+        self.hub_dir_via(self.config.rest_url.as_deref().unwrap())
+            .await
+    }
+
+    /// [`TestCloud::hub_dir`] whose hub reaches the REST server through `rest_url` (a proxy).
+    pub async fn hub_dir_via(&self, rest_url: &str) -> TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cloud.json"),
-            json!({"url": self.config.url, "anon_key": self.config.anon_key, "rest_url": self.config.rest_url}).to_string(),
+            json!({"url": self.config.url, "anon_key": self.config.anon_key, "rest_url": rest_url})
+                .to_string(),
         )
         .unwrap();
         let session = Auth::new(&self.config)

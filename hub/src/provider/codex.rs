@@ -6,10 +6,15 @@
 //! error; everything else (`response.created`, `response.output_item.added`, …) shows nothing.
 //! A stream that ends before `response.completed` is incomplete: an error.
 //!
-//! `insufficient_quota` (the account's credits are used up) is not a rate limit even when it
-//! comes as HTTP 429: it fails at once, in the body of an HTTP error or in a `response.failed`.
+//! `insufficient_quota` (the account's credits are used up) and `usage_limit_reached` (the
+//! ChatGPT plan's usage window is spent; the Codex CLI ends the turn on it too) are not rate
+//! limits even when they come as HTTP 429: they fail at once, in the body of an HTTP error or
+//! in a `response.failed`. A usage limit's message says when it resets when the error says so
+//! (`resets_at`, Unix seconds, or the older `resets_in_seconds`).
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
+
+use helix_mesh::proto_ext::now_ms;
 
 use serde_json::{Value, json};
 
@@ -62,9 +67,13 @@ pub fn request_body(request: &ProviderRequest) -> Value {
     })
 }
 
+/// The error code (or type) of a spent ChatGPT plan usage limit.
+const USAGE_LIMIT_REACHED: &str = "usage_limit_reached";
+
 fn kind_for_code(code: &str) -> ErrorKind {
     match code {
-        "rate_limit_exceeded" | "usage_limit_reached" => ErrorKind::RateLimited,
+        "rate_limit_exceeded" => ErrorKind::RateLimited,
+        USAGE_LIMIT_REACHED => ErrorKind::UsageLimitReached,
         "insufficient_quota" => ErrorKind::QuotaExhausted,
         "server_error" | "server_is_overloaded" => ErrorKind::Server,
         "context_length_exceeded" | "invalid_prompt" | "invalid_request_error" => {
@@ -74,24 +83,70 @@ fn kind_for_code(code: &str) -> ErrorKind {
     }
 }
 
-/// The `code` of an error object, else its `type` (the API fills one or both).
+/// The `code` of an error object, else its `type` (the API fills one or both). A usage limit
+/// is named by either (the Codex CLI reads `type`).
 fn code_of(object: Option<&Value>) -> &str {
     let field = |name| object.and_then(|e| e.get(name)).and_then(Value::as_str);
+    if field("type") == Some(USAGE_LIMIT_REACHED) {
+        return USAGE_LIMIT_REACHED;
+    }
     field("code")
         .filter(|c| !c.is_empty())
         .or_else(|| field("type"))
         .unwrap_or("")
 }
 
+/// For a usage limit: the plan and when the limit resets, as far as the error says, e.g.
+/// ` (plan plus; resets at 2026-11-24T20:00:00Z, in 1h 5m)`; empty for other errors.
+fn usage_limit_note(code: &str, object: Option<&Value>, now_ms: i64) -> String {
+    if code != USAGE_LIMIT_REACHED {
+        return String::new();
+    }
+    let field = |name| object.and_then(|e| e.get(name));
+    let reset_ms = field("resets_at")
+        .and_then(Value::as_i64)
+        .map(|s| s.saturating_mul(1000))
+        .or_else(|| {
+            field("resets_in_seconds")
+                .and_then(Value::as_i64)
+                .map(|s| now_ms.saturating_add(s.saturating_mul(1000)))
+        });
+    let mut parts = Vec::new();
+    if let Some(plan) = field("plan_type").and_then(Value::as_str) {
+        parts.push(format!("plan {}", truncate_text(plan)));
+    }
+    if let Some(at_ms) = reset_ms.filter(|ms| *ms > 0) {
+        let at = UNIX_EPOCH + Duration::from_millis(at_ms.unsigned_abs());
+        let mut reset = format!("resets at {}", humantime::format_rfc3339_seconds(at));
+        if at_ms > now_ms {
+            // Whole minutes past an hour, whole seconds below: enough to plan by.
+            let secs = (at_ms - now_ms).unsigned_abs() / 1000;
+            let secs = if secs >= 3600 { secs / 60 * 60 } else { secs };
+            let left = humantime::format_duration(Duration::from_secs(secs));
+            reset.push_str(&format!(", in {left}"));
+        }
+        parts.push(reset);
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
+    }
+}
+
 /// The body of an HTTP error: `{"error":{"code"/"type":…,"message":…}}` as `code: message`
-/// (anything else quoted, shortened). The status classifies it, except an exhausted quota,
-/// which the backend sends as a 429 but which no retry can fix.
+/// (anything else quoted, shortened). The status classifies it, except an exhausted quota or
+/// a spent usage limit, which the backend sends as a 429 but which no retry can fix.
 fn describe_http_error(text: &str) -> (Option<ErrorKind>, String) {
+    describe_http_error_at(text, now_ms())
+}
+
+fn describe_http_error_at(text: &str, now_ms: i64) -> (Option<ErrorKind>, String) {
     let parsed = serde_json::from_str::<Value>(text).ok();
     let object = parsed.as_ref().and_then(|v| v.get("error"));
     let code = code_of(object);
-    let kind =
-        (kind_for_code(code) == ErrorKind::QuotaExhausted).then_some(ErrorKind::QuotaExhausted);
+    let kind = Some(kind_for_code(code))
+        .filter(|k| matches!(k, ErrorKind::QuotaExhausted | ErrorKind::UsageLimitReached));
     let message = object
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str);
@@ -100,7 +155,7 @@ fn describe_http_error(text: &str) -> (Option<ErrorKind>, String) {
         (c, None) => c.to_owned(),
         (c, Some(m)) => code_and_message(c, truncate_text(m)),
     };
-    (kind, detail)
+    (kind, detail + &usage_limit_note(code, object, now_ms))
 }
 
 /// `code: message`, or the message alone when there is no code.
@@ -121,7 +176,11 @@ fn error_from(object: Option<&Value>, fallback: &str) -> ProviderError {
         .unwrap_or(fallback);
     ProviderError::new(
         kind_for_code(code),
-        format!("openai-codex: {}", code_and_message(code, message)),
+        format!(
+            "openai-codex: {}{}",
+            code_and_message(code, message),
+            usage_limit_note(code, object, now_ms())
+        ),
     )
 }
 
@@ -264,6 +323,61 @@ mod tests {
                 assert!(!e.is_retryable());
                 assert!(
                     e.to_string().contains("quota or credits are exhausted"),
+                    "{e}"
+                );
+            }
+            _ => panic!("expected a failure"),
+        }
+    }
+
+    #[test]
+    fn a_spent_usage_limit_is_final_and_says_when_it_resets() {
+        let now = 1_800_000_000_000; // ms
+        let body = r#"{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","plan_type":"plus","resets_at":1800003900}}"#;
+        assert_eq!(
+            describe_http_error_at(body, now),
+            (
+                Some(ErrorKind::UsageLimitReached),
+                "usage_limit_reached: The usage limit has been reached (plan plus; resets at 2027-01-15T09:05:00Z, in 1h 5m)".to_owned()
+            )
+        );
+        // The older relative form, and no message or plan.
+        let body = r#"{"error":{"type":"usage_limit_reached","code":null,"resets_in_seconds":90}}"#;
+        assert_eq!(
+            describe_http_error_at(body, now),
+            (
+                Some(ErrorKind::UsageLimitReached),
+                "usage_limit_reached (resets at 2027-01-15T08:01:30Z, in 1m 30s)".to_owned()
+            )
+        );
+        // Named by `type` even when `code` says something else.
+        let body = r#"{"error":{"type":"usage_limit_reached","code":"rate_limit_exceeded"}}"#;
+        assert_eq!(
+            describe_http_error_at(body, now),
+            (
+                Some(ErrorKind::UsageLimitReached),
+                "usage_limit_reached".to_owned()
+            )
+        );
+        match interpret(
+            r#"{"type":"response.failed","response":{"error":{"code":"usage_limit_reached","message":"limit reached","resets_in_seconds":7200}}}"#,
+        ) {
+            Step::Fail(e) => {
+                assert_eq!(e.kind, ErrorKind::UsageLimitReached);
+                assert!(!e.is_retryable());
+                assert!(
+                    e.message.starts_with(
+                        "openai-codex: usage_limit_reached: limit reached (resets at "
+                    ),
+                    "{e}"
+                );
+                assert!(
+                    e.message.contains(", in 1h 59m") || e.message.contains(", in 2h"),
+                    "{e}"
+                );
+                assert!(
+                    e.to_string()
+                        .ends_with("(the ChatGPT plan's usage limit was reached; not retried: run the command again once the limit resets, or upgrade the plan)"),
                     "{e}"
                 );
             }
