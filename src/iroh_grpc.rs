@@ -30,7 +30,10 @@ use tokio::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 
-use crate::transport::{ALPN_GRPC, CLOSE_NOT_PAIRED, CLOSE_REVOKED, current_route};
+use crate::{
+    hub_channel::DirectChannel,
+    transport::{ALPN_GRPC, CLOSE_NOT_PAIRED, CLOSE_REVOKED, current_route},
+};
 
 /// What tonic puts into every request's extensions on an iroh connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,26 +281,38 @@ impl IrohConnector {
         Ok(IrohIo::new(send, recv, &conn))
     }
 
-    /// A tonic channel whose HTTP/2 connections are streams of this connection. The first one
-    /// is opened now, so an unpaired device learns it here.
-    pub async fn channel(&self) -> Result<tonic::transport::Channel, DialError> {
-        let connector = self.clone();
-        let endpoint = crate::transport::grpc_client_endpoint("http://hub.iroh.invalid")
-            .map_err(|e| DialError::Channel(e.to_string()))?;
-        let channel = endpoint
-            .connect_timeout(self.timeout)
-            .connect_with_connector(tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let connector = connector.clone();
-                async move { connector.open().await.map(hyper_util::rt::TokioIo::new) }
-            }))
-            .await;
-        match channel {
-            Ok(ch) => Ok(ch),
-            Err(e) => Err(match self.refusal().await {
-                Some(reason) => DialError::Refused(reason),
-                None => DialError::Channel(error_chain(&e)),
-            }),
-        }
+    /// An HTTP/2 connection on a new stream of this connection, for a generated gRPC client.
+    /// Opened now (within the dial timeout), so an unpaired device learns it here.
+    pub async fn channel(&self) -> Result<DirectChannel, DialError> {
+        let opened = tokio::time::timeout(self.timeout, async {
+            let io = self
+                .open()
+                .await
+                .map_err(|e| DialError::Channel(e.to_string()))?;
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .initial_stream_window_size(crate::transport::H2_STREAM_WINDOW)
+                .initial_connection_window_size(crate::transport::H2_CONNECTION_WINDOW)
+                .handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .map_err(|e| DialError::Channel(error_chain(&e)))
+        })
+        .await
+        .unwrap_or(Err(DialError::Timeout(self.timeout)));
+        let (send, connection) = match opened {
+            Ok(parts) => parts,
+            Err(e) => {
+                return Err(match self.refusal().await {
+                    Some(reason) => DialError::Refused(reason),
+                    None => e,
+                });
+            }
+        };
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(error = %error_chain(&error), "gRPC connection over iroh ended");
+            }
+        });
+        Ok(DirectChannel::new(send))
     }
 }
 

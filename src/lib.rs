@@ -11,6 +11,7 @@
 
 pub mod envelope;
 pub mod fsutil;
+pub mod hub_channel;
 pub mod iroh_grpc;
 pub mod proto_ext;
 pub mod ticket;

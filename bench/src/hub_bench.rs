@@ -23,6 +23,7 @@ use helix_hub::{
     provider::{OutputStream, ProviderExec, ProviderRequest, Providers},
 };
 use helix_mesh::{
+    hub_channel::HubChannel,
     iroh_grpc::IrohConnector,
     pb::{self, Provider, command_event::Kind, remote_execution_client::RemoteExecutionClient},
     transport::{EndpointOptions, RelayChoice, bind_endpoint},
@@ -57,7 +58,8 @@ impl ProviderExec for InstantProvider {
 /// A hub in this process with the instant provider, and a paired client over iroh direct.
 pub struct InProcess {
     pub hub: Hub,
-    pub client: RemoteExecutionClient<Channel>,
+    /// The spoke's transport over iroh ([`HubChannel`] around a `DirectChannel`).
+    pub client: RemoteExecutionClient<HubChannel>,
     pub endpoint: iroh::Endpoint,
     _dir: tempfile::TempDir,
 }
@@ -87,7 +89,7 @@ pub async fn in_process_hub() -> anyhow::Result<InProcess> {
     let channel = IrohConnector::new(endpoint.clone(), addr, Duration::from_secs(10))
         .channel()
         .await?;
-    let client = RemoteExecutionClient::new(channel)
+    let client = RemoteExecutionClient::new(HubChannel::from(channel))
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
     Ok(InProcess {
         hub,
@@ -108,7 +110,7 @@ fn request(content: &str) -> pb::ExecuteRequest {
 
 /// `Execute` → first output event, `n` times in a row.
 pub async fn first_output(
-    client: &mut RemoteExecutionClient<Channel>,
+    client: &mut RemoteExecutionClient<HubChannel>,
     n: usize,
 ) -> anyhow::Result<Samples> {
     let mut samples = Samples::default();
@@ -131,7 +133,7 @@ pub async fn first_output(
 
 /// Events per second of `count` 20-byte outputs through one stream, checked for order.
 pub async fn token_events(
-    client: &mut RemoteExecutionClient<Channel>,
+    client: &mut RemoteExecutionClient<HubChannel>,
     count: usize,
 ) -> anyhow::Result<f64> {
     let t = Instant::now();

@@ -16,6 +16,7 @@ use std::{
 use anyhow::Context;
 use futures::{Stream, StreamExt};
 use helix_mesh::{
+    hub_channel::HubChannel,
     iroh_grpc::{ConnectionTracker, GrpcAcceptor, IrohConnector},
     pb::{
         self,
@@ -29,7 +30,7 @@ use iroh::{
     endpoint::{Connection, ConnectionStats},
     protocol::{AcceptError, ProtocolHandler, Router},
 };
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 
 use crate::stats::{Samples, median};
 
@@ -312,7 +313,11 @@ pub async fn raw_iroh(
 }
 
 /// gRPC: RTT of unary calls, then one server-streaming call of `bytes` in 64 KiB messages.
-pub async fn grpc(channel: Channel, bytes: usize, pings: usize) -> anyhow::Result<TransportResult> {
+pub async fn grpc(
+    channel: HubChannel,
+    bytes: usize,
+    pings: usize,
+) -> anyhow::Result<TransportResult> {
     let mut client = RemoteExecutionClient::new(channel)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
     let mut rtt = Samples::default();
@@ -427,7 +432,7 @@ fn combine(runs: &[TransportResult]) -> TransportResult {
 }
 
 /// tonic over loopback TCP, the same service.
-pub async fn tcp_channel() -> anyhow::Result<Channel> {
+pub async fn tcp_channel() -> anyhow::Result<HubChannel> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr: SocketAddr = listener.local_addr()?;
     tokio::spawn(
@@ -435,20 +440,18 @@ pub async fn tcp_channel() -> anyhow::Result<Channel> {
             .add_service(RemoteExecutionServer::new(BenchService))
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    Ok(
-        helix_mesh::transport::grpc_client_endpoint(&format!("http://{addr}"))?
-            .connect()
-            .await?,
-    )
+    let channel = helix_mesh::transport::grpc_client_endpoint(&format!("http://{addr}"))?
+        .connect()
+        .await?;
+    Ok(channel.into())
 }
 
-/// gRPC over iroh with the project's connector.
-pub async fn iroh_channel(client: &Endpoint, addr: EndpointAddr) -> anyhow::Result<Channel> {
-    Ok(
-        IrohConnector::new(client.clone(), addr, Duration::from_secs(10))
-            .channel()
-            .await?,
-    )
+/// gRPC over iroh with the project's connector: what the spoke uses.
+pub async fn iroh_channel(client: &Endpoint, addr: EndpointAddr) -> anyhow::Result<HubChannel> {
+    let channel = IrohConnector::new(client.clone(), addr, Duration::from_secs(10))
+        .channel()
+        .await?;
+    Ok(channel.into())
 }
 
 /// Milliseconds of process CPU since `before`, per MiB of `bytes`.

@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use helix_discovery::local::{AddBearer, LocalHub};
 use helix_mesh::{
+    hub_channel::HubChannel,
     iroh_grpc::{DialError, IrohConnector},
     pb::remote_execution_client::RemoteExecutionClient,
     ticket::Ticket,
@@ -12,7 +13,7 @@ use helix_mesh::{
 };
 use iroh::{Endpoint, EndpointAddr, EndpointId, endpoint::Connection};
 use tokio::sync::OnceCell;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     config::SpokeConfig,
@@ -26,7 +27,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The route name of the loopback TCP listener.
 pub const ROUTE_LOCAL: &str = "local";
 
-pub type HubClient = RemoteExecutionClient<InterceptedService<Channel, AddBearer>>;
+pub type HubClient = RemoteExecutionClient<InterceptedService<HubChannel, AddBearer>>;
 
 /// Which hub to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,9 +232,12 @@ impl Spoke {
                     .connection()
                     .await
                     .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
-                let client = RemoteExecutionClient::with_interceptor(channel, AddBearer::none())
-                    .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
+                let client = RemoteExecutionClient::with_interceptor(
+                    HubChannel::from(channel),
+                    AddBearer::none(),
+                )
+                .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
                 Ok(Connected {
                     client,
                     link: Link::Iroh {
@@ -260,7 +264,7 @@ pub async fn connect_local(dir: &std::path::Path) -> Result<Connected, CliError>
         .dial()
         .await
         .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
-    let client = RemoteExecutionClient::with_interceptor(channel, bearer)
+    let client = RemoteExecutionClient::with_interceptor(HubChannel::from(channel), bearer)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
     Ok(Connected {

@@ -1,0 +1,104 @@
+//! The spoke's gRPC transports: tonic's `Channel` over loopback TCP, or [`DirectChannel`], one
+//! HTTP/2 connection on one iroh QUIC stream driven by hyper directly.
+//!
+//! tonic's `Channel` puts a buffer task in front of its connection: every call is handed to
+//! that task, which hands it to hyper's connection task. Over iroh the spoke has no use for
+//! what the buffer buys (load balancing, lazy reconnects: it reconnects explicitly), so
+//! [`DirectChannel`] gives each request straight to hyper, one task hand-off less per call.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use http::uri::{Authority, Scheme};
+use tonic::{body::Body, codegen::StdError, transport::Channel};
+
+/// The authority requests over iroh carry (HTTP/2 needs one; the hub ignores it).
+pub const IROH_AUTHORITY: &str = "hub.iroh.invalid";
+
+type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+/// One HTTP/2 connection on an iroh stream, without tonic's buffer task. Cheap to clone;
+/// clones share the connection. Made by [`crate::iroh_grpc::IrohConnector::channel`].
+#[derive(Debug, Clone)]
+pub struct DirectChannel {
+    send: hyper::client::conn::http2::SendRequest<Body>,
+}
+
+impl DirectChannel {
+    pub(crate) fn new(send: hyper::client::conn::http2::SendRequest<Body>) -> Self {
+        Self { send }
+    }
+}
+
+impl tower::Service<http::Request<Body>> for DirectChannel {
+    type Response = http::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        // A generated client sends the path alone; HTTP/2 wants a scheme and an authority.
+        let mut parts = request.uri().clone().into_parts();
+        if parts.scheme.is_none() {
+            parts.scheme = Some(Scheme::HTTP);
+        }
+        if parts.authority.is_none() {
+            parts.authority = Some(Authority::from_static(IROH_AUTHORITY));
+        }
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+        Box::pin(self.send.send_request(request))
+    }
+}
+
+/// How a spoke reaches a hub: loopback TCP on this machine, or iroh.
+#[derive(Debug, Clone)]
+pub enum HubChannel {
+    Tcp(Channel),
+    Iroh(DirectChannel),
+}
+
+impl From<Channel> for HubChannel {
+    fn from(channel: Channel) -> Self {
+        HubChannel::Tcp(channel)
+    }
+}
+
+impl From<DirectChannel> for HubChannel {
+    fn from(channel: DirectChannel) -> Self {
+        HubChannel::Iroh(channel)
+    }
+}
+
+impl tower::Service<http::Request<Body>> for HubChannel {
+    type Response = http::Response<Body>;
+    type Error = StdError;
+    type Future = BoxFuture<Self::Response, Self::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match self {
+            HubChannel::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
+            HubChannel::Iroh(c) => c.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        match self {
+            HubChannel::Tcp(c) => {
+                let call = c.call(request);
+                Box::pin(async move { call.await.map_err(Into::into) })
+            }
+            HubChannel::Iroh(c) => {
+                let call = c.call(request);
+                Box::pin(async move { Ok(call.await?.map(Body::new)) })
+            }
+        }
+    }
+}
