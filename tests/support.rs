@@ -11,10 +11,11 @@ pub mod mock_codex;
 pub mod mock_gemini;
 pub mod mock_gotrue;
 pub mod mock_oauth;
-pub mod mock_realtime;
 pub mod pg;
 pub mod postrust;
 pub mod relay;
+
+pub use helix_testkit::realtime as mock_realtime;
 
 use std::{path::Path, time::Duration};
 

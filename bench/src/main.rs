@@ -503,28 +503,40 @@ async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
                 json!(r.first_output.as_secs_f64()),
             );
             progress(&format!(
-                "an idle hub with cloud settings, {} s…",
+                "an idle hub with cloud settings, Realtime up then down, {} s each…",
                 sizes.idle_cloud.as_secs()
             ));
-            let idle = relay_bench::idle(Duration::from_secs(2), sizes.idle_cloud)
-                .await
-                .context("idle hub with cloud settings")?;
-            let per_hour = idle.per_hour();
-            let breakdown: Vec<String> = idle
-                .requests
-                .iter()
-                .map(|(what, n)| format!("{what} ×{n}"))
-                .collect();
-            report.row(
-                "idle hub with cloud settings (Realtime down)",
-                &format!(
-                    "Supabase requests/hour (counted over {} s)",
-                    idle.window.as_secs()
-                ),
-                format!("{per_hour:.0} ({})", breakdown.join(", ")),
-                "no polling storm",
-            );
-            report.set("idle_rest_requests_per_hour", json!(per_hour));
+            for realtime in [true, false] {
+                let idle = relay_bench::idle(Duration::from_secs(2), sizes.idle_cloud, realtime)
+                    .await
+                    .context("idle hub with cloud settings")?;
+                let per_hour = idle.per_hour();
+                let breakdown: Vec<String> = idle
+                    .requests
+                    .iter()
+                    .map(|(what, n)| format!("{what} ×{n}"))
+                    .collect();
+                let (label, key) = match realtime {
+                    true => (
+                        "idle hub with cloud settings (Realtime up)",
+                        "idle_rest_requests_per_hour",
+                    ),
+                    false => (
+                        "idle hub with cloud settings (Realtime down)",
+                        "idle_rest_requests_per_hour_realtime_down",
+                    ),
+                };
+                report.row(
+                    label,
+                    &format!(
+                        "Supabase requests/hour (counted over {} s)",
+                        idle.window.as_secs()
+                    ),
+                    format!("{per_hour:.0} ({})", breakdown.join(", ")),
+                    "no polling storm",
+                );
+                report.set(key, json!(per_hour));
+            }
         }
         Err(why) => {
             report.row(
@@ -535,6 +547,7 @@ async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
             );
             report.set("fallback_seconds", Value::Null);
             report.set("idle_rest_requests_per_hour", Value::Null);
+            report.set("idle_rest_requests_per_hour_realtime_down", Value::Null);
         }
     }
     Ok(())

@@ -314,11 +314,12 @@ impl IdleCloud {
     }
 }
 
-/// An idle hub with cloud settings, the default safety poll, iroh on (so it announces
-/// presence) and Realtime unreachable (its reconnect backoff is counted too): every request
-/// it makes to the cloud goes through a counting proxy. The first `warmup` (start-up:
-/// the first announce and claim) is not counted.
-pub async fn idle(warmup: Duration, window: Duration) -> anyhow::Result<IdleCloud> {
+/// An idle hub with cloud settings, the default safety poll and iroh on (so it announces
+/// presence): every request it makes to the cloud goes through counting proxies. With
+/// `realtime`, a local Realtime server takes its websocket (as Supabase would); without, the
+/// project URL leads to postrust, which has no Realtime, so the reconnect backoff is counted
+/// too. The first `warmup` (start-up: the first announce and claim) is not counted.
+pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow::Result<IdleCloud> {
     let cloud = cloud().await?;
     let upstream: std::net::SocketAddr = cloud
         .rest_url
@@ -326,8 +327,19 @@ pub async fn idle(warmup: Duration, window: Duration) -> anyhow::Result<IdleClou
         .parse()
         .context("postrust address")?;
     let proxy = CountingProxy::start(upstream).await?;
+    let mut realtime = match realtime {
+        true => {
+            let server = helix_testkit::realtime::MockRealtime::start().await;
+            let proxy = CountingProxy::start(server.addr).await?;
+            Some((server, proxy))
+        }
+        false => None,
+    };
+    let project_url = realtime
+        .as_ref()
+        .map_or(proxy.url.clone(), |(_, p)| p.url.clone());
     let hub_dir = tempfile::tempdir()?;
-    sign_in(hub_dir.path(), &proxy.url, &proxy.url)?;
+    sign_in(hub_dir.path(), &project_url, &proxy.url)?;
     CredentialStore::in_dir(hub_dir.path())
         .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     let config = HubConfig {
@@ -340,8 +352,18 @@ pub async fn idle(warmup: Duration, window: Duration) -> anyhow::Result<IdleClou
     let hub = Hub::bind_with_providers(hub_dir.path(), config, listener, providers).await?;
     tokio::time::sleep(warmup).await;
     proxy.take();
+    if let Some((_, p)) = &realtime {
+        p.take();
+    }
     tokio::time::sleep(window).await;
-    let requests = proxy.take();
+    let mut requests = proxy.take();
+    if let Some((server, p)) = &mut realtime {
+        for (what, n) in p.take() {
+            *requests.entry(what).or_default() += n;
+        }
+        // The hub really was on Realtime: it joined its channel (this waits at most 30 s).
+        server.frame("phx_join").await;
+    }
     hub.shutdown().await;
     Ok(IdleCloud { window, requests })
 }

@@ -17,7 +17,8 @@ use tokio::{net::TcpListener, sync::mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_websockets::{Message, ServerBuilder};
 
-use super::TEST_TIMEOUT;
+/// Longest wait for the next thing the server sees.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Room for everything a test may leave unread (heartbeats pile up at 50 ms).
 const EVENTS_CAPACITY: usize = 1024;
@@ -35,12 +36,13 @@ pub enum Seen {
     Closed { conn: usize, close_frame: bool },
 }
 
+#[derive(Debug)]
 enum Command {
     Push(Value),
     Drop,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Script {
     /// Statuses for the next joins; "ok" once empty.
     join_statuses: Mutex<VecDeque<String>>,
@@ -49,6 +51,7 @@ struct Script {
     conns: Mutex<Vec<(mpsc::Sender<Command>, Option<String>)>>,
 }
 
+#[derive(Debug)]
 pub struct MockRealtime {
     pub addr: std::net::SocketAddr,
     seen: mpsc::Receiver<Seen>,
@@ -153,7 +156,7 @@ impl MockRealtime {
 
     /// The next thing the server saw.
     pub async fn next(&mut self) -> Seen {
-        tokio::time::timeout(TEST_TIMEOUT, self.seen.recv())
+        tokio::time::timeout(WAIT, self.seen.recv())
             .await
             .expect("the realtime mock saw nothing in time")
             .expect("the realtime mock stopped")
