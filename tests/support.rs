@@ -11,11 +11,9 @@ pub mod mock_codex;
 pub mod mock_gemini;
 pub mod mock_gotrue;
 pub mod mock_oauth;
-pub mod pg;
-pub mod postrust;
 pub mod relay;
 
-pub use helix_testkit::realtime as mock_realtime;
+pub use helix_testkit::{pg, postrust, realtime as mock_realtime};
 
 use std::{path::Path, time::Duration};
 

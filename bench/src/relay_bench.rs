@@ -6,7 +6,7 @@
 
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     sync::Arc,
     time::{Duration, Instant},
@@ -25,7 +25,12 @@ use helix_mesh::{pb::Provider, ticket::Ticket};
 use iroh::{EndpointAddr, SecretKey};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
-    process::{Child, Command},
+    process::Command,
+};
+
+use helix_testkit::{
+    pg::{self, ALICE as USER, TestDb},
+    postrust::{self, PostRust, jwt_for},
 };
 
 use crate::{
@@ -33,8 +38,6 @@ use crate::{
     hub_bench::{InstantProvider, bin},
 };
 
-const JWT_SECRET: &str = "helix-bench-jwt-secret-0123456789abcdef";
-const USER: &str = "33333333-3333-3333-3333-333333333333";
 /// A Supabase URL where nothing listens: no Realtime, the safety poll carries the relay.
 const NO_REALTIME: &str = "http://127.0.0.1:9";
 
@@ -46,167 +49,32 @@ pub struct RelayResult {
     pub total: Duration,
 }
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn psql(url: &str, args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url])
-        .args(args)
-        .output()
-        .await?;
-    if !out.status.success() {
-        bail!("psql {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+/// Whether the prerequisites are here; the reason when not.
+pub async fn available() -> Result<(), String> {
+    if !postrust::installed() {
+        return Err("postrust is not installed (scripts/test installs it)".into());
+    }
+    if !pg::server_reachable().await {
+        return Err("PostgreSQL is not reachable (DATABASE_URL or 127.0.0.1:5432)".into());
     }
     Ok(())
 }
 
-fn postrust_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("HELIX_TEST_POSTRUST") {
-        return Some(p.into());
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from)?;
-    let p = home.join(".cargo/bin/postrust");
-    p.exists().then_some(p)
-}
-
-/// Whether the prerequisites are here; the reason when not.
-pub async fn available() -> Result<(), String> {
-    if postrust_binary().is_none() {
-        return Err("postrust is not installed (scripts/test installs it)".into());
-    }
-    match Command::new("psql")
-        .args(["-X", "-q", "-d", &admin_url(), "-c", "select 1"])
-        .output()
-        .await
-    {
-        Ok(out) if out.status.success() => Ok(()),
-        _ => Err("PostgreSQL is not reachable (DATABASE_URL or 127.0.0.1:5432)".into()),
-    }
-}
-
-fn jwt() -> String {
-    use hmac::{Hmac, KeyInit, Mac};
-    let b64 = |b: &[u8]| data_encoding::BASE64URL_NOPAD.encode(b);
-    let exp = helix_mesh::proto_ext::now_ms() / 1000 + 3600;
-    let head = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64(format!(
-        r#"{{"sub":"{USER}","role":"authenticated","aud":"authenticated","exp":{exp}}}"#
-    )
-    .as_bytes());
-    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(JWT_SECRET.as_bytes())
-        .unwrap_or_else(|_| unreachable!());
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64(&mac.finalize().into_bytes()))
-}
-
-/// A throwaway database (dropped when this is dropped) and postrust in front of it.
+/// A throwaway database with the migrations (dropped with this) and postrust in front of it.
 struct CloudBench {
-    db: String,
     rest_url: String,
-    _postrust: Child,
+    _postrust: PostRust,
+    _db: TestDb,
 }
 
-impl Drop for CloudBench {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-X", "-q", "-d", &admin_url(), "-c"])
-            .arg(format!("drop database if exists {} with (force)", self.db))
-            .output();
-    }
-}
-
-fn url_for(db: &str) -> String {
-    let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(b, _)| b)
-        .to_owned();
-    format!("{base}/{db}")
-}
-
-async fn cloud() -> anyhow::Result<CloudBench> {
-    let db = format!("helix_bench_{}", std::process::id());
-    psql(
-        &admin_url(),
-        &[
-            "-f",
-            &repo()
-                .join("tests/sql/supabase_roles.sql")
-                .display()
-                .to_string(),
-        ],
-    )
-    .await?;
-    psql(&admin_url(), &["-c", &format!("create database {db}")]).await?;
-    let url = url_for(&db);
-    psql(
-        &url,
-        &[
-            "-f",
-            &repo()
-                .join("tests/sql/supabase_bootstrap.sql")
-                .display()
-                .to_string(),
-        ],
-    )
-    .await?;
-    let mut migrations: Vec<PathBuf> = std::fs::read_dir(repo().join("migrations"))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    migrations.sort();
-    for m in migrations {
-        psql(&url, &["-f", &m.display().to_string()]).await?;
-    }
-    psql(
-        &url,
-        &[
-            "-c",
-            &format!("insert into auth.users (id, email) values ('{USER}', 'bench@example.com')"),
-        ],
-    )
-    .await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let postrust = Command::new(postrust_binary().context("postrust")?)
-        .env(
-            "DATABASE_URL",
-            url.replacen("postgres@", "authenticator@", 1),
-        )
-        .env("PGRST_DB_ANON_ROLE", "anon")
-        .env("PGRST_DB_SCHEMAS", "public")
-        .env("PGRST_JWT_SECRET", JWT_SECRET)
-        .env("PGRST_SERVER_HOST", "127.0.0.1")
-        .env("PGRST_SERVER_PORT", port.to_string())
-        .env("PGRST_COMPAT_MODE", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let rest_url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        if Instant::now() > deadline {
-            bail!("postrust did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(CloudBench {
-        db,
-        rest_url,
+async fn cloud() -> CloudBench {
+    let db = TestDb::create().await;
+    let postrust = PostRust::start(&db).await;
+    CloudBench {
+        rest_url: postrust.url.clone(),
         _postrust: postrust,
-    })
+        _db: db,
+    }
 }
 
 /// Cloud settings and a session in `dir`: Supabase at `url` (Realtime is derived from it),
@@ -217,13 +85,14 @@ fn sign_in(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
         dir.join("cloud.json"),
         serde_json::json!({"url": url, "anon_key": "bench", "rest_url": rest_url}).to_string(),
     )?;
-    SessionStore::new(dir.join("cloud-session.json")).save(&session_from_access_token(&jwt())?)?;
+    SessionStore::new(dir.join("cloud-session.json"))
+        .save(&session_from_access_token(&jwt_for(USER))?)?;
     Ok(())
 }
 
 /// Runs the relay scenario with the hub's safety poll at `poll`.
 pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
-    let cloud = cloud().await?;
+    let cloud = cloud().await;
     let hub_dir = tempfile::tempdir()?;
     let spoke_dir = tempfile::tempdir()?;
     sign_in(hub_dir.path(), NO_REALTIME, &cloud.rest_url)?;
@@ -320,7 +189,7 @@ impl IdleCloud {
 /// project URL leads to postrust, which has no Realtime, so the reconnect backoff is counted
 /// too. The first `warmup` (start-up: the first announce and claim) is not counted.
 pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow::Result<IdleCloud> {
-    let cloud = cloud().await?;
+    let cloud = cloud().await;
     let upstream: std::net::SocketAddr = cloud
         .rest_url
         .trim_start_matches("http://")

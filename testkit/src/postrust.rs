@@ -8,7 +8,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tokio::process::{Child, Command};
 
-use super::pg::TestDb;
+use crate::pg::TestDb;
 
 /// The JWT secret the server checks (at least 32 characters).
 pub const JWT_SECRET: &str = "helix-test-jwt-secret-0123456789abcdef";
@@ -31,6 +31,14 @@ pub fn jwt_for(user: &str) -> String {
     format!("{header}.{payload}.{signature}")
 }
 
+/// Whether the `postrust` binary can be found (without panicking).
+pub fn installed() -> bool {
+    let path = binary();
+    std::path::Path::new(&path).exists()
+        || std::env::var_os("PATH")
+            .is_some_and(|dirs| std::env::split_paths(&dirs).any(|dir| dir.join(&path).is_file()))
+}
+
 /// The `postrust` binary: `HELIX_TEST_POSTRUST`, else `postrust` on PATH or in ~/.cargo/bin.
 fn binary() -> String {
     if let Ok(path) = std::env::var("HELIX_TEST_POSTRUST") {
@@ -50,6 +58,7 @@ fn dirs_home() -> std::path::PathBuf {
 }
 
 /// A running server; killed when dropped.
+#[derive(Debug)]
 pub struct PostRust {
     pub url: String,
     _child: Child,

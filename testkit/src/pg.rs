@@ -1,4 +1,4 @@
-//! Real PostgreSQL for the SQL tests: one fresh database per test (created through
+//! Real PostgreSQL for the SQL tests and the bench: one fresh database per use (created through
 //! `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`), the Supabase-like
 //! bootstrap and every migration applied with `psql`, and requests run the way PostgREST runs
 //! them (one transaction as `authenticator`, a transaction-local role and JWT claims).
@@ -36,11 +36,22 @@ fn url_for(db: &str) -> String {
     format!("{base}/{db}")
 }
 
+/// The workspace root (this crate is `testkit/` in it): migrations and the bootstrap SQL.
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether the PostgreSQL server behind `DATABASE_URL` answers (without panicking).
+pub async fn server_reachable() -> bool {
+    Command::new("psql")
+        .args(["-X", "-q", "-d", &admin_url(), "-c", "select 1"])
+        .output()
+        .await
+        .is_ok_and(|out| out.status.success())
 }
 
 /// A throwaway database with the bootstrap and migrations applied; dropped at the end.
+#[derive(Debug)]
 pub struct TestDb {
     pub name: String,
 }
