@@ -190,11 +190,7 @@ async fn follow_events(
                     "command {}: {reason}",
                     s["status"].as_str().unwrap_or("failed")
                 ));
-                return Ok(if s["status"] == "expired" {
-                    Exit::Expired
-                } else {
-                    Exit::Failed
-                });
+                return Ok(row_exit(s["status"].as_str().unwrap_or("failed")));
             }
             if started.elapsed() > NOTHING_TIMEOUT {
                 return Err(CliError::new(
@@ -204,5 +200,15 @@ async fn follow_events(
             }
             tokio::time::sleep(EVENT_POLL).await;
         }
+    }
+}
+
+/// The exit code of a row that ended without a `finished` event (refused, expired unclaimed,
+/// or cancelled by a device), as for the same end over iroh.
+fn row_exit(status: &str) -> Exit {
+    match status {
+        "expired" => Exit::Expired,
+        "cancelled" => Exit::Cancelled,
+        _ => Exit::Failed,
     }
 }

@@ -2,7 +2,7 @@
 //! `cancelled` through `complete_remote_command`): the live hub notices, whether the command
 //! is silent or the hub's next append is refused, cancels it in its executor (the provider's
 //! stream is aborted), and the command ends `cancelled` in the hub's journal while the row
-//! keeps the device's reason.
+//! keeps the device's reason. A spoke following the row exits 4, as for any cancelled command.
 
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,7 @@ async fn assert_cancelled_everywhere(
         "{}",
         done.stderr
     );
+    assert_eq!(done.code, Some(4), "exit 4: the command was cancelled");
 }
 
 #[tokio::test]
