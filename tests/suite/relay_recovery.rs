@@ -10,21 +10,8 @@ use crate::support::{
     cloud::TestCloud,
     fault_proxy::{Fault, FaultProxy},
     mock_anthropic::{MockAnthropic, Reply},
-    relay::{hub_config, paired_spoke, paired_spoke_with, send_detached, wait_status},
+    relay::{hub_config, paired_spoke, paired_spoke_with, send_detached, wait_row, wait_status},
 };
-
-/// Waits (up to 20 s) until `select` on the admin connection answers `want`.
-async fn wait_row(cloud: &TestCloud, select: &str, want: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = cloud.db.admin(select).await;
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{select}: {got:?}, not {want:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn a_hub_killed_mid_command_fails_the_relayed_row_when_it_restarts() {

@@ -119,3 +119,16 @@ pub async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> Str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (up to 20 s) until `select` on the admin connection answers `want`.
+pub async fn wait_row(cloud: &TestCloud, select: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = cloud.db.admin(select).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{select}: {got:?}, not {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
