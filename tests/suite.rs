@@ -13,6 +13,7 @@ mod realtime;
 mod recovery;
 mod relay_cancel;
 mod relay_faults;
+mod relay_recovery;
 mod supabase_auth;
 mod supabase_rest;
 mod supabase_sql;

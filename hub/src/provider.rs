@@ -63,6 +63,9 @@ pub enum ErrorKind {
     /// plan's usage window reopens hours or days later, so retrying within a command cannot
     /// help.
     UsageLimitReached,
+    /// The ChatGPT plan does not include Codex (`usage_not_included`, sent as a 429): only
+    /// another plan or another account can fix it.
+    NotInPlan,
     /// The request itself was refused (4xx): retrying cannot help.
     InvalidRequest,
     /// Any other error the API reported.
@@ -86,6 +89,9 @@ impl ErrorKind {
             }
             ErrorKind::UsageLimitReached => {
                 " (the ChatGPT plan's usage limit was reached; not retried: run the command again once the limit resets, or upgrade the plan)"
+            }
+            ErrorKind::NotInPlan => {
+                " (the ChatGPT plan does not include Codex; not retried: upgrade the plan, or sign in with an account whose plan includes Codex: `helix-hub login openai-codex`)"
             }
             _ => "",
         }

@@ -13,7 +13,11 @@
 //! its next append is refused (the row is no longer `executing`), or, while the command is
 //! silent, by reading the row every poll interval; it then cancels the command in its
 //! executor, which aborts the provider's stream.
+//!
+//! Rows this hub left `executing` (it died, or gave up on a failing cloud) are found at start
+//! and every [`ORPHAN_SCAN`], and ended from the journal (see the `resume` module).
 
+mod resume;
 mod row;
 
 use std::{sync::Arc, time::Duration};
@@ -31,8 +35,14 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use self::row::{GaveUp, Row};
-pub use self::row::{RETRY_FIRST, RETRY_MAX};
+use self::{
+    resume::{Active, clear_reason},
+    row::{GaveUp, Row},
+};
+pub use self::{
+    resume::{ORPHAN_BATCH, ORPHAN_SCAN},
+    row::{RETRY_FIRST, RETRY_MAX},
+};
 use crate::{
     bus::Bus,
     command::{DEFAULT_TTL_MS, NewCommand},
@@ -101,6 +111,9 @@ impl Relay {
         handlers: &TaskTracker,
     ) {
         let hub_id = self.secret.public().to_string();
+        let active = Active::default();
+        // Due at once: rows left `executing` by this hub's previous run.
+        let mut next_scan = tokio::time::Instant::now();
         loop {
             match self.cloud.rest().await {
                 Ok(Some((rest, session))) => loop {
@@ -111,6 +124,13 @@ impl Relay {
                         }
                         changed
                     });
+                    if tokio::time::Instant::now() >= next_scan
+                        && self
+                            .resume_orphans(&rest, &hub_id, cancel, handlers, &active)
+                            .await
+                    {
+                        next_scan = tokio::time::Instant::now() + ORPHAN_SCAN;
+                    }
                     let claimed: Result<Vec<Value>, _> = rest
                         .rpc(
                             "claim_remote_commands",
@@ -121,11 +141,16 @@ impl Relay {
                         Ok(rows) if rows.is_empty() => break,
                         Ok(rows) => {
                             for row in rows {
+                                // A claimed row was `pending`: no handler can have it yet.
+                                let guard =
+                                    row["command_id"].as_str().and_then(|id| active.begin(id));
                                 let relay = self.clone();
                                 let rest = rest.clone();
                                 let cancel = cancel.clone();
-                                handlers
-                                    .spawn(async move { relay.handle(&rest, row, &cancel).await });
+                                handlers.spawn(async move {
+                                    relay.handle(&rest, row, &cancel).await;
+                                    drop(guard);
+                                });
                             }
                         }
                         Err(error) => {
@@ -196,14 +221,15 @@ impl Relay {
                 return;
             }
         }
-        self.stream_back(&cloud_row, id, &device).await;
+        self.stream_back(&cloud_row, id, &device, 0).await;
     }
 
-    /// Streams the command's stored events to the row, sealed to the device, in batches of
-    /// what is ready, then completes the row with the command's final status.
-    async fn stream_back(&self, cloud_row: &Row<'_>, id: Uuid, device: &PublicKey) {
+    /// Streams the command's stored events after seq `after` (those up to it are in the cloud)
+    /// to the row, sealed to the device, in batches of what is ready, then completes the row
+    /// with the command's final status.
+    async fn stream_back(&self, cloud_row: &Row<'_>, id: Uuid, device: &PublicKey, after: u64) {
         let command_id = cloud_row.command_id;
-        let mut last = 0u64;
+        let mut last = after;
         loop {
             let events = match self.journal.events_after(id, last, APPEND_BATCH).await {
                 Ok(events) => events,
@@ -246,8 +272,8 @@ impl Relay {
                     }
                 }
                 last = event.seq;
-                if let crate::command::EventKind::Finished { status, .. } = &event.kind {
-                    finished = Some(status.to_status());
+                if let crate::command::EventKind::Finished { status, error, .. } = &event.kind {
+                    finished = Some((status.to_status(), clear_reason(error)));
                 }
             }
             match cloud_row.append(&batch).await {
@@ -278,8 +304,8 @@ impl Relay {
                 // Logged where it was given up.
                 Err(GaveUp::Expired(_) | GaveUp::Stopping(_)) => return,
             }
-            if let Some(status) = finished {
-                cloud_row.complete(status.name(), None).await;
+            if let Some((status, reason)) = finished {
+                cloud_row.complete(status.name(), reason).await;
                 return;
             }
         }

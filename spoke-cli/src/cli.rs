@@ -79,7 +79,15 @@ pub enum Command {
         via: Via,
     },
     /// Cancel a queued or running command.
-    Cancel { id: String },
+    Cancel {
+        id: String,
+        /// `iroh` asks the hub; `cloud` cancels a command sent through the table relay in the
+        /// cloud (the hub then stops it); `auto` asks the hub, and uses the cloud when no iroh
+        /// route comes up within 3 s or the hub does not have the command (still in the table),
+        /// if this device is signed in to the cloud.
+        #[arg(long, value_enum, default_value = "auto")]
+        via: Via,
+    },
     /// Show one command: status, times, error and output.
     Show {
         id: String,
@@ -290,6 +298,14 @@ mod tests {
         for args in [["helix", "cancel", "x"], ["helix", "show", "x"]] {
             assert!(Cli::try_parse_from(args).is_ok());
         }
+        let cli = Cli::try_parse_from(["helix", "cancel", "--via", "cloud", "x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Cancel {
+                via: Via::Cloud,
+                ..
+            }
+        ));
         assert!(Cli::try_parse_from(["helix", "watch"]).is_ok());
         let cli = Cli::try_parse_from([
             "helix",

@@ -56,7 +56,9 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
             };
             follow(spoke, &target, conn, start, &mut printer, false).await
         }
-        Command::Cancel { id } => cancel(spoke, hub.as_deref(), id, quiet).await,
+        Command::Cancel { id, via } => {
+            crate::cancel::cancel(spoke, hub.as_deref(), id, via, quiet).await
+        }
         Command::Show { id, json } => show(spoke, hub.as_deref(), id, json).await,
         Command::Ls(args) => ls(spoke, hub.as_deref(), args).await,
         Command::Watch { json } => watch(spoke, hub.as_deref(), json, quiet).await,
@@ -271,36 +273,6 @@ fn read_prompt_from_stdin() -> Result<String, CliError> {
         .read_to_string(&mut text)
         .map_err(|e| CliError::new(Exit::Usage, format!("reading the prompt from stdin: {e}")))?;
     Ok(text)
-}
-
-async fn cancel(
-    spoke: &Spoke,
-    hub: Option<&str>,
-    id: String,
-    quiet: bool,
-) -> Result<Exit, CliError> {
-    let mut conn = connect_quietly(spoke, hub).await?;
-    let answer = conn
-        .client
-        .cancel(pb::CancelRequest {
-            command_id: id.clone(),
-        })
-        .await
-        .map_err(|s| CliError::from_status(&s))?
-        .into_inner();
-    let mut printer = Printer::new(false, quiet);
-    let status = CommandStatus::try_from(answer.status).unwrap_or(CommandStatus::Unspecified);
-    match (status, answer.was_queued) {
-        (CommandStatus::Cancelled, true) => {
-            printer.progress(&format!("cancelled {id} before it started"))
-        }
-        (CommandStatus::Cancelled, false) => {
-            printer.progress(&format!("cancelled {id} while it ran"))
-        }
-        (other, _) => printer.note(&format!("{id} ended {other} before the cancel reached it")),
-    }
-    printer.out_line(status.name());
-    Ok(Exit::Ok)
 }
 
 async fn show(spoke: &Spoke, hub: Option<&str>, id: String, json: bool) -> Result<Exit, CliError> {

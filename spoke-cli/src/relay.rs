@@ -1,10 +1,15 @@
 //! The spoke's side of the Supabase table relay (route `supabase`): seal the command to the
 //! hub, insert the row, then read the events by seq cursor, opening each (only the hub's
 //! signature is accepted), until `finished`.
+//!
+//! Cancelling goes through the row: `complete_remote_command` with `cancelled` (the hub
+//! notices and cancels the command in its executor). The first Ctrl-C while following does
+//! that and keeps following until the row or the command ends; a second leaves at once.
 
 use std::time::Duration;
 
 use helix_discovery::cloud::Cloud;
+use helix_discovery::rest::{Rest, RestError};
 use helix_mesh::{
     envelope::{self, EnvelopeKind, Header},
     pb,
@@ -13,6 +18,7 @@ use helix_mesh::{
 use iroh::PublicKey;
 use prost::Message;
 use serde_json::{Value, json};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     client::Spoke,
@@ -27,6 +33,10 @@ pub const ROUTE_SUPABASE: &str = "supabase";
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
 /// How long to wait for the hub when nothing at all happens (the command's expiry also ends it).
 const NOTHING_TIMEOUT: Duration = Duration::from_secs(3600);
+/// The row's reason when this device's Ctrl-C cancels a relayed command.
+pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
+/// The row's reason when `helix cancel` cancels a relayed command.
+pub const CANCEL_REASON: &str = "cancelled with `helix cancel`";
 
 fn cloud_error(e: impl std::fmt::Display) -> CliError {
     CliError::new(Exit::Unreachable, format!("table relay: {e}"))
@@ -37,7 +47,7 @@ pub async fn available(spoke: &Spoke) -> bool {
     matches!(Cloud::in_dir(spoke.config.path()).rest().await, Ok(Some(_)))
 }
 
-async fn signed_in(spoke: &Spoke) -> Result<helix_discovery::rest::Rest, CliError> {
+async fn signed_in(spoke: &Spoke) -> Result<Rest, CliError> {
     Ok(Cloud::in_dir(spoke.config.path())
         .rest()
         .await
@@ -65,6 +75,8 @@ pub async fn run(
         .config
         .secret_key()
         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    // Before the row exists, so a Ctrl-C from then on cancels it rather than killing `helix`.
+    let interrupts = if detach { None } else { Some(interrupts()?) };
     let expires_at_ms = request
         .expires_at
         .as_ref()
@@ -98,7 +110,18 @@ pub async fn run(
     printer.progress(&format!(
         "sent through the cloud (route {ROUTE_SUPABASE}); waiting for the hub…"
     ));
-    follow_events(&rest, &secret, hub, &command_id, 0, printer).await
+    let Some(interrupts) = interrupts else {
+        return Ok(Exit::Ok);
+    };
+    let follow = Follow {
+        rest: &rest,
+        secret: &secret,
+        hub,
+        command_id: &command_id,
+        interrupts,
+        cancel_requested: false,
+    };
+    follow.events(0, printer).await
 }
 
 /// Follows a relayed command's events after `after_seq` (`helix attach --via cloud`).
@@ -127,50 +150,141 @@ pub async fn attach(
             format!("no relayed command {command_id} in the cloud"),
         ));
     }
-    follow_events(&rest, &secret, hub, command_id, after_seq, printer).await
+    let follow = Follow {
+        rest: &rest,
+        secret: &secret,
+        hub,
+        command_id,
+        interrupts: interrupts()?,
+        cancel_requested: false,
+    };
+    follow.events(after_seq, printer).await
 }
 
-async fn follow_events(
-    rest: &helix_discovery::rest::Rest,
-    secret: &iroh::SecretKey,
-    hub: PublicKey,
+fn interrupts() -> Result<Signal, CliError> {
+    signal(SignalKind::interrupt())
+        .map_err(|e| CliError::new(Exit::Failed, format!("installing the Ctrl-C handler: {e}")))
+}
+
+/// `helix cancel` through the cloud: completes the row `cancelled`. Prints the status the
+/// command has now (stdout) as the iroh route does.
+pub async fn cancel(
+    spoke: &Spoke,
     command_id: &str,
-    after_seq: u64,
     printer: &mut Printer,
 ) -> Result<Exit, CliError> {
-    let started = tokio::time::Instant::now();
-    let mut last = after_seq;
-    loop {
-        let rows: Vec<Value> = rest
-            .select(
-                "remote_command_events",
-                &format!(
-                    "command_id=eq.{command_id}&seq=gt.{last}&order=seq.asc&select=seq,envelope"
-                ),
-            )
-            .await
-            .map_err(cloud_error)?;
-        for row in &rows {
-            let text = row["envelope"].as_str().unwrap_or_default();
-            let opened = envelope::open(secret, text, now_ms(), |k| *k == hub).map_err(|e| {
-                CliError::new(Exit::Failed, format!("table relay: refused an event: {e}"))
-            })?;
-            let event = pb::CommandEvent::decode(opened.plaintext.as_slice())
-                .map_err(|e| CliError::new(Exit::Failed, format!("table relay: bad event: {e}")))?;
-            if event.seq != last + 1 {
-                return Err(CliError::new(
-                    Exit::Failed,
-                    format!("table relay: event {} after {last}", event.seq),
-                ));
-            }
-            last = event.seq;
-            if let Some(exit) = show_event(printer, &event, ROUTE_SUPABASE, false) {
-                return Ok(exit);
-            }
+    let rest = signed_in(spoke).await?;
+    match cancel_row(&rest, command_id, CANCEL_REASON).await? {
+        Cancelled::Now { claimed: false } => printer.progress(&format!(
+            "cancelled {command_id} in the cloud before the hub claimed it"
+        )),
+        Cancelled::Now { claimed: true } => printer.progress(&format!(
+            "cancelled {command_id} in the cloud; the hub stops it when it notices"
+        )),
+        Cancelled::Already(status) => {
+            printer.note(&format!(
+                "{command_id} ended {status} before the cancel reached it"
+            ));
+            printer.out_line(&status);
+            return Ok(Exit::Ok);
         }
-        if rows.is_empty() {
-            // Refused by the hub (or expired unclaimed): the row says why, with no events.
-            let status: Vec<Value> = rest
+    }
+    printer.out_line("cancelled");
+    Ok(Exit::Ok)
+}
+
+/// What completing a row `cancelled` found.
+enum Cancelled {
+    /// The row is `cancelled` now; whether a hub had claimed it.
+    Now { claimed: bool },
+    /// It had already ended with this status.
+    Already(String),
+}
+
+async fn cancel_row(rest: &Rest, command_id: &str, reason: &str) -> Result<Cancelled, CliError> {
+    let args = json!({"p_command_id": command_id, "p_status": "cancelled", "p_reason": reason});
+    match rest.rpc::<Value>("complete_remote_command", &args).await {
+        Ok(row) => Ok(Cancelled::Now {
+            claimed: !row["claimed_at"].is_null(),
+        }),
+        // `command <id> already ended <status>`.
+        Err(e) if e.code() == Some("55000") => {
+            let rows: Vec<Value> = rest
+                .select(
+                    "remote_commands",
+                    &format!("command_id=eq.{command_id}&select=status"),
+                )
+                .await
+                .map_err(cloud_error)?;
+            let status = rows.first().and_then(|r| r["status"].as_str());
+            Ok(Cancelled::Already(status.unwrap_or("already").to_owned()))
+        }
+        Err(e) if e.code() == Some("P0002") => Err(CliError::new(
+            Exit::Refused,
+            format!("no relayed command {command_id} in the cloud"),
+        )),
+        // Not a UUID (invalid_text_representation).
+        Err(e @ RestError::Api { .. }) if e.code() == Some("22P02") => Err(CliError::new(
+            Exit::Refused,
+            format!("command_id: {command_id:?} is not a UUID"),
+        )),
+        Err(e) => Err(cloud_error(e)),
+    }
+}
+
+/// Following one relayed command.
+struct Follow<'a> {
+    rest: &'a Rest,
+    secret: &'a iroh::SecretKey,
+    hub: PublicKey,
+    command_id: &'a str,
+    interrupts: Signal,
+    /// This device cancelled the command with Ctrl-C.
+    cancel_requested: bool,
+}
+
+impl Follow<'_> {
+    /// Prints the events after `after_seq` until the command or its row ends.
+    async fn events(mut self, after_seq: u64, printer: &mut Printer) -> Result<Exit, CliError> {
+        let command_id = self.command_id;
+        let started = tokio::time::Instant::now();
+        let mut last = after_seq;
+        loop {
+            let query = format!(
+                "command_id=eq.{command_id}&seq=gt.{last}&order=seq.asc&select=seq,envelope"
+            );
+            let read = tokio::select! {
+                _ = self.interrupts.recv() => {
+                    if let Some(exit) = self.interrupted(printer).await {
+                        return Ok(exit);
+                    }
+                    continue;
+                }
+                read = self.rest.select::<Value>("remote_command_events", &query) => read,
+            };
+            let rows = read.map_err(cloud_error)?;
+            for row in &rows {
+                let event = self.open(row)?;
+                if event.seq != last + 1 {
+                    return Err(CliError::new(
+                        Exit::Failed,
+                        format!("table relay: event {} after {last}", event.seq),
+                    ));
+                }
+                last = event.seq;
+                if let Some(exit) =
+                    show_event(printer, &event, ROUTE_SUPABASE, self.cancel_requested)
+                {
+                    return Ok(exit);
+                }
+            }
+            if !rows.is_empty() {
+                continue;
+            }
+            // Refused by the hub, expired unclaimed, or cancelled: the row says why, and no
+            // event is left to read.
+            let status: Vec<Value> = self
+                .rest
                 .select(
                     "remote_commands",
                     &format!("command_id=eq.{command_id}&select=status,reason,last_seq"),
@@ -178,23 +292,13 @@ async fn follow_events(
                 .await
                 .map_err(cloud_error)?;
             if let Some(s) = status.first()
-                && matches!(
-                    s["status"].as_str(),
-                    Some("failed" | "expired" | "cancelled")
-                )
+                && let Some(status @ ("failed" | "expired" | "cancelled")) = s["status"].as_str()
                 && s["last_seq"].as_u64() == Some(last)
             {
                 printer.finish_output();
                 let reason = s["reason"].as_str().unwrap_or("no reason given");
-                printer.note(&format!(
-                    "command {}: {reason}",
-                    s["status"].as_str().unwrap_or("failed")
-                ));
-                return Ok(if s["status"] == "expired" {
-                    Exit::Expired
-                } else {
-                    Exit::Failed
-                });
+                printer.note(&format!("command {status}: {reason}"));
+                return Ok(row_exit(status, self.cancel_requested));
             }
             if started.elapsed() > NOTHING_TIMEOUT {
                 return Err(CliError::new(
@@ -202,7 +306,58 @@ async fn follow_events(
                     "table relay: the hub never answered",
                 ));
             }
-            tokio::time::sleep(EVENT_POLL).await;
+            tokio::select! {
+                _ = self.interrupts.recv() => {
+                    if let Some(exit) = self.interrupted(printer).await {
+                        return Ok(exit);
+                    }
+                }
+                _ = tokio::time::sleep(EVENT_POLL) => {}
+            }
         }
+    }
+
+    /// Opens one event row (only the hub's signature is accepted).
+    fn open(&self, row: &Value) -> Result<pb::CommandEvent, CliError> {
+        let text = row["envelope"].as_str().unwrap_or_default();
+        let opened =
+            envelope::open(self.secret, text, now_ms(), |k| *k == self.hub).map_err(|e| {
+                CliError::new(Exit::Failed, format!("table relay: refused an event: {e}"))
+            })?;
+        pb::CommandEvent::decode(opened.plaintext.as_slice())
+            .map_err(|e| CliError::new(Exit::Failed, format!("table relay: bad event: {e}")))
+    }
+
+    /// Ctrl-C: the first cancels the row (and following goes on until it shows), a second
+    /// leaves at once.
+    async fn interrupted(&mut self, printer: &mut Printer) -> Option<Exit> {
+        let command_id = self.command_id;
+        if self.cancel_requested {
+            printer.note("interrupted again; leaving without waiting (the command is cancelled in the cloud)");
+            return Some(Exit::Interrupted);
+        }
+        self.cancel_requested = true;
+        printer.note(&format!(
+            "cancelling command {command_id} through the cloud… (Ctrl-C again to leave at once)"
+        ));
+        match cancel_row(self.rest, command_id, CTRL_C_REASON).await {
+            // Following shows the end (or the command's own, if it ended first).
+            Ok(_) => None,
+            Err(e) => {
+                printer.note(&format!("could not cancel through the cloud: {e}"));
+                Some(Exit::Interrupted)
+            }
+        }
+    }
+}
+
+/// The exit code of a row that ended without a `finished` event (refused, expired unclaimed,
+/// or cancelled by a device), as for the same end over iroh.
+fn row_exit(status: &str, cancel_requested: bool) -> Exit {
+    match status {
+        "expired" => Exit::Expired,
+        "cancelled" if cancel_requested => Exit::Interrupted,
+        "cancelled" => Exit::Cancelled,
+        _ => Exit::Failed,
     }
 }

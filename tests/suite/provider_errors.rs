@@ -1,6 +1,6 @@
 //! Provider failures that retrying or refreshing cannot fix end the command at once, with a
 //! message that says why: a 403 (the account may not do this), an exhausted quota, and a spent
-//! ChatGPT plan usage limit.
+//! ChatGPT plan usage limit, and a ChatGPT plan that does not include Codex.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -147,6 +147,39 @@ async fn a_spent_chatgpt_usage_limit_fails_at_once_and_says_when_it_resets() {
         ),
         "{}",
         f.error
+    );
+    assert_eq!(f.attempts, 1);
+    assert_eq!(retries(&events), 0, "not retried like a rate limit");
+    assert_eq!(codex.seen().len(), 1);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chatgpt_plan_without_codex_fails_at_once_and_says_to_upgrade() {
+    let oauth = MockOAuth::start().await;
+    let codex = MockCodex::start(&["unused"]).await;
+    // What the backend sends when the signed-in ChatGPT plan does not include Codex: a 429
+    // that no wait fixes (the Codex CLI ends the turn on it).
+    codex.fail_with(
+        429,
+        json!({"error": {
+            "type": "usage_not_included",
+            "message": "To use Codex with your ChatGPT plan, upgrade to Plus."
+        }}),
+    );
+    let hub = codex_hub(&codex, &oauth).await;
+    let mut client = hub.client().await;
+    let mut req = request("hello");
+    req.provider = Provider::OpenaiCodex as i32;
+    let events = run(&mut client, req).await;
+
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Failed as i32);
+    assert_eq!(
+        f.error,
+        "openai-codex: HTTP 429: usage_not_included: To use Codex with your ChatGPT plan, upgrade to Plus. \
+         (the ChatGPT plan does not include Codex; not retried: upgrade the plan, or sign in with an account \
+         whose plan includes Codex: `helix-hub login openai-codex`)"
     );
     assert_eq!(f.attempts, 1);
     assert_eq!(retries(&events), 0, "not retried like a rate limit");

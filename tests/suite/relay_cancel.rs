@@ -2,7 +2,10 @@
 //! `cancelled` through `complete_remote_command`): the live hub notices, whether the command
 //! is silent or the hub's next append is refused, cancels it in its executor (the provider's
 //! stream is aborted), and the command ends `cancelled` in the hub's journal while the row
-//! keeps the device's reason.
+//! keeps the device's reason. A spoke following the row exits 4, as for any cancelled command.
+//!
+//! The CLI cancels that way too: `helix cancel` when the hub has no iroh route, and Ctrl-C
+//! during a relayed `helix run` (which then exits 130).
 
 use std::time::{Duration, Instant};
 
@@ -17,7 +20,7 @@ use crate::support::{
     finished,
     mock_anthropic::{MockAnthropic, Reply},
     output,
-    relay::{hub_config, paired_spoke, send_detached, wait_status},
+    relay::{hub_config, paired_spoke, send_detached, wait_row, wait_status},
 };
 
 /// The provider streams two chunks, then goes silent until its client goes away.
@@ -47,6 +50,18 @@ async fn assert_cancelled_everywhere(
     spoke_dir: &tempfile::TempDir,
     id: &str,
 ) {
+    assert_cancelled_with(hub, mock, cloud, spoke_dir, id, "cancelled from the phone").await;
+}
+
+/// [`assert_cancelled_everywhere`] with the row's `reason`.
+async fn assert_cancelled_with(
+    hub: &TestHub,
+    mock: &MockAnthropic,
+    cloud: &TestCloud,
+    spoke_dir: &tempfile::TempDir,
+    id: &str,
+    reason: &str,
+) {
     mock.wait_until("the provider's stream is aborted", |m| m.in_flight() == 0)
         .await;
     let mut client = hub.client().await;
@@ -60,17 +75,18 @@ async fn assert_cancelled_everywhere(
     assert_eq!(mock.requests(), 1, "not retried");
     assert_eq!(
         wait_status(cloud, id, "cancelled").await,
-        "cancelled|cancelled from the phone"
+        format!("cancelled|{reason}")
     );
     let mut cmd = spoke(spoke_dir.path());
     cmd.args(["attach", "--hub", "desk", "--via", "cloud", id]);
     let done = run_helix(cmd, None).await;
     assert!(
         done.stderr
-            .contains("command cancelled: cancelled from the phone"),
+            .contains(&format!("command cancelled: {reason}")),
         "{}",
         done.stderr
     );
+    assert_eq!(done.code, Some(4), "exit 4: the command was cancelled");
 }
 
 #[tokio::test]
@@ -152,5 +168,145 @@ async fn a_cancel_in_the_cloud_is_noticed_when_the_hubs_next_append_is_refused()
         "0",
         "nothing was appended after the cancel"
     );
+    hub.shutdown().await;
+}
+
+/// Waits until the command's two chunks are in the cloud (queued, started, two outputs).
+async fn wait_until_said(cloud: &TestCloud, id: &str) {
+    wait_row(
+        cloud,
+        &format!("select status || '|' || last_seq from remote_commands where command_id = '{id}'"),
+        "executing|4",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn helix_cancel_goes_through_the_cloud_when_the_hub_has_no_iroh_route() {
+    let cloud = TestCloud::start().await;
+    let mock = silent_provider().await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    // The hub comes back without iroh: the spoke's known address leads nowhere now.
+    let dir = {
+        let mut hub = hub;
+        let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
+        hub.shutdown().await;
+        dir
+    };
+    let mut config = hub_config(&mock);
+    config.iroh.enabled = false;
+    let hub = TestHub::start_in(dir, config).await;
+    let id = send_detached(&spoke_dir, "a long job").await;
+    mock.wait_until("the provider streams", |m| m.in_flight() == 1)
+        .await;
+    wait_until_said(&cloud, &id).await;
+
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["cancel", "--hub", "desk", &id]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "cancelled\n"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("no iroh route to the hub within 3s; cancelling through the cloud"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(&format!(
+            "cancelled {id} in the cloud; the hub stops it when it notices"
+        )),
+        "{}",
+        done.stderr
+    );
+    assert_cancelled_with(
+        &hub,
+        &mock,
+        &cloud,
+        &spoke_dir,
+        &id,
+        "cancelled with `helix cancel`",
+    )
+    .await;
+
+    // Again, straight to the cloud: the row is cancelled already.
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["cancel", "--via", "cloud", &id]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "cancelled\n"),
+        "{}",
+        done.stderr
+    );
+    // A command the cloud does not have is refused (exit 6).
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "cancel",
+        "--via",
+        "cloud",
+        &uuid::Uuid::new_v4().to_string(),
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(6), "{}", done.stderr);
+    assert!(done.stderr.contains("in the cloud"), "{}", done.stderr);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn ctrl_c_during_a_relayed_run_cancels_it_in_the_cloud_and_exits_130() {
+    let cloud = TestCloud::start().await;
+    let mock = silent_provider().await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["run", "--hub", "desk", "--via", "cloud", "a long job"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    mock.wait_until("the provider streams", |m| m.in_flight() == 1)
+        .await;
+    let id = cloud
+        .db
+        .admin("select command_id from remote_commands")
+        .await;
+    wait_until_said(&cloud, &id).await;
+
+    // SAFETY: kill(2) on the child this test started.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(child.id().unwrap() as i32, libc::SIGINT);
+    }
+    let done = tokio::time::timeout(crate::support::TEST_TIMEOUT, child.wait_with_output())
+        .await
+        .expect("helix did not finish in time")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&done.stdout), "thinking hard ");
+    assert!(
+        stderr.contains(&format!("cancelling command {id} through the cloud")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("command cancelled: cancelled with Ctrl-C on the device"),
+        "{stderr}"
+    );
+    assert_cancelled_with(
+        &hub,
+        &mock,
+        &cloud,
+        &spoke_dir,
+        &id,
+        "cancelled with Ctrl-C on the device",
+    )
+    .await;
     hub.shutdown().await;
 }

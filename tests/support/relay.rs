@@ -30,8 +30,13 @@ pub fn hub_config(mock: &MockAnthropic) -> helix_hub::HubConfig {
 
 /// A spoke paired with `hub` (as "desk") and signed in to `cloud`.
 pub async fn paired_spoke(hub: &TestHub, cloud: &TestCloud) -> TempDir {
+    paired_spoke_with(hub.path(), cloud).await
+}
+
+/// [`paired_spoke`] for the hub running (in or out of this process) on `hub_dir`.
+pub async fn paired_spoke_with(hub_dir: &std::path::Path, cloud: &TestCloud) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = hub_cli(hub.path());
+    let mut cmd = hub_cli(hub_dir);
     cmd.args(["pair"]);
     let ticket = run_helix(cmd, None)
         .await
@@ -111,6 +116,19 @@ pub async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> Str
             Instant::now() < deadline,
             "{command_id} never reached {want}: {row}"
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (up to 20 s) until `select` on the admin connection answers `want`.
+pub async fn wait_row(cloud: &TestCloud, select: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = cloud.db.admin(select).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{select}: {got:?}, not {want:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

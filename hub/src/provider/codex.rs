@@ -6,10 +6,10 @@
 //! error; everything else (`response.created`, `response.output_item.added`, …) shows nothing.
 //! A stream that ends before `response.completed` is incomplete: an error.
 //!
-//! `insufficient_quota` (the account's credits are used up) and `usage_limit_reached` (the
-//! ChatGPT plan's usage window is spent; the Codex CLI ends the turn on it too) are not rate
-//! limits even when they come as HTTP 429: they fail at once, in the body of an HTTP error or
-//! in a `response.failed`. A usage limit's message says when it resets when the error says so
+//! `insufficient_quota` (the account's credits are used up), `usage_limit_reached` (the
+//! ChatGPT plan's usage window is spent) and `usage_not_included` (the ChatGPT plan does not
+//! include Codex; the Codex CLI ends the turn on both) are not rate limits even when they come
+//! as HTTP 429: they fail at once, in the body of an HTTP error or in a `response.failed`. A usage limit's message says when it resets when the error says so
 //! (`resets_at`, Unix seconds, or the older `resets_in_seconds`).
 
 use std::time::{Duration, UNIX_EPOCH};
@@ -69,11 +69,14 @@ pub fn request_body(request: &ProviderRequest) -> Value {
 
 /// The error code (or type) of a spent ChatGPT plan usage limit.
 const USAGE_LIMIT_REACHED: &str = "usage_limit_reached";
+/// The error code (or type) of a ChatGPT plan that does not include Codex.
+const USAGE_NOT_INCLUDED: &str = "usage_not_included";
 
 fn kind_for_code(code: &str) -> ErrorKind {
     match code {
         "rate_limit_exceeded" => ErrorKind::RateLimited,
         USAGE_LIMIT_REACHED => ErrorKind::UsageLimitReached,
+        USAGE_NOT_INCLUDED => ErrorKind::NotInPlan,
         "insufficient_quota" => ErrorKind::QuotaExhausted,
         "server_error" | "server_is_overloaded" => ErrorKind::Server,
         "context_length_exceeded" | "invalid_prompt" | "invalid_request_error" => {
@@ -84,11 +87,13 @@ fn kind_for_code(code: &str) -> ErrorKind {
 }
 
 /// The `code` of an error object, else its `type` (the API fills one or both). A usage limit
-/// is named by either (the Codex CLI reads `type`).
+/// or a plan without Codex is named by either (the Codex CLI reads `type`).
 fn code_of(object: Option<&Value>) -> &str {
     let field = |name| object.and_then(|e| e.get(name)).and_then(Value::as_str);
-    if field("type") == Some(USAGE_LIMIT_REACHED) {
-        return USAGE_LIMIT_REACHED;
+    for final_type in [USAGE_LIMIT_REACHED, USAGE_NOT_INCLUDED] {
+        if field("type") == Some(final_type) {
+            return final_type;
+        }
     }
     field("code")
         .filter(|c| !c.is_empty())
@@ -135,8 +140,9 @@ fn usage_limit_note(code: &str, object: Option<&Value>, now_ms: i64) -> String {
 }
 
 /// The body of an HTTP error: `{"error":{"code"/"type":…,"message":…}}` as `code: message`
-/// (anything else quoted, shortened). The status classifies it, except an exhausted quota or
-/// a spent usage limit, which the backend sends as a 429 but which no retry can fix.
+/// (anything else quoted, shortened). The status classifies it, except an exhausted quota, a
+/// spent usage limit or a plan without Codex, which the backend sends as a 429 but which no
+/// retry can fix.
 fn describe_http_error(text: &str) -> (Option<ErrorKind>, String) {
     describe_http_error_at(text, now_ms())
 }
@@ -145,8 +151,12 @@ fn describe_http_error_at(text: &str, now_ms: i64) -> (Option<ErrorKind>, String
     let parsed = serde_json::from_str::<Value>(text).ok();
     let object = parsed.as_ref().and_then(|v| v.get("error"));
     let code = code_of(object);
-    let kind = Some(kind_for_code(code))
-        .filter(|k| matches!(k, ErrorKind::QuotaExhausted | ErrorKind::UsageLimitReached));
+    let kind = Some(kind_for_code(code)).filter(|k| {
+        matches!(
+            k,
+            ErrorKind::QuotaExhausted | ErrorKind::UsageLimitReached | ErrorKind::NotInPlan
+        )
+    });
     let message = object
         .and_then(|e| e.get("message"))
         .and_then(Value::as_str);
@@ -295,6 +305,31 @@ mod tests {
             interpret(r#"{"type":"response.created"}"#),
             Step::Nothing
         ));
+    }
+
+    #[test]
+    fn a_plan_without_codex_is_final() {
+        let body = r#"{"error":{"type":"usage_not_included","message":"upgrade to Plus","code":"rate_limit_exceeded"}}"#;
+        assert_eq!(
+            describe_http_error(body),
+            (
+                Some(ErrorKind::NotInPlan),
+                "usage_not_included: upgrade to Plus".to_owned()
+            )
+        );
+        match interpret(
+            r#"{"type":"response.failed","response":{"error":{"code":"usage_not_included","message":"not in plan"}}}"#,
+        ) {
+            Step::Fail(e) => {
+                assert_eq!(e.kind, ErrorKind::NotInPlan);
+                assert!(!e.is_retryable());
+                assert!(
+                    e.to_string().ends_with("`helix-hub login openai-codex`)"),
+                    "{e}"
+                );
+            }
+            _ => panic!("expected a failure"),
+        }
     }
 
     #[test]

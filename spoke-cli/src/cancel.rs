@@ -1,0 +1,76 @@
+//! `helix cancel`: ask the hub (iroh, or the local listener), or cancel a command sent through
+//! the table relay in the cloud (its row completed `cancelled`; the hub stops the command when
+//! it notices). With `--via auto`, the cloud is used when this device is signed in and either no
+//! iroh route comes up within [`FALLBACK_AFTER`] or the hub does not have the command (it may
+//! still wait in the table, unclaimed).
+//!
+//! Either way stdout gets the command's status after the cancel (`cancelled`, or the status it
+//! ended with first) and the exit code is 0.
+
+use helix_mesh::pb::{self, CommandStatus};
+
+use crate::{
+    cli::Via,
+    client::Spoke,
+    commands::FALLBACK_AFTER,
+    exit::{CliError, Exit},
+    relay,
+    render::Printer,
+};
+
+/// Runs `helix cancel ID`.
+pub async fn cancel(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    id: String,
+    via: Via,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut printer = Printer::new(false, quiet);
+    if via == Via::Cloud {
+        return relay::cancel(spoke, &id, &mut printer).await;
+    }
+    let target = spoke.resolve(hub)?;
+    let cloud = via == Via::Auto && relay::available(spoke).await;
+    let mut conn = if cloud {
+        match tokio::time::timeout(FALLBACK_AFTER, spoke.connect(&target)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) if e.exit != Exit::Unreachable => return Err(e),
+            Ok(Err(_)) | Err(_) => {
+                printer.progress(&format!(
+                    "no iroh route to the hub within {}s; cancelling through the cloud",
+                    FALLBACK_AFTER.as_secs()
+                ));
+                return relay::cancel(spoke, &id, &mut printer).await;
+            }
+        }
+    } else {
+        spoke.connect(&target).await?
+    };
+    let answer = match conn
+        .client
+        .cancel(pb::CancelRequest {
+            command_id: id.clone(),
+        })
+        .await
+    {
+        Ok(answer) => answer.into_inner(),
+        Err(status) if cloud && status.code() == tonic::Code::NotFound => {
+            printer.progress("the hub does not have it; cancelling it in the cloud");
+            return relay::cancel(spoke, &id, &mut printer).await;
+        }
+        Err(status) => return Err(CliError::from_status(&status)),
+    };
+    let status = CommandStatus::try_from(answer.status).unwrap_or(CommandStatus::Unspecified);
+    match (status, answer.was_queued) {
+        (CommandStatus::Cancelled, true) => {
+            printer.progress(&format!("cancelled {id} before it started"))
+        }
+        (CommandStatus::Cancelled, false) => {
+            printer.progress(&format!("cancelled {id} while it ran"))
+        }
+        (other, _) => printer.note(&format!("{id} ended {other} before the cancel reached it")),
+    }
+    printer.out_line(status.name());
+    Ok(Exit::Ok)
+}
