@@ -170,6 +170,13 @@ impl TestHub {
             hub.shutdown().await;
         }
     }
+
+    /// Stops the hub and hands back its data dir, for a restart with `start_in`.
+    pub async fn stop_keeping_dir(mut self) -> TempDir {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        self.shutdown().await;
+        dir
+    }
 }
 
 /// A valid request for `content`, to the anthropic provider.

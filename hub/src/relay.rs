@@ -60,6 +60,8 @@ pub const CLAIM_BATCH: u32 = 8;
 /// the seqs the hub writes.
 pub const CONFLICTING_EVENTS: &str =
     "the cloud already holds different events for this command; the hub stopped relaying it";
+/// The reason a row gets when its command id was used before (a replayed envelope).
+pub const REPLAYED: &str = "replayed envelope: this command id was already used";
 /// How long an event envelope stays valid for the spoke.
 const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// How long a stopping hub waits for its relay handlers to write what their commands ended
@@ -203,12 +205,7 @@ impl Relay {
         match self.executor.submit(cmd).await {
             Ok(_) => {}
             Err(SubmitError::AlreadyExists(_)) => {
-                cloud_row
-                    .complete(
-                        "failed",
-                        Some("replayed envelope: this command id was already used".into()),
-                    )
-                    .await;
+                cloud_row.complete("failed", Some(REPLAYED.into())).await;
                 return;
             }
             Err(other) => {
@@ -378,7 +375,7 @@ impl Relay {
             .map_err(|e| e.to_string())?
             .is_some()
         {
-            return Err("replayed envelope: this command id was already used".into());
+            return Err(REPLAYED.into());
         }
         let config = self.config.clone();
         let cmd = NewCommand::from_request(

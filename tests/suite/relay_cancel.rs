@@ -188,12 +188,7 @@ async fn helix_cancel_goes_through_the_cloud_when_the_hub_has_no_iroh_route() {
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
     // The hub comes back without iroh: the spoke's known address leads nowhere now.
-    let dir = {
-        let mut hub = hub;
-        let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
-        hub.shutdown().await;
-        dir
-    };
+    let dir = hub.stop_keeping_dir().await;
     let mut config = hub_config(&mock);
     config.iroh.enabled = false;
     let hub = TestHub::start_in(dir, config).await;

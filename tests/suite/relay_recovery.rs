@@ -100,12 +100,7 @@ async fn a_row_the_hub_could_not_complete_before_it_stopped_is_completed_at_its_
         assert!(Instant::now() < deadline, "the hub never tried to complete");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let dir = {
-        let mut hub = hub;
-        let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
-        hub.shutdown().await;
-        dir
-    };
+    let dir = hub.stop_keeping_dir().await;
     let sent = cloud
         .db
         .admin(&format!(

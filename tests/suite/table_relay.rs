@@ -205,14 +205,13 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
 async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
     let cloud = TestCloud::start().await;
     let mock = MockAnthropic::start(Reply::text(&["late ", "but done"])).await;
-    let mut hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
     let device = device_key(&spoke_dir);
     let hub_key: iroh::PublicKey = hub.hub().hub_id().parse().unwrap();
     let hub_dir = hub.dir.path().to_owned();
     // The hub goes away; the command is queued in the table meanwhile.
-    let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
-    hub.shutdown().await;
+    let dir = hub.stop_keeping_dir().await;
     let id = uuid::Uuid::new_v4().to_string();
     let _: Vec<serde_json::Value> = cloud
         .rest()
@@ -247,12 +246,7 @@ async fn without_an_iroh_route_the_spoke_falls_back_to_the_table_within_3s() {
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     let spoke_dir = paired_spoke(&hub, &cloud).await;
     // Restart the hub without iroh: the spoke's known address leads nowhere now.
-    let dir = {
-        let mut hub = hub;
-        let dir = std::mem::replace(&mut hub.dir, tempfile::tempdir().unwrap());
-        hub.shutdown().await;
-        dir
-    };
+    let dir = hub.stop_keeping_dir().await;
     let mut config = hub_config(&mock);
     config.iroh.enabled = false;
     let hub = TestHub::start_in(dir, config).await;

@@ -149,10 +149,7 @@ impl Relay {
             Ok(key) if row["source_device_id"].as_str() == Some(device) => key,
             _ => {
                 cloud_row
-                    .complete(
-                        "failed",
-                        Some("replayed envelope: this command id was already used".into()),
-                    )
+                    .complete("failed", Some(super::REPLAYED.into()))
                     .await;
                 return;
             }
