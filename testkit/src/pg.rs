@@ -60,25 +60,7 @@ impl TestDb {
     pub async fn create() -> Self {
         ROLES
             .get_or_init(|| async {
-                let out = Command::new("psql")
-                    .args([
-                        "-X",
-                        "-q",
-                        "-v",
-                        "ON_ERROR_STOP=1",
-                        "-d",
-                        &admin_url(),
-                        "-f",
-                    ])
-                    .arg(repo().join("tests/sql/supabase_roles.sql"))
-                    .output()
-                    .await
-                    .expect("psql must be installed");
-                assert!(
-                    out.status.success(),
-                    "creating roles: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                apply_file(&admin_url(), &repo().join("tests/sql/supabase_roles.sql")).await;
             })
             .await;
         let name = format!(
@@ -110,26 +92,7 @@ impl TestDb {
     }
 
     async fn apply(&self, file: &Path) {
-        let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &url_for(&self.name),
-                "-f",
-            ])
-            .arg(file)
-            .output()
-            .await
-            .expect("psql must be installed");
-        assert!(
-            out.status.success(),
-            "applying {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        apply_file(&url_for(&self.name), file).await;
     }
 
     /// The database's URL as `authenticator` (how PostgREST connects).
@@ -184,6 +147,22 @@ impl Drop for TestDb {
             ))
             .output();
     }
+}
+
+/// Runs the SQL file `file` against `url`, stopping at the first error.
+async fn apply_file(url: &str, file: &Path) {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
+        .arg(file)
+        .output()
+        .await
+        .expect("psql must be installed");
+    assert!(
+        out.status.success(),
+        "applying {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn run_psql(url: &str, script: &str) -> Output {
