@@ -611,25 +611,19 @@ fn submit(
     position: u32,
     start: bool,
 ) -> Result<Stored, JournalError> {
-    if let Some(existing) = journal_read::command(tx, cmd.command_id, false)? {
-        return Ok(Stored {
-            outcome: SubmitOutcome::Existing {
-                status: existing.status,
-                existing: Box::new(existing.command),
-            },
-            status: None,
-            started: None,
-        });
-    }
-    with_savepoint(tx, active, |conn, active| {
-        conn.prepare_cached(
-            "INSERT INTO commands (command_id, source_device_id, source_user_id, agent_id, provider,
-                model, content, session_id, channel_id, created_at_ms, expires_at_ms,
-                received_at_ms, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')",
-        )?
-        .execute(params![
-                cmd.command_id.to_string(),
+    let command_id = cmd.command_id;
+    let stored = with_savepoint(tx, active, |conn, active| {
+        // The insert is the existence check: a known command_id inserts nothing.
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO commands (command_id, source_device_id, source_user_id, agent_id,
+                    provider, model, content, session_id, channel_id, created_at_ms, expires_at_ms,
+                    received_at_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')
+                 ON CONFLICT (command_id) DO NOTHING",
+            )?
+            .execute(params![
+                command_id.to_string(),
                 cmd.source_device_id,
                 cmd.source_user_id,
                 cmd.agent_id,
@@ -642,24 +636,59 @@ fn submit(
                 cmd.expires_at_ms,
                 helix_mesh::proto_ext::now_ms(),
             ])?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        // What `append_event` would read back from the row just written.
+        active.insert(
+            command_id,
+            Active {
+                row: conn.last_insert_rowid(),
+                last_seq: 0,
+                session_id: cmd.session_id.clone(),
+                provider: cmd.provider,
+                source_device_id: cmd.source_device_id.clone(),
+                executed_at_ms: None,
+            },
+        );
         let (event, status) =
-            append_event(conn, active, cmd.command_id, EventKind::Queued { position })?;
+            append_event(conn, active, command_id, EventKind::Queued { position })?;
         let started = if start {
             Some(append_event(
                 conn,
                 active,
-                cmd.command_id,
+                command_id,
                 EventKind::Started { attempt: 1 },
             )?)
         } else {
             None
         };
-        Ok(Stored {
+        Ok(Some(Stored {
             outcome: SubmitOutcome::Created(event),
             status,
             started,
-        })
-    })
+        }))
+    });
+    match stored {
+        Ok(Some(stored)) => Ok(stored),
+        Ok(None) => {
+            let existing = journal_read::command(tx, command_id, false)?
+                .ok_or(JournalError::UnknownCommand(command_id))?;
+            Ok(Stored {
+                outcome: SubmitOutcome::Existing {
+                    status: existing.status,
+                    existing: Box::new(existing.command),
+                },
+                status: None,
+                started: None,
+            })
+        }
+        Err(e) => {
+            // Rolled back: nothing of this command is stored, so nothing may be cached.
+            active.remove(&command_id);
+            Err(e)
+        }
+    }
 }
 
 /// Appends one event and applies its status change to the command row.
