@@ -1,0 +1,245 @@
+//! The journal's writer thread: applies queued operations in batches, one transaction each,
+//! and publishes what a batch stored only after its commit.
+
+use super::{
+    sql::{Active, Stored, append_event, submit, with_savepoint},
+    *,
+};
+
+pub(super) enum Op {
+    Submit {
+        cmd: Box<NewCommand>,
+        position: u32,
+        start: bool,
+        reply: oneshot::Sender<Result<SubmitOutcome, JournalError>>,
+    },
+    Append {
+        command_id: Uuid,
+        kind: EventKind,
+        reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
+    },
+}
+
+/// The result of one applied operation, held until its batch commits.
+enum Applied {
+    Submitted {
+        reply: oneshot::Sender<Result<SubmitOutcome, JournalError>>,
+        outcome: SubmitOutcome,
+        status: Option<StatusEvent>,
+        /// The `started` event stored with it, if it was asked to start.
+        started: Option<(StoredEvent, Option<StatusEvent>)>,
+    },
+    Appended {
+        reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
+        event: StoredEvent,
+        status: Option<StatusEvent>,
+    },
+    Failed {
+        reply: Reply,
+        error: JournalError,
+    },
+}
+
+enum Reply {
+    Submit(oneshot::Sender<Result<SubmitOutcome, JournalError>>),
+    Append(Option<oneshot::Sender<Result<StoredEvent, JournalError>>>),
+}
+
+impl Reply {
+    fn send_err(self, error: JournalError) {
+        match self {
+            Reply::Submit(r) => {
+                let _ = r.send(Err(error));
+            }
+            Reply::Append(Some(r)) => {
+                let _ = r.send(Err(error));
+            }
+            Reply::Append(None) => {
+                tracing::error!(%error, "journal append failed");
+            }
+        }
+    }
+}
+
+pub(super) struct Writer {
+    conn: Connection,
+    active: HashMap<Uuid, Active>,
+}
+
+impl Writer {
+    /// The writer for the journal's write connection (schema already in place).
+    pub(super) fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            active: HashMap::new(),
+        }
+    }
+
+    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>, bus: Bus) {
+        while let Some(first) = crate::inbox::next(&mut rx) {
+            let mut batch = Vec::with_capacity(16);
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(op) => batch.push(op),
+                    Err(_) => break,
+                }
+            }
+            self.apply_batch(batch, &bus);
+        }
+        tracing::debug!("journal writer stopped");
+    }
+
+    fn apply_batch(&mut self, batch: Vec<Op>, bus: &Bus) {
+        let started = std::time::Instant::now();
+        let ops = batch.len();
+        let mut applied = Vec::with_capacity(batch.len());
+        let commit = (|| -> Result<(), rusqlite::Error> {
+            let tx = self.conn.transaction()?;
+            for op in batch {
+                applied.push(apply_op(&tx, &mut self.active, op));
+            }
+            tx.commit()
+        })();
+        if let Err(e) = commit {
+            // Nothing of this batch is stored: nobody may see it, and the cached counters may
+            // be ahead of the database.
+            self.active.clear();
+            tracing::error!(error = %e, "journal commit failed");
+            for a in applied {
+                let reply = match a {
+                    Applied::Submitted { reply, .. } => Reply::Submit(reply),
+                    Applied::Appended { reply, .. } => Reply::Append(reply),
+                    Applied::Failed { reply, .. } => reply,
+                };
+                reply.send_err(JournalError::Commit(e.to_string()));
+            }
+            return;
+        }
+        tracing::trace!(
+            ops,
+            micros = started.elapsed().as_micros() as u64,
+            "journal batch committed"
+        );
+        for a in applied {
+            match a {
+                Applied::Submitted {
+                    reply,
+                    outcome,
+                    status,
+                    started,
+                } => {
+                    if let SubmitOutcome::Created(event) = &outcome {
+                        bus.publish(event, status);
+                    }
+                    if let Some((event, status)) = started {
+                        bus.publish(&event, status);
+                    }
+                    let _ = reply.send(Ok(outcome));
+                }
+                Applied::Appended {
+                    reply,
+                    event,
+                    status,
+                } => {
+                    bus.publish(&event, status);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Ok(event));
+                    }
+                }
+                Applied::Failed { reply, error } => reply.send_err(error),
+            }
+        }
+    }
+
+    /// Finishes interrupted commands and lists pending ones. Runs before the writer thread.
+    pub(super) fn recover(&mut self) -> Result<Recovery, JournalError> {
+        let tx = self.conn.transaction()?;
+        let interrupted: Vec<Uuid> = {
+            let mut stmt = tx.prepare(
+                "SELECT command_id FROM commands WHERE status = 'executing' ORDER BY id",
+            )?;
+            let ids = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
+            ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect()
+        };
+        for id in &interrupted {
+            let attempts: u32 = tx.query_row(
+                "SELECT attempts FROM commands WHERE command_id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )?;
+            let kind = EventKind::Finished {
+                status: FinalStatus::Failed,
+                error: RESTARTED_ERROR.into(),
+                attempts,
+                executed_at_ms: None,
+            };
+            append_event(&tx, &mut self.active, *id, kind)?;
+        }
+        let pending = {
+            let mut stmt = tx.prepare(
+                "SELECT command_id, expires_at_ms FROM commands WHERE status = 'pending' ORDER BY id",
+            )?;
+            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .filter_map(|(id, expires_at_ms)| {
+                    Some(PendingCommand {
+                        command_id: Uuid::parse_str(&id).ok()?,
+                        expires_at_ms,
+                    })
+                })
+                .collect()
+        };
+        tx.commit()?;
+        Ok(Recovery {
+            pending,
+            interrupted,
+        })
+    }
+}
+
+fn apply_op(tx: &Transaction<'_>, active: &mut HashMap<Uuid, Active>, op: Op) -> Applied {
+    match op {
+        Op::Submit {
+            cmd,
+            position,
+            start,
+            reply,
+        } => match submit(tx, active, *cmd, position, start) {
+            Ok(Stored {
+                outcome,
+                status,
+                started,
+            }) => Applied::Submitted {
+                reply,
+                outcome,
+                status,
+                started,
+            },
+            Err(error) => Applied::Failed {
+                reply: Reply::Submit(reply),
+                error,
+            },
+        },
+        Op::Append {
+            command_id,
+            kind,
+            reply,
+        } => match with_savepoint(tx, active, |tx, active| {
+            append_event(tx, active, command_id, kind)
+        }) {
+            Ok((event, status)) => Applied::Appended {
+                reply,
+                event,
+                status,
+            },
+            Err(error) => Applied::Failed {
+                reply: Reply::Append(reply),
+                error,
+            },
+        },
+    }
+}
