@@ -19,5 +19,6 @@ pub mod config;
 pub mod exit;
 pub mod follow;
 pub mod pair;
+pub mod queries;
 pub mod relay;
 pub mod render;

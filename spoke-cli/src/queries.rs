@@ -1,0 +1,305 @@
+//! The `helix` subcommands that read: `show`, `ls`, `watch` and `info`.
+
+use helix_mesh::pb::{self, CommandStatus};
+use serde_json::json;
+
+use crate::{
+    cli::LsArgs,
+    client::Spoke,
+    commands::connect_quietly,
+    exit::{CliError, Exit},
+    render::{Printer, command_json, provider_name, status_name, time_text},
+};
+
+pub async fn show(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    id: String,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
+    let command = conn
+        .client
+        .get_command(pb::GetCommandRequest { command_id: id })
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, false);
+    if json {
+        printer.out_line(&command_json(&command).to_string());
+        return Ok(Exit::Ok);
+    }
+    printer.out(&describe_command(&command));
+    Ok(Exit::Ok)
+}
+
+/// The text form of `helix show`.
+pub fn describe_command(c: &pb::Command) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, k: &str, v: &str| s.push_str(&format!("{k:<10}{v}\n"));
+    line(&mut s, "command", &c.command_id);
+    let status = status_name(c.status);
+    match &c.result {
+        Some(r) => line(
+            &mut s,
+            "status",
+            &format!("{status} after {} attempt(s)", r.attempts),
+        ),
+        None => line(&mut s, "status", status),
+    }
+    line(&mut s, "provider", provider_name(c.provider));
+    line(&mut s, "agent", &c.agent_id);
+    line(&mut s, "session", &c.session_id);
+    if let Some(model) = &c.model {
+        line(&mut s, "model", model);
+    }
+    line(&mut s, "device", &c.source_device_id);
+    if let Some(t) = &c.created_at {
+        line(&mut s, "created", &time_text(t));
+    }
+    if let Some(t) = c.result.as_ref().and_then(|r| r.executed_at.as_ref()) {
+        line(&mut s, "executed", &time_text(t));
+    }
+    if let Some(t) = &c.expires_at {
+        line(&mut s, "expires", &time_text(t));
+    }
+    if let Some(r) = &c.result
+        && !r.error.is_empty()
+    {
+        line(&mut s, "error", &r.error);
+    }
+    line(&mut s, "prompt", &one_line(&c.content, 200));
+    if let Some(r) = &c.result {
+        s.push_str("--- output ---\n");
+        s.push_str(&r.output);
+        if !r.output.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    s
+}
+
+pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
+    let page = conn
+        .client
+        .list_commands(pb::ListCommandsRequest {
+            page_size: args.limit,
+            page_token: String::new(),
+            status: args
+                .status
+                .map(CommandStatus::from)
+                .unwrap_or(CommandStatus::Unspecified) as i32,
+            session_id: args.session.unwrap_or_default(),
+        })
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(args.json, false);
+    if args.json {
+        for c in &page.commands {
+            printer.out_line(&command_json(c).to_string());
+        }
+        return Ok(Exit::Ok);
+    }
+    if page.commands.is_empty() {
+        printer.note("no commands");
+        return Ok(Exit::Ok);
+    }
+    printer.out_line(&format!(
+        "{:<36}  {:<9}  {:<13}  {:<24}  PROMPT",
+        "ID", "STATUS", "PROVIDER", "CREATED"
+    ));
+    for c in &page.commands {
+        printer.out_line(&format!(
+            "{:<36}  {:<9}  {:<13}  {:<24}  {}",
+            c.command_id,
+            status_name(c.status),
+            provider_name(c.provider),
+            c.created_at.as_ref().map(time_text).unwrap_or_default(),
+            one_line(&c.content, 48),
+        ));
+    }
+    Ok(Exit::Ok)
+}
+
+pub async fn watch(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    json: bool,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
+    let mut stream = conn
+        .client
+        .watch(pb::WatchRequest {})
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, quiet);
+    printer.progress("watching the hub's commands (Ctrl-C to stop)");
+    loop {
+        let change = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            m = stream.message() => m,
+        };
+        match change {
+            Ok(Some(c)) => {
+                let time = c.time.as_ref().map(time_text).unwrap_or_default();
+                if json {
+                    printer.out_line(
+                        &json!({
+                            "command_id": c.command_id,
+                            "status": status_name(c.status),
+                            "time": time,
+                            "session_id": c.session_id,
+                            "provider": provider_name(c.provider),
+                            "source_device_id": c.source_device_id,
+                            "error": c.error,
+                            "seq": c.seq,
+                        })
+                        .to_string(),
+                    );
+                } else {
+                    let mut line = format!(
+                        "{time}  {:<9}  {}  {}",
+                        status_name(c.status),
+                        c.command_id,
+                        provider_name(c.provider)
+                    );
+                    if !c.error.is_empty() {
+                        line.push_str(&format!("  {}", c.error));
+                    }
+                    printer.out_line(&line);
+                }
+            }
+            Ok(None) => {
+                return Err(CliError::new(Exit::Unreachable, "the hub ended the watch"));
+            }
+            Err(status) => return Err(CliError::from_status(&status)),
+        }
+    }
+}
+
+pub async fn info(spoke: &Spoke, hub: Option<&str>, json: bool) -> Result<Exit, CliError> {
+    let mut conn = connect_quietly(spoke, hub).await?;
+    let info = conn
+        .client
+        .get_hub_info(pb::GetHubInfoRequest {})
+        .await
+        .map_err(|s| CliError::from_status(&s))?
+        .into_inner();
+    let mut printer = Printer::new(json, false);
+    let limits = info.limits.unwrap_or_default();
+    if json {
+        printer.out_line(
+            &json!({
+                "hub_id": info.hub_id,
+                "version": info.version,
+                "protocol_version": info.protocol_version,
+                "address": conn.hub_label(),
+                "route": conn.route(),
+                "providers": info.providers.iter().map(|p| json!({
+                    "name": p.name, "supported": p.supported,
+                    "has_credential": p.has_credential, "credential_kind": p.credential_kind,
+                })).collect::<Vec<_>>(),
+                "max_concurrent": limits.max_concurrent,
+                "queue_capacity": limits.queue_capacity,
+                "max_content_bytes": limits.max_content_bytes,
+            })
+            .to_string(),
+        );
+        return Ok(Exit::Ok);
+    }
+    printer.out_line(&format!("hub       {}", info.hub_id));
+    printer.out_line(&format!(
+        "version   {} (protocol {})",
+        info.version, info.protocol_version
+    ));
+    printer.out_line(&format!(
+        "address   {} (route {})",
+        conn.hub_label(),
+        conn.route()
+    ));
+    printer.out_line(&format!(
+        "limits    {} at once, {} queued, prompts up to {} bytes",
+        limits.max_concurrent, limits.queue_capacity, limits.max_content_bytes
+    ));
+    for p in &info.providers {
+        let state = match (p.supported, p.has_credential) {
+            (false, _) => "not supported by this hub".to_owned(),
+            (true, true) => format!("ready ({})", p.credential_kind),
+            (true, false) => format!(
+                "no credential: run `helix-hub login {} --api-key` on the hub",
+                p.name
+            ),
+        };
+        printer.out_line(&format!("{:<14}{state}", p.name));
+    }
+    Ok(Exit::Ok)
+}
+
+/// The first `max` characters of `s` on one line.
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= max {
+        return flat.to_owned();
+    }
+    let cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    format!("{cut}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use helix_mesh::{pb::Provider, proto_ext::ms_to_timestamp};
+
+    use super::*;
+
+    #[test]
+    fn show_text_snapshot() {
+        let c = pb::Command {
+            command_id: "0b9f7a52-6a3c-4f3e-9c55-3f1c0d2e8a11".into(),
+            agent_id: "main".into(),
+            provider: Provider::Anthropic as i32,
+            content: "Say\nhello".into(),
+            session_id: "s1".into(),
+            source_device_id: "local".into(),
+            created_at: Some(ms_to_timestamp(1_700_000_000_000)),
+            expires_at: Some(ms_to_timestamp(1_700_003_600_000)),
+            status: CommandStatus::Failed as i32,
+            result: Some(pb::CommandResult {
+                status: pb::ResultStatus::Error as i32,
+                output: "Hel".into(),
+                executed_at: Some(ms_to_timestamp(1_700_000_000_500)),
+                error: "anthropic: overloaded_error: Overloaded".into(),
+                attempts: 1,
+            }),
+            ..Default::default()
+        };
+        insta::assert_snapshot!(describe_command(&c), @r"
+        command   0b9f7a52-6a3c-4f3e-9c55-3f1c0d2e8a11
+        status    failed after 1 attempt(s)
+        provider  anthropic
+        agent     main
+        session   s1
+        device    local
+        created   2023-11-14T22:13:20.000Z
+        executed  2023-11-14T22:13:20.500Z
+        expires   2023-11-14T23:13:20.000Z
+        error     anthropic: overloaded_error: Overloaded
+        prompt    Say hello
+        --- output ---
+        Hel
+        ");
+    }
+
+    #[test]
+    fn one_line_truncates_on_characters() {
+        assert_eq!(one_line("héllo\nworld", 5), "héll…");
+        assert_eq!(one_line("  ok ", 5), "ok");
+    }
+}
