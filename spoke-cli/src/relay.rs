@@ -31,7 +31,8 @@ use crate::{
 pub const ROUTE_SUPABASE: &str = "supabase";
 /// How often the event rows are read while a command runs.
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
-/// How long to wait for the hub when nothing at all happens (the command's expiry also ends it).
+/// How long to wait while nothing new comes from the hub, counted from the last event (the
+/// command's expiry also ends it): a long answer that keeps streaming is followed to its end.
 const NOTHING_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The row's reason when this device's Ctrl-C cancels a relayed command.
 pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
@@ -247,7 +248,7 @@ impl Follow<'_> {
     /// Prints the events after `after_seq` until the command or its row ends.
     async fn events(mut self, after_seq: u64, printer: &mut Printer) -> Result<Exit, CliError> {
         let command_id = self.command_id;
-        let started = tokio::time::Instant::now();
+        let mut heard = tokio::time::Instant::now();
         let mut last = after_seq;
         loop {
             let query = format!(
@@ -279,6 +280,7 @@ impl Follow<'_> {
                 }
             }
             if !rows.is_empty() {
+                heard = tokio::time::Instant::now();
                 continue;
             }
             // Refused by the hub, expired unclaimed, or cancelled: the row says why, and no
@@ -300,10 +302,12 @@ impl Follow<'_> {
                 printer.note(&format!("command {status}: {reason}"));
                 return Ok(row_exit(status, self.cancel_requested));
             }
-            if started.elapsed() > NOTHING_TIMEOUT {
+            if heard.elapsed() > NOTHING_TIMEOUT {
                 return Err(CliError::new(
                     Exit::Unreachable,
-                    "table relay: the hub never answered",
+                    format!(
+                        "table relay: nothing from the hub for an hour; the command may still run (follow it again with `helix attach {command_id}`)"
+                    ),
                 ));
             }
             tokio::select! {
