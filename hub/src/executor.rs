@@ -126,6 +126,9 @@ struct State {
     /// Submits between the capacity check and the journal's answer.
     reserved: usize,
     running: HashMap<Uuid, CancellationToken>,
+    /// Why a running command was cancelled, for its `finished` event (when not plain
+    /// "cancelled").
+    cancel_reasons: HashMap<Uuid, String>,
     closed: bool,
 }
 
@@ -252,6 +255,16 @@ impl Executor {
 
     /// Cancels a queued or running command.
     pub async fn cancel(&self, command_id: Uuid) -> Result<Cancelled, CancelError> {
+        self.cancel_because(command_id, None).await
+    }
+
+    /// Cancels a queued or running command; `reason` becomes its `finished` event's error
+    /// (default: "cancelled").
+    pub async fn cancel_because(
+        &self,
+        command_id: Uuid,
+        reason: Option<&str>,
+    ) -> Result<Cancelled, CancelError> {
         let (was_queued, running) = {
             let mut state = self.state();
             let queued = state
@@ -267,7 +280,14 @@ impl Executor {
                 .journal
                 .append(
                     command_id,
-                    finished(FinalStatus::Cancelled, "cancelled before it started", 0),
+                    finished(
+                        FinalStatus::Cancelled,
+                        &match reason {
+                            Some(reason) => format!("{reason} (before it started)"),
+                            None => "cancelled before it started".to_owned(),
+                        },
+                        0,
+                    ),
                 )
                 .await?;
             return Ok(Cancelled {
@@ -277,6 +297,11 @@ impl Executor {
         }
         if let Some(token) = running {
             let mut sub = self.inner.bus.subscribe_command(command_id);
+            if let Some(reason) = reason {
+                self.state()
+                    .cancel_reasons
+                    .insert(command_id, reason.to_owned());
+            }
             token.cancel();
             // The worker may have finished before we subscribed: then the journal says so.
             let now = self.current_status(command_id).await?;
@@ -399,7 +424,11 @@ impl Executor {
         if let Err(error) = self.inner.journal.append(command_id, end).await {
             tracing::error!(%command_id, %error, "could not record the end of a command");
         }
-        self.state().running.remove(&command_id);
+        {
+            let mut state = self.state();
+            state.running.remove(&command_id);
+            state.cancel_reasons.remove(&command_id);
+        }
         drop(permit);
     }
 }

@@ -336,7 +336,8 @@ impl Relay {
     /// can receive more of it, so the executor cancels it (and aborts the provider's stream).
     async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
         tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
-        match self.executor.cancel(id).await {
+        let reason = format!("cancelled in the cloud (the relayed row is {status})");
+        match self.executor.cancel_because(id, Some(&reason)).await {
             Ok(done) => {
                 tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
             }

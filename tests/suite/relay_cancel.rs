@@ -69,7 +69,11 @@ async fn assert_cancelled_with(
     let f = finished(&events);
     assert_eq!(
         (f.status, f.error.as_str()),
-        (CommandStatus::Cancelled as i32, "cancelled")
+        (
+            CommandStatus::Cancelled as i32,
+            "cancelled in the cloud (the relayed row is cancelled)"
+        ),
+        "the journal says who cancelled it"
     );
     assert_eq!(output(&events), "thinking hard ");
     assert_eq!(mock.requests(), 1, "not retried");

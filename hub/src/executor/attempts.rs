@@ -164,7 +164,7 @@ impl Executor {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }
             tokio::select! {
-                _ = token.cancelled() => return self.stopped(attempt),
+                _ = token.cancelled() => return self.stopped(command_id, attempt),
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -184,7 +184,7 @@ impl Executor {
         let failure: ProviderError = loop {
             let item = tokio::select! {
                 biased;
-                _ = token.cancelled() => return Err(self.stopped(attempt)),
+                _ = token.cancelled() => return Err(self.stopped(command_id, attempt)),
                 item = output.next() => item,
             };
             match item {
@@ -207,13 +207,18 @@ impl Executor {
         Ok(failure)
     }
 
-    /// The `finished` event of a command whose token was cancelled: by a user, or by shutdown.
-    pub(super) fn stopped(&self, attempts: u32) -> EventKind {
+    /// The `finished` event of a command whose token was cancelled: by a user (with the
+    /// reason given, if any), or by shutdown.
+    pub(super) fn stopped(&self, command_id: Uuid, attempts: u32) -> EventKind {
         if self.inner.abort.is_cancelled() {
-            finished(FinalStatus::Failed, SHUTDOWN_ERROR, attempts)
-        } else {
-            finished(FinalStatus::Cancelled, "cancelled", attempts)
+            return finished(FinalStatus::Failed, SHUTDOWN_ERROR, attempts);
         }
+        let reason = self.state().cancel_reasons.remove(&command_id);
+        finished(
+            FinalStatus::Cancelled,
+            reason.as_deref().unwrap_or("cancelled"),
+            attempts,
+        )
     }
 }
 
