@@ -85,7 +85,7 @@ impl tower::Service<http::Request<Body>> for HubChannel {
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         match self {
             HubChannel::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
-            HubChannel::Iroh(c) => c.poll_ready(cx).map_err(Into::into),
+            HubChannel::Iroh(c) => c.poll_ready(cx).map_err(lost),
         }
     }
 
@@ -97,8 +97,60 @@ impl tower::Service<http::Request<Body>> for HubChannel {
             }
             HubChannel::Iroh(c) => {
                 let call = c.call(request);
-                Box::pin(async move { Ok(call.await?.map(Body::new)) })
+                Box::pin(async move { Ok(call.await.map_err(lost)?.map(Body::new)) })
             }
         }
+    }
+}
+
+/// A request that could not be sent because the HTTP/2 connection is gone (closed, or the
+/// request was dropped with it) is `UNAVAILABLE`, as gRPC names a lost transport: callers
+/// reconnect on it. (tonic would call hyper's "canceled" `CANCELLED`, which reads as a user's
+/// cancel.) Other errors pass through as they are.
+fn lost(error: hyper::Error) -> StdError {
+    if error.is_closed() || error.is_canceled() {
+        Box::new(tonic::Status::unavailable(format!(
+            "the connection to the hub was lost: {error}"
+        )))
+    } else {
+        error.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tower::Service;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_on_a_closed_connection_is_unavailable() {
+        // An HTTP/2 client whose peer goes away after the handshake: its connection ends, and
+        // every request after that must read as a lost transport.
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (send, connection) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .handshake::<_, Body>(hyper_util::rt::TokioIo::new(client))
+                .await
+                .unwrap();
+        drop(server);
+        let _ = connection.await;
+        let mut channel = HubChannel::Iroh(DirectChannel::new(send));
+        let request = http::Request::builder()
+            .uri("/helix.remote.v1.RemoteExecution/GetHubInfo")
+            .body(Body::empty())
+            .unwrap();
+        let error = match std::future::poll_fn(|cx| channel.poll_ready(cx)).await {
+            Err(e) => e,
+            Ok(()) => channel.call(request).await.unwrap_err(),
+        };
+        let status = tonic::Status::from_error(error);
+        assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+        assert!(
+            status
+                .message()
+                .starts_with("the connection to the hub was lost"),
+            "{status:?}"
+        );
     }
 }
