@@ -64,20 +64,29 @@ pub struct InProcess {
     _dir: tempfile::TempDir,
 }
 
-pub async fn in_process_hub() -> anyhow::Result<InProcess> {
-    let dir = tempfile::tempdir()?;
-    CredentialStore::in_dir(dir.path())
-        .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
-    let spoke_key = SecretKey::generate();
-    Devices::load(dir.path())?.add(spoke_key.public(), "bench")?;
-    let config = HubConfig {
+/// The settings of an in-process bench hub: gRPC on a free loopback port, iroh on loopback
+/// with no relay.
+pub fn loopback_config() -> anyhow::Result<HubConfig> {
+    Ok(HubConfig {
         grpc_addr: "127.0.0.1:0".parse()?,
         iroh: IrohConfig::loopback("none"),
         ..HubConfig::default()
-    };
+    })
+}
+
+/// A hub in this process on `dir` with the instant provider (and an API key stored for it).
+pub async fn instant_hub(dir: &Path, config: HubConfig) -> anyhow::Result<Hub> {
+    CredentialStore::in_dir(dir).set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
-    let hub = Hub::bind_with_providers(dir.path(), config, listener, providers).await?;
+    Ok(Hub::bind_with_providers(dir, config, listener, providers).await?)
+}
+
+pub async fn in_process_hub() -> anyhow::Result<InProcess> {
+    let dir = tempfile::tempdir()?;
+    let spoke_key = SecretKey::generate();
+    Devices::load(dir.path())?.add(spoke_key.public(), "bench")?;
+    let hub = instant_hub(dir.path(), loopback_config()?).await?;
     let endpoint = bind_endpoint(
         &EndpointOptions::loopback(RelayChoice::Disabled),
         spoke_key,

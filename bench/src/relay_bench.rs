@@ -8,21 +8,14 @@ use std::{
     collections::BTreeMap,
     path::Path,
     process::Stdio,
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use helix_discovery::auth::{SessionStore, session_from_access_token};
-use helix_hub::{
-    Hub, HubConfig,
-    config::IrohConfig,
-    credentials::{CredentialStore, Secret},
-    devices::Devices,
-    provider::Providers,
-};
-use helix_mesh::{pb::Provider, ticket::Ticket};
-use iroh::{EndpointAddr, SecretKey};
+use helix_hub::devices::Devices;
+use helix_mesh::ticket::Ticket;
+use iroh::EndpointAddr;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     process::Command,
@@ -35,7 +28,7 @@ use helix_testkit::{
 
 use crate::{
     counting_proxy::CountingProxy,
-    hub_bench::{InstantProvider, bin},
+    hub_bench::{bin, instant_hub, loopback_config},
 };
 
 /// A Supabase URL where nothing listens: no Realtime, the safety poll carries the relay.
@@ -97,8 +90,6 @@ pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
     let spoke_dir = tempfile::tempdir()?;
     sign_in(hub_dir.path(), NO_REALTIME, &cloud.rest_url)?;
     sign_in(spoke_dir.path(), NO_REALTIME, &cloud.rest_url)?;
-    CredentialStore::in_dir(hub_dir.path())
-        .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     // The spoke is paired, and remembers an address where nothing answers.
     let spoke_key =
         helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key"))?;
@@ -107,20 +98,11 @@ pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
         helix_mesh::transport::load_or_create_secret_key(&hub_dir.path().join("secret.key"))?;
     let dead = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
     let ticket = Ticket::Hub(EndpointAddr::new(hub_key.public()).with_ip_addr(dead)).encode();
-    let _ = SecretKey::generate();
 
-    let mut config = HubConfig {
-        grpc_addr: "127.0.0.1:0".parse()?,
-        iroh: IrohConfig {
-            enabled: false,
-            ..IrohConfig::loopback("none")
-        },
-        ..HubConfig::default()
-    };
+    let mut config = loopback_config()?;
+    config.iroh.enabled = false;
     config.cloud.poll_interval = poll;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
-    let hub = Hub::bind_with_providers(hub_dir.path(), config, listener, providers).await?;
+    let hub = instant_hub(hub_dir.path(), config).await?;
 
     let started = Instant::now();
     let mut child = Command::new(bin("helix")?)
@@ -209,16 +191,7 @@ pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow:
         .map_or(proxy.url.clone(), |(_, p)| p.url.clone());
     let hub_dir = tempfile::tempdir()?;
     sign_in(hub_dir.path(), &project_url, &proxy.url)?;
-    CredentialStore::in_dir(hub_dir.path())
-        .set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
-    let config = HubConfig {
-        grpc_addr: "127.0.0.1:0".parse()?,
-        iroh: IrohConfig::loopback("none"),
-        ..HubConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
-    let hub = Hub::bind_with_providers(hub_dir.path(), config, listener, providers).await?;
+    let hub = instant_hub(hub_dir.path(), loopback_config()?).await?;
     tokio::time::sleep(warmup).await;
     proxy.take();
     if let Some((_, p)) = &realtime {

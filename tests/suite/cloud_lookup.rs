@@ -3,7 +3,7 @@
 
 use crate::support::{
     TestHub,
-    bins::{hub_cli, run_helix, spoke},
+    bins::{pairing_ticket, run_helix, spoke},
     cloud::TestCloud,
     config_for, json_lines,
     mock_anthropic::{MockAnthropic, Reply},
@@ -41,15 +41,7 @@ async fn a_spoke_finds_its_hub_through_presence() {
 
     // A spoke: paired, then made to forget the hub's address; signed in to the same cloud.
     let spoke_dir = tempfile::tempdir().unwrap();
-    let mut cmd = hub_cli(hub.path());
-    cmd.args(["pair"]);
-    let ticket = run_helix(cmd, None)
-        .await
-        .stdout
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let ticket = pairing_ticket(hub.path(), &[]).await;
     let mut cmd = spoke(spoke_dir.path());
     cmd.args(["pair", &ticket]);
     assert_eq!(run_helix(cmd, None).await.code, Some(0));

@@ -13,13 +13,9 @@ use crate::support::{
     mock_anthropic::{MockAnthropic, Reply},
 };
 
-/// A pairing ticket from the running hub, made by `helix-hub pair`.
+/// A pairing ticket from the running hub, valid for `ttl`.
 async fn pairing_ticket(hub: &TestHub, ttl: &str) -> String {
-    let mut cmd = hub_cli(hub.path());
-    cmd.args(["pair", "--ttl", ttl]);
-    let done = run_helix(cmd, None).await;
-    assert_eq!(done.code, Some(0), "{}", done.stderr);
-    done.stdout.lines().last().unwrap().to_owned()
+    crate::support::bins::pairing_ticket(hub.path(), &["--ttl", ttl]).await
 }
 
 /// Pairs the spoke with config dir `config` as hub name `name`.

@@ -173,6 +173,15 @@ pub fn hub_cli(data_dir: &Path) -> Command {
     cmd
 }
 
+/// A pairing ticket from the hub running on `data_dir`, made by `helix-hub pair [extra…]`.
+pub async fn pairing_ticket(data_dir: &Path, extra: &[&str]) -> String {
+    let mut cmd = hub_cli(data_dir);
+    cmd.arg("pair").args(extra);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    done.stdout.lines().last().unwrap().to_owned()
+}
+
 /// Output of a finished `helix` process.
 #[derive(Debug)]
 pub struct Finished {

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 
 use super::{
     TestHub,
-    bins::{hub_cli, run_helix, spoke},
+    bins::{pairing_ticket, run_helix, spoke},
     cloud::TestCloud,
     config_for,
     mock_anthropic::MockAnthropic,
@@ -36,15 +36,7 @@ pub async fn paired_spoke(hub: &TestHub, cloud: &TestCloud) -> TempDir {
 /// [`paired_spoke`] for the hub running (in or out of this process) on `hub_dir`.
 pub async fn paired_spoke_with(hub_dir: &std::path::Path, cloud: &TestCloud) -> TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = hub_cli(hub_dir);
-    cmd.args(["pair"]);
-    let ticket = run_helix(cmd, None)
-        .await
-        .stdout
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let ticket = pairing_ticket(hub_dir, &[]).await;
     let mut cmd = spoke(dir.path());
     cmd.args(["pair", &ticket, "--name", "desk"]);
     assert_eq!(run_helix(cmd, None).await.code, Some(0));
