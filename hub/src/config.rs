@@ -54,14 +54,18 @@ use std::{
 use helix_mesh::pb::Provider;
 use serde::{Deserialize, Serialize};
 
-use helix_mesh::{
-    fsutil,
-    transport::{EndpointOptions, RelayChoice},
-};
+use helix_mesh::fsutil;
 
-use crate::{
-    oauth,
-    provider::{anthropic, codex, gemini},
+use crate::oauth;
+
+mod duration_text;
+mod endpoint;
+mod providers;
+
+pub use endpoint::IrohConfig;
+pub use providers::{
+    AnthropicConfig, CODEX_BASE_URL_ENV, CodexConfig, GEMINI_BASE_URL_ENV, GeminiConfig,
+    ProvidersConfig,
 };
 
 /// The config file's name inside the data dir.
@@ -135,66 +139,6 @@ impl Default for HubConfig {
     }
 }
 
-/// The iroh side of the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IrohConfig {
-    pub enabled: bool,
-    /// `n0`, `none`, or a relay URL.
-    pub relay: String,
-    pub mdns: bool,
-    pub n0_discovery: bool,
-    pub udp_addr: Option<SocketAddr>,
-    pub portmapper: bool,
-}
-
-impl Default for IrohConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            relay: "n0".into(),
-            mdns: true,
-            n0_discovery: true,
-            udp_addr: None,
-            portmapper: true,
-        }
-    }
-}
-
-impl IrohConfig {
-    /// Settings that keep everything on this machine (tests): no n0 services, no mDNS, no
-    /// portmapper, UDP on 127.0.0.1, and the given relay (`none` or a local URL).
-    pub fn loopback(relay: &str) -> Self {
-        Self {
-            enabled: true,
-            relay: relay.into(),
-            mdns: false,
-            n0_discovery: false,
-            udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-            portmapper: false,
-        }
-    }
-
-    pub fn endpoint_options(&self) -> Result<EndpointOptions, ConfigError> {
-        let relay = match self.relay.as_str() {
-            "n0" | "default" => RelayChoice::N0,
-            "none" | "" => RelayChoice::Disabled,
-            url => RelayChoice::Custom(vec![url.parse().map_err(|e| ConfigError::Invalid {
-                what: "iroh.relay".into(),
-                message: format!("{url:?} is not \"n0\", \"none\" or a relay URL: {e}"),
-            })?]),
-        };
-        Ok(EndpointOptions {
-            relay,
-            n0_discovery: self.n0_discovery,
-            mdns: self.mdns,
-            udp_addr: self.udp_addr,
-            ip_transports: true,
-            portmapper: self.portmapper,
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
@@ -211,95 +155,6 @@ impl Default for RetryConfig {
             max_retries: 3,
             base_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProvidersConfig {
-    pub anthropic: AnthropicConfig,
-    pub openai_codex: CodexConfig,
-    pub google_gemini: GeminiConfig,
-}
-
-/// Environment variable that replaces `providers.openai_codex.base_url`.
-pub const CODEX_BASE_URL_ENV: &str = "HELIX_CODEX_BASE_URL";
-/// Environment variable that replaces `providers.google_gemini.base_url`.
-pub const GEMINI_BASE_URL_ENV: &str = "HELIX_GEMINI_BASE_URL";
-
-/// The ChatGPT-account Codex backend (Responses API) and its OAuth issuer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct CodexConfig {
-    pub base_url: String,
-    pub issuer: String,
-    pub model: String,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    #[serde(with = "duration_text")]
-    pub idle_timeout: Duration,
-}
-
-impl Default for CodexConfig {
-    fn default() -> Self {
-        Self {
-            base_url: codex::DEFAULT_BASE_URL.into(),
-            issuer: oauth::DEFAULT_ISSUER.into(),
-            model: codex::DEFAULT_MODEL.into(),
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-/// The Gemini API with an API key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GeminiConfig {
-    pub base_url: String,
-    pub model: String,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    #[serde(with = "duration_text")]
-    pub idle_timeout: Duration,
-}
-
-impl Default for GeminiConfig {
-    fn default() -> Self {
-        Self {
-            base_url: gemini::DEFAULT_BASE_URL.into(),
-            model: gemini::DEFAULT_MODEL.into(),
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AnthropicConfig {
-    pub base_url: String,
-    pub model: String,
-    pub max_tokens: u32,
-    #[serde(with = "duration_text")]
-    pub connect_timeout: Duration,
-    /// Longest silence inside a streaming answer before the attempt counts as timed out.
-    #[serde(with = "duration_text")]
-    pub idle_timeout: Duration,
-    /// The Claude Code CLI that runs setup-token credentials (a name on PATH or a path).
-    pub claude_binary: String,
-}
-
-impl Default for AnthropicConfig {
-    fn default() -> Self {
-        Self {
-            base_url: anthropic::DEFAULT_BASE_URL.into(),
-            model: "claude-sonnet-4-5".into(),
-            max_tokens: 8192,
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(120),
-            claude_binary: "claude".into(),
         }
     }
 }
@@ -424,22 +279,6 @@ impl HubConfig {
 /// The platform's data directory for the hub (`~/.local/share/helix-hub` on Linux).
 pub fn default_data_dir() -> PathBuf {
     helix_discovery::local::default_hub_dir()
-}
-
-/// Durations as human text in TOML ("30s", "1m 30s", "250ms").
-mod duration_text {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

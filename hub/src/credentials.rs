@@ -11,16 +11,21 @@
 //! know are kept when the file is rewritten.
 
 use std::{
-    collections::BTreeMap,
     fmt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex},
 };
 
 use helix_mesh::pb::Provider;
-use serde::{Deserialize, Serialize};
 
 use helix_mesh::fsutil::{self, FsError};
+
+mod edit;
+mod lookup;
+mod profile;
+
+use lookup::FileStamp;
+pub use profile::{AuthProfiles, Credential, Profile, Secret};
 
 /// The file name inside the hub's data dir.
 pub const FILE_NAME: &str = "auth-profiles.json";
@@ -30,156 +35,6 @@ pub const LOCK_SUFFIX: &str = ".lock";
 
 /// The only store version this hub reads and writes.
 pub const STORE_VERSION: u32 = 1;
-
-/// A secret string: serialized as itself, never shown by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it (an HTTP header, a child's env).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// One profile. `type` is `api_key`, `token` or `oauth`; which secret fields are set follows
-/// from it. Unknown fields are kept in `extra` (and, since they may be secrets too, `Debug`
-/// shows only their names).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub provider: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refresh: Option<Secret>,
-    /// Expiry in milliseconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expires: Option<i64>,
-    #[serde(default, rename = "accountId", skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
-impl Profile {
-    /// A profile of `kind` for `provider` with no fields set.
-    pub fn new(kind: &str, provider: Provider) -> Self {
-        Self {
-            kind: kind.into(),
-            provider: provider.name().into(),
-            key: None,
-            token: None,
-            access: None,
-            refresh: None,
-            expires: None,
-            account_id: None,
-            email: None,
-            extra: BTreeMap::new(),
-        }
-    }
-}
-
-impl fmt::Debug for Profile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Profile")
-            .field("kind", &self.kind)
-            .field("provider", &self.provider)
-            .field("key", &self.key)
-            .field("token", &self.token)
-            .field("access", &self.access)
-            .field("refresh", &self.refresh)
-            .field("expires", &self.expires)
-            .field("account_id", &self.account_id)
-            .field("email", &self.email)
-            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-/// The whole file. (`Debug` of unknown top-level fields shows only their names.)
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuthProfiles {
-    pub version: u32,
-    #[serde(default)]
-    pub profiles: BTreeMap<String, Profile>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, serde_json::Value>,
-}
-
-impl fmt::Debug for AuthProfiles {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthProfiles")
-            .field("version", &self.version)
-            .field("profiles", &self.profiles)
-            .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Default for AuthProfiles {
-    fn default() -> Self {
-        Self {
-            version: STORE_VERSION,
-            profiles: BTreeMap::new(),
-            extra: BTreeMap::new(),
-        }
-    }
-}
-
-/// A usable credential for one provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    ApiKey(Secret),
-    Token {
-        token: Secret,
-        expires_ms: Option<i64>,
-    },
-    OAuth {
-        access: Secret,
-        expires_ms: Option<i64>,
-        account_id: Option<String>,
-    },
-}
-
-impl Credential {
-    /// Expiry in ms since the Unix epoch, if the credential has one.
-    pub fn expires_ms(&self) -> Option<i64> {
-        match self {
-            Credential::ApiKey(_) => None,
-            Credential::Token { expires_ms, .. } | Credential::OAuth { expires_ms, .. } => {
-                *expires_ms
-            }
-        }
-    }
-
-    /// `api_key`, `token` or `oauth`, as in the file.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Credential::ApiKey(_) => "api_key",
-            Credential::Token { .. } => "token",
-            Credential::OAuth { .. } => "oauth",
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -218,31 +73,6 @@ impl fmt::Debug for CredentialStore {
         f.debug_struct("CredentialStore")
             .field("path", &self.path)
             .finish_non_exhaustive()
-    }
-}
-
-/// One version of the store's file, told apart without reading it: every writer of this
-/// store replaces the file atomically (a new inode); an edit in place changes its size or
-/// its modification or change time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl FileStamp {
-    fn of(meta: &std::fs::Metadata) -> Self {
-        use std::os::unix::fs::MetadataExt;
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            len: meta.len(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
     }
 }
 
@@ -294,34 +124,6 @@ impl CredentialStore {
         Ok(profiles)
     }
 
-    /// [`Self::load`], answered from the shared parsed copy while the file is unchanged.
-    fn load_cached(&self) -> Result<AuthProfiles, CredentialError> {
-        let meta = match std::fs::metadata(&self.path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                *self.cached() = None;
-                return Ok(AuthProfiles::default());
-            }
-            Err(e) => return Err(FsError::new("reading", &self.path, e).into()),
-        };
-        // Stamped before reading: a change while reading leaves a stale stamp, which only
-        // means one more read next time.
-        let stamp = FileStamp::of(&meta);
-        if let Some((cached, profiles)) = self.cached().as_ref()
-            && *cached == stamp
-        {
-            return Ok(profiles.clone());
-        }
-        let profiles = self.load()?;
-        *self.cached() = Some((stamp, profiles.clone()));
-        Ok(profiles)
-    }
-
-    fn cached(&self) -> MutexGuard<'_, Option<(FileStamp, AuthProfiles)>> {
-        // Poisoned only by a panic while cloning or storing a copy; the copy is still whole.
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Writes the whole store atomically (0600, directory 0700).
     pub fn save(&self, profiles: &AuthProfiles) -> Result<(), CredentialError> {
         if let Some(dir) = self.path.parent() {
@@ -332,163 +134,6 @@ impl CredentialStore {
         fsutil::write_private_atomic(&self.path, &bytes)?;
         Ok(())
     }
-
-    /// Stores an API key as `<provider>:default`, replacing what was there. A corrupt store is
-    /// refused, not overwritten.
-    pub fn set_api_key(&self, provider: Provider, key: Secret) -> Result<(), CredentialError> {
-        let mut profile = Profile::new("api_key", provider);
-        profile.key = Some(key);
-        self.set_profile(&default_profile_id(provider), profile)
-    }
-
-    /// Stores a token (e.g. a Claude setup-token) as `<provider>:default`.
-    pub fn set_token(
-        &self,
-        provider: Provider,
-        token: Secret,
-        expires_ms: Option<i64>,
-    ) -> Result<(), CredentialError> {
-        let mut profile = Profile::new("token", provider);
-        profile.token = Some(token);
-        profile.expires = expires_ms;
-        self.set_profile(&default_profile_id(provider), profile)
-    }
-
-    /// Runs a read-modify-write of the store under the exclusive sidecar lock that refreshes
-    /// hold, so a login, logout or import never overwrites a token rotated at the same moment.
-    fn locked<T>(
-        &self,
-        change: impl FnOnce() -> Result<T, CredentialError>,
-    ) -> Result<T, CredentialError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Some(dir) = self.path.parent() {
-            fsutil::ensure_private_dir(dir)?;
-        }
-        let lock_path = self.lock_path();
-        let lock = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(fsutil::PRIVATE_FILE_MODE)
-            .open(&lock_path)
-            .map_err(|e| FsError::new("opening", &lock_path, e))?;
-        lock.lock()
-            .map_err(|e| FsError::new("locking", &lock_path, e))?;
-        let result = change();
-        drop(lock);
-        result
-    }
-
-    /// Stores a profile under `id`, replacing what was there. A corrupt store is refused.
-    pub fn set_profile(&self, id: &str, profile: Profile) -> Result<(), CredentialError> {
-        self.locked(|| self.set_profile_locked(id, profile))
-    }
-
-    /// [`Self::set_profile`] for a caller that already holds the lock (a refresh).
-    pub(crate) fn set_profile_locked(
-        &self,
-        id: &str,
-        profile: Profile,
-    ) -> Result<(), CredentialError> {
-        let mut profiles = self.load()?;
-        profiles.profiles.insert(id.to_owned(), profile);
-        self.save(&profiles)
-    }
-
-    /// Copies every profile of `other` (an OpenClaw file, same shape) into this store,
-    /// replacing profiles with the same id; returns the ids copied.
-    pub fn import(&self, other: &AuthProfiles) -> Result<Vec<String>, CredentialError> {
-        self.locked(|| {
-            let mut profiles = self.load()?;
-            for (id, profile) in &other.profiles {
-                profiles.profiles.insert(id.clone(), profile.clone());
-            }
-            if !other.profiles.is_empty() {
-                self.save(&profiles)?;
-            }
-            Ok(other.profiles.keys().cloned().collect())
-        })
-    }
-
-    /// The profile [`Self::credential_for`] would use, with its id.
-    pub fn profile_for(
-        &self,
-        provider: Provider,
-    ) -> Result<Option<(String, Profile)>, CredentialError> {
-        let profiles = self.load_cached()?;
-        Ok(chosen(&profiles, provider).map(|(id, p)| (id.clone(), p.clone())))
-    }
-
-    /// Removes every profile of `provider`; returns how many were removed.
-    pub fn remove_provider(&self, provider: Provider) -> Result<usize, CredentialError> {
-        self.locked(|| {
-            let mut profiles = self.load()?;
-            let before = profiles.profiles.len();
-            profiles
-                .profiles
-                .retain(|_, p| p.provider != provider.name());
-            let removed = before - profiles.profiles.len();
-            if removed > 0 {
-                self.save(&profiles)?;
-            }
-            Ok(removed)
-        })
-    }
-
-    /// The credential to use for `provider`: `<provider>:default` if present, else the first
-    /// profile of that provider by id.
-    pub fn credential_for(
-        &self,
-        provider: Provider,
-    ) -> Result<Option<Credential>, CredentialError> {
-        let profiles = self.load_cached()?;
-        let Some((id, profile)) = chosen(&profiles, provider) else {
-            return Ok(None);
-        };
-        let incomplete = |problem| CredentialError::IncompleteProfile {
-            path: self.path.clone(),
-            id: id.clone(),
-            problem,
-        };
-        let credential = match profile.kind.as_str() {
-            "api_key" => Credential::ApiKey(
-                profile
-                    .key
-                    .clone()
-                    .ok_or_else(|| incomplete("an api_key profile needs \"key\""))?,
-            ),
-            "token" => Credential::Token {
-                token: profile
-                    .token
-                    .clone()
-                    .ok_or_else(|| incomplete("a token profile needs \"token\""))?,
-                expires_ms: profile.expires,
-            },
-            "oauth" => Credential::OAuth {
-                access: profile
-                    .access
-                    .clone()
-                    .ok_or_else(|| incomplete("an oauth profile needs \"access\""))?,
-                expires_ms: profile.expires,
-                account_id: profile.account_id.clone(),
-            },
-            _ => return Err(incomplete("\"type\" must be api_key, token or oauth")),
-        };
-        Ok(Some(credential))
-    }
-}
-
-/// `<provider>:default` if present, else the first profile of that provider by id.
-fn chosen(profiles: &AuthProfiles, provider: Provider) -> Option<(&String, &Profile)> {
-    profiles
-        .profiles
-        .get_key_value(&default_profile_id(provider))
-        .or_else(|| {
-            profiles
-                .profiles
-                .iter()
-                .find(|(_, p)| p.provider == provider.name())
-        })
 }
 
 /// `<provider>:default`.
@@ -567,88 +212,5 @@ mod tests {
         assert_eq!(json["lastGood"]["x"], 1);
         assert_eq!(json["profiles"]["openai-codex:default"]["note"], "keep");
         assert_eq!(json["profiles"]["openai-codex:default"]["accountId"], "acc");
-    }
-
-    #[test]
-    fn debug_never_shows_secrets() {
-        let p = Credential::ApiKey(Secret::new("sk-ant-very-secret"));
-        assert!(!format!("{p:?}").contains("very-secret"));
-    }
-
-    #[test]
-    fn writes_wait_while_a_refresh_holds_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CredentialStore::in_dir(dir.path());
-        store
-            .set_api_key(Provider::Anthropic, Secret::new("first"))
-            .unwrap();
-        let held = std::fs::File::options()
-            .write(true)
-            .open(store.lock_path())
-            .unwrap();
-        held.lock().unwrap();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        let writer = {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                store
-                    .set_api_key(Provider::Anthropic, Secret::new("second"))
-                    .unwrap();
-                done_tx.send(()).unwrap();
-            })
-        };
-        assert!(
-            done_rx
-                .recv_timeout(std::time::Duration::from_millis(300))
-                .is_err(),
-            "the write must wait for the lock"
-        );
-        drop(held);
-        done_rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .unwrap();
-        writer.join().unwrap();
-        assert_eq!(
-            store.credential_for(Provider::Anthropic).unwrap(),
-            Some(Credential::ApiKey(Secret::new("second")))
-        );
-    }
-
-    #[test]
-    fn cached_copy_follows_every_change_of_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = CredentialStore::in_dir(dir.path());
-        // Another process (another store value) writes; this store's copy must follow.
-        let other = CredentialStore::in_dir(dir.path());
-        let key = |k: &str| Some(Credential::ApiKey(Secret::new(k)));
-        other
-            .set_api_key(Provider::Anthropic, Secret::new("one"))
-            .unwrap();
-        assert_eq!(
-            store.credential_for(Provider::Anthropic).unwrap(),
-            key("one")
-        );
-        other
-            .set_api_key(Provider::Anthropic, Secret::new("two"))
-            .unwrap();
-        assert_eq!(
-            store.credential_for(Provider::Anthropic).unwrap(),
-            key("two")
-        );
-        // An edit in place (same inode, another size), as an editor might make.
-        let text = std::fs::read_to_string(store.path()).unwrap();
-        std::fs::write(store.path(), text.replace("\"two\"", "\"three\"")).unwrap();
-        assert_eq!(
-            store.credential_for(Provider::Anthropic).unwrap(),
-            key("three")
-        );
-        // A corrupt file is reported, not hidden by the copy.
-        std::fs::write(store.path(), "{").unwrap();
-        assert!(matches!(
-            store.credential_for(Provider::Anthropic),
-            Err(CredentialError::Corrupt { .. })
-        ));
-        std::fs::remove_file(store.path()).unwrap();
-        assert_eq!(store.credential_for(Provider::Anthropic).unwrap(), None);
     }
 }
