@@ -16,6 +16,7 @@ pub mod iroh_grpc;
 pub mod proto_ext;
 pub mod ticket;
 pub mod transport;
+pub mod urlenc;
 
 /// Generated code for package `helix.remote.v1`.
 #[allow(clippy::all, missing_debug_implementations)]

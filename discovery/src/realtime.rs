@@ -148,7 +148,7 @@ impl RealtimeConfig {
         format!(
             "{}?apikey={}&vsn=1.0.0",
             self.ws_url,
-            percent_encode(&self.anon_key)
+            helix_mesh::urlenc::percent_encode(&self.anon_key)
         )
     }
 
@@ -256,19 +256,6 @@ async fn run(
             }
         }
     }
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -57,25 +57,13 @@ pub fn authorize_url(issuer: &str, redirect_uri: &str, challenge: &str, state: &
     ];
     let query: Vec<String> = params
         .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .map(|(k, v)| format!("{k}={}", helix_mesh::urlenc::percent_encode(v)))
         .collect();
     format!(
         "{}/oauth/authorize?{}",
         issuer.trim_end_matches('/'),
         query.join("&")
     )
-}
-
-fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
