@@ -117,13 +117,18 @@ fn request(content: &str) -> pb::ExecuteRequest {
     }
 }
 
-/// `Execute` → first output event, `n` times in a row.
+/// `Execute` → first output event, `n` times: back to back (`pause` zero), or each after a
+/// pause in which the whole process goes idle (what a lone command meets).
 pub async fn first_output(
     client: &mut RemoteExecutionClient<HubChannel>,
     n: usize,
+    pause: Duration,
 ) -> anyhow::Result<Samples> {
     let mut samples = Samples::default();
     for i in 0..n + 5 {
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
         let t = Instant::now();
         let mut stream = client.execute(request("first output")).await?.into_inner();
         let mut first = None;

@@ -93,6 +93,9 @@ impl Sizes {
     }
 }
 
+/// The pause before each command of the "first output after idle" row.
+const IDLE_PAUSE: Duration = Duration::from_millis(2);
+
 /// Rows of the Markdown table and the JSON object, filled as scenarios finish.
 #[derive(Default)]
 struct Report {
@@ -437,7 +440,8 @@ async fn hub_in_process(
 ) -> anyhow::Result<()> {
     progress("first output and token-sized events through the hub…");
     let mut hub = hub_bench::in_process_hub().await?;
-    let first = hub_bench::first_output(&mut hub.client, sizes.first_outputs).await?;
+    let first =
+        hub_bench::first_output(&mut hub.client, sizes.first_outputs, Duration::ZERO).await?;
     let ratio = first.p50().as_secs_f64() / raw_rtt.as_secs_f64();
     report.row(
         "Execute → first output (instant provider, iroh direct)",
@@ -454,6 +458,21 @@ async fn hub_in_process(
     report.set("first_output_ms", json!(ms(first.p50())));
     report.set("first_output_p99_ms", json!(ms(first.p99())));
     report.set("first_output_vs_iroh_rtt", json!(ratio));
+    // The same after 2 ms of nothing: every thread of the process has parked, as for a lone
+    // command (the raw RTT above is measured back to back, so this row has no target).
+    let idle_first =
+        hub_bench::first_output(&mut hub.client, sizes.first_outputs / 2, IDLE_PAUSE).await?;
+    report.row(
+        "Execute → first output after 2 ms idle",
+        "p50 / p99",
+        format!(
+            "{:.3} / {:.3} ms",
+            ms(idle_first.p50()),
+            ms(idle_first.p99())
+        ),
+        "",
+    );
+    report.set("first_output_after_idle_ms", json!(ms(idle_first.p50())));
     let events = hub_bench::token_events(&mut hub.client, sizes.token_events).await?;
     report.row(
         "20-byte output events, one stream, end to end",
