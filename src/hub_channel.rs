@@ -44,15 +44,13 @@ impl tower::Service<http::Request<Body>> for DirectChannel {
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
         // A generated client sends the path alone; HTTP/2 wants a scheme and an authority.
-        let mut parts = request.uri().clone().into_parts();
-        if parts.scheme.is_none() {
+        if request.uri().authority().is_none() {
+            let mut parts = request.uri().clone().into_parts();
             parts.scheme = Some(Scheme::HTTP);
-        }
-        if parts.authority.is_none() {
             parts.authority = Some(Authority::from_static(IROH_AUTHORITY));
-        }
-        if let Ok(uri) = http::Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
         }
         Box::pin(self.send.send_request(request))
     }

@@ -12,7 +12,7 @@ use helix_mesh::pb::{self, CommandStatus};
 use crate::{
     cli::Via,
     client::Spoke,
-    commands::FALLBACK_AFTER,
+    commands::{no_route, within_fallback},
     exit::{CliError, Exit},
     relay,
     render::Printer,
@@ -33,14 +33,10 @@ pub async fn cancel(
     let target = spoke.resolve(hub)?;
     let cloud = via == Via::Auto && relay::available(spoke).await;
     let mut conn = if cloud {
-        match tokio::time::timeout(FALLBACK_AFTER, spoke.connect(&target)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) if e.exit != Exit::Unreachable => return Err(e),
-            Ok(Err(_)) | Err(_) => {
-                printer.progress(&format!(
-                    "no iroh route to the hub within {}s; cancelling through the cloud",
-                    FALLBACK_AFTER.as_secs()
-                ));
+        match within_fallback(spoke.connect(&target)).await? {
+            Some(conn) => conn,
+            None => {
+                printer.progress(&no_route("cancelling through the cloud"));
                 return relay::cancel(spoke, &id, &mut printer).await;
             }
         }

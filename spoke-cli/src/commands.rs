@@ -95,6 +95,27 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
 /// With `--via auto` and the cloud available: how long iroh may take before the table relay.
 pub const FALLBACK_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// `connecting`, given [`FALLBACK_AFTER`] to reach the hub: `None` when it could not be
+/// reached in time (the caller goes through the table relay and says so with
+/// [`no_route`]); any other failure, such as a refusal, is returned as it is.
+pub(crate) async fn within_fallback(
+    connecting: impl std::future::Future<Output = Result<Connected, CliError>>,
+) -> Result<Option<Connected>, CliError> {
+    match tokio::time::timeout(FALLBACK_AFTER, connecting).await {
+        Ok(Ok(conn)) => Ok(Some(conn)),
+        Ok(Err(e)) if e.exit != Exit::Unreachable => Err(e),
+        Ok(Err(_)) | Err(_) => Ok(None),
+    }
+}
+
+/// The progress line when the table relay takes over: "…; `instead`".
+pub(crate) fn no_route(instead: &str) -> String {
+    format!(
+        "no iroh route to the hub within {}s; {instead}",
+        FALLBACK_AFTER.as_secs()
+    )
+}
+
 /// The spoke context the flags describe.
 fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
     let relay = match (&cli.relay_url, cli.no_relay || cli.local_only) {
@@ -212,20 +233,13 @@ async fn run(
         _ => None,
     };
     let conn = match fallback {
-        Some(hub) => {
-            match tokio::time::timeout(FALLBACK_AFTER, connect(spoke, &target, &mut printer)).await
-            {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) if e.exit != Exit::Unreachable => return Err(e),
-                Ok(Err(_)) | Err(_) => {
-                    printer.progress(&format!(
-                        "no iroh route to the hub within {}s; using the table relay",
-                        FALLBACK_AFTER.as_secs()
-                    ));
-                    return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
-                }
+        Some(hub) => match within_fallback(connect(spoke, &target, &mut printer)).await? {
+            Some(conn) => conn,
+            None => {
+                printer.progress(&no_route("using the table relay"));
+                return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
             }
-        }
+        },
         None => connect(spoke, &target, &mut printer).await?,
     };
     follow(
