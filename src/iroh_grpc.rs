@@ -292,6 +292,7 @@ impl IrohConnector {
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .initial_stream_window_size(crate::transport::H2_STREAM_WINDOW)
                 .initial_connection_window_size(crate::transport::H2_CONNECTION_WINDOW)
+                .max_frame_size(crate::transport::H2_MAX_FRAME)
                 .handshake(hyper_util::rt::TokioIo::new(io))
                 .await
                 .map_err(|e| DialError::Channel(error_chain(&e)))
