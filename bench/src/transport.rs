@@ -263,14 +263,20 @@ impl Server {
     }
 }
 
-/// Raw QUIC: RTT of 8-byte echoes on one stream, then a `bytes` download on another.
-pub async fn raw_iroh(
+/// Raw QUIC round trips alone: a new connection, `pings` 8-byte echoes on one stream.
+pub async fn raw_rtt(
     client: &Endpoint,
     addr: EndpointAddr,
-    bytes: usize,
     pings: usize,
-) -> anyhow::Result<TransportResult> {
+) -> anyhow::Result<Samples> {
     let conn = client.connect(addr, RAW_ALPN).await.context("connecting")?;
+    let rtt = echoes(&conn, pings).await?;
+    conn.close(0u32.into(), b"done");
+    Ok(rtt)
+}
+
+/// `pings` timed 8-byte echoes on a new stream of `conn` (after 10 untimed ones).
+async fn echoes(conn: &Connection, pings: usize) -> anyhow::Result<Samples> {
     let (mut send, mut recv) = conn.open_bi().await.context("opening the echo stream")?;
     send.write_all(&[0]).await.context("echo request")?;
     let mut rtt = Samples::default();
@@ -286,6 +292,18 @@ pub async fn raw_iroh(
         }
     }
     send.finish().context("finishing the echo stream")?;
+    Ok(rtt)
+}
+
+/// Raw QUIC: RTT of 8-byte echoes on one stream, then a `bytes` download on another.
+pub async fn raw_iroh(
+    client: &Endpoint,
+    addr: EndpointAddr,
+    bytes: usize,
+    pings: usize,
+) -> anyhow::Result<TransportResult> {
+    let conn = client.connect(addr, RAW_ALPN).await.context("connecting")?;
+    let rtt = echoes(&conn, pings).await?;
     let t = Instant::now();
     let (mut send, mut recv) = conn
         .open_bi()
