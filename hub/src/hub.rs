@@ -14,18 +14,13 @@ use std::{
 };
 
 use helix_mesh::fsutil::{self, FsError};
-use helix_mesh::pb::{
-    hub_admin_server::HubAdminServer, remote_execution_server::RemoteExecutionServer,
-};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-use tonic_health::ServingStatus;
 
 use crate::{
     admin::AdminService,
-    bearer::{BearerToken, RequireBearer},
+    bearer::BearerToken,
     bus::Bus,
     config::HubConfig,
     credentials::CredentialStore,
@@ -33,11 +28,17 @@ use crate::{
     executor::Executor,
     journal::{Journal, JournalError},
     mesh::Mesh,
-    provider::{
-        Providers, anthropic::Anthropic, claude_code::ClaudeCode, codex::Codex, gemini::Gemini,
-    },
+    provider::Providers,
     service::RemoteExecutionService,
 };
+
+mod data_dir;
+mod services;
+
+use data_dir::lock_data_dir;
+pub use data_dir::read_runtime_info;
+use services::grpc_router;
+pub use services::providers_from_config;
 
 pub use helix_discovery::local::{RUNTIME_FILE, RuntimeInfo};
 
@@ -385,90 +386,4 @@ impl Hub {
         let _ = std::fs::remove_file(self.data_dir.join(RUNTIME_FILE));
         tracing::info!("hub stopped");
     }
-}
-
-async fn grpc_router(
-    service: RemoteExecutionService,
-    admin: Option<AdminService>,
-    token: BearerToken,
-) -> Result<tonic::transport::server::Router, HubError> {
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_service_status(helix_mesh::SERVICE_NAME, ServingStatus::Serving)
-        .await;
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| HubError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| HubError::Reflection(e.to_string()))?;
-    let remote = RemoteExecutionServer::new(service)
-        .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
-    let admin = admin
-        .map(|a| InterceptedService::new(HubAdminServer::new(a), RequireBearer(token.clone())));
-    Ok(helix_mesh::transport::grpc_server()
-        .trace_fn(|req| tracing::info_span!("rpc", transport = "tcp", path = %req.uri().path()))
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(InterceptedService::new(remote, RequireBearer(token)))
-        .add_optional_service(admin))
-}
-
-/// Builds the providers the config describes.
-pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> {
-    use helix_mesh::pb::Provider;
-    let a = &config.providers.anthropic;
-    let anthropic = Anthropic::new(&a.base_url, a.connect_timeout, a.idle_timeout)
-        .map_err(|e| HubError::Provider("anthropic", e.to_string()))?
-        .with_claude_code(ClaudeCode::new(
-            &a.claude_binary,
-            &a.base_url,
-            a.idle_timeout,
-        ));
-    let c = &config.providers.openai_codex;
-    let codex = Codex::new(&c.base_url, c.connect_timeout, c.idle_timeout)
-        .map_err(|e| HubError::Provider("openai-codex", e.to_string()))?;
-    let g = &config.providers.google_gemini;
-    let gemini = Gemini::new(&g.base_url, g.connect_timeout, g.idle_timeout)
-        .map_err(|e| HubError::Provider("google-gemini", e.to_string()))?;
-    Ok(Providers::default()
-        .with(Provider::Anthropic, Arc::new(anthropic))
-        .with(Provider::OpenaiCodex, Arc::new(codex))
-        .with(Provider::GoogleGemini, Arc::new(gemini)))
-}
-
-fn lock_data_dir(data_dir: &Path) -> Result<File, HubError> {
-    fsutil::ensure_private_dir(data_dir)?;
-    let path = data_dir.join(LOCK_FILE);
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| FsError::new("opening", &path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(HubError::AlreadyRunning(data_dir.to_owned()))
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(FsError::new("locking", &path, e).into()),
-    }
-}
-
-/// Reads `<data-dir>/hub.json`, if a hub wrote one.
-pub fn read_runtime_info(data_dir: &Path) -> Result<Option<RuntimeInfo>, FsError> {
-    let path = data_dir.join(RUNTIME_FILE);
-    let Some(bytes) = fsutil::read_optional(&path)? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice(&bytes).ok())
 }
