@@ -1,0 +1,5 @@
+//! The scenarios, each filling its rows of the report.
+
+pub mod hub;
+pub mod relay;
+pub mod transports;

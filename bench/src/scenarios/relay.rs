@@ -1,0 +1,97 @@
+//! The table relay and an idle hub's requests to the cloud.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::{
+    Sizes, relay_bench,
+    report::{Report, met, progress},
+};
+
+/// The table relay, when PostgreSQL and postrust are available.
+pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    progress("the table relay (PostgreSQL + postrust)…");
+    match relay_bench::available().await {
+        Ok(()) => {
+            let poll = Duration::from_millis(250);
+            let r = relay_bench::run(poll).await.context("table relay")?;
+            let fallback = r.fallback.as_secs_f64();
+            let label = "table relay (hub without iroh route)";
+            report.row(
+                label,
+                "spoke falls back after",
+                format!("{fallback:.2} s"),
+                &format!(
+                    "3 s iroh window (+ process start ≤ 0.1 s): {}",
+                    met(fallback <= 3.1)
+                ),
+            );
+            report.row(
+                label,
+                "start → first output (safety poll 250 ms)",
+                format!("{:.2} s", r.first_output.as_secs_f64()),
+                "",
+            );
+            report.row(
+                label,
+                "whole command",
+                format!("{:.2} s", r.total.as_secs_f64()),
+                "",
+            );
+            report.set("fallback_seconds", json!(fallback));
+            report.set(
+                "relay_first_output_seconds",
+                json!(r.first_output.as_secs_f64()),
+            );
+            progress(&format!(
+                "an idle hub with cloud settings, Realtime up then down, {} s each…",
+                sizes.idle_cloud.as_secs()
+            ));
+            for realtime in [true, false] {
+                let idle = relay_bench::idle(Duration::from_secs(2), sizes.idle_cloud, realtime)
+                    .await
+                    .context("idle hub with cloud settings")?;
+                let per_hour = idle.per_hour();
+                let breakdown: Vec<String> = idle
+                    .requests
+                    .iter()
+                    .map(|(what, n)| format!("{what} ×{n}"))
+                    .collect();
+                let (label, key) = match realtime {
+                    true => (
+                        "idle hub with cloud settings (Realtime up)",
+                        "idle_rest_requests_per_hour",
+                    ),
+                    false => (
+                        "idle hub with cloud settings (Realtime down)",
+                        "idle_rest_requests_per_hour_realtime_down",
+                    ),
+                };
+                report.row(
+                    label,
+                    &format!(
+                        "Supabase requests/hour (counted over {} s)",
+                        idle.window.as_secs()
+                    ),
+                    format!("{per_hour:.0} ({})", breakdown.join(", ")),
+                    "no polling storm",
+                );
+                report.set(key, json!(per_hour));
+            }
+        }
+        Err(why) => {
+            report.row(
+                "table relay",
+                "fallback; submit → first output",
+                format!("not measured: {why}"),
+                "fallback ≤ 3 s",
+            );
+            report.set("fallback_seconds", Value::Null);
+            report.set("idle_rest_requests_per_hour", Value::Null);
+            report.set("idle_rest_requests_per_hour_realtime_down", Value::Null);
+        }
+    }
+    Ok(())
+}

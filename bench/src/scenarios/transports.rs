@@ -1,0 +1,189 @@
+//! The transports: raw iroh QUIC, tonic over TCP and gRPC over iroh in interleaved rounds,
+//! then gRPC over iroh through a local relay.
+
+use serde_json::json;
+
+use crate::{
+    Sizes,
+    report::{Report, met, progress, spread},
+    stats::ms,
+    transport,
+};
+
+/// Raw iroh, tonic/TCP and gRPC over iroh direct, side by side.
+pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    progress("raw iroh QUIC, tonic/TCP, gRPC over iroh direct…");
+    let server = transport::start_server(None).await?;
+    let client = transport::client_endpoint(None).await?;
+    let addr = transport::dial_addr(&server, None)?;
+    let compared =
+        transport::compare(&client, addr, sizes.bytes, sizes.pings, sizes.rounds).await?;
+    let (raw, tcp, grpc_iroh) = (&compared.raw, &compared.tcp, &compared.grpc);
+    let vs_raw = grpc_iroh.mib_per_s / raw.mib_per_s;
+    let vs_tcp = grpc_iroh.mib_per_s / tcp.mib_per_s;
+    report.row(
+        "raw iroh QUIC stream",
+        "throughput",
+        format!("{:.0} MiB/s", raw.mib_per_s),
+        "baseline",
+    );
+    report.row(
+        "raw iroh QUIC stream",
+        "RTT p50 / p99",
+        format!("{:.3} / {:.3} ms", ms(raw.rtt.p50()), ms(raw.rtt.p99())),
+        "baseline",
+    );
+    if let Some(path) = server.raw_path() {
+        report.row(
+            "raw iroh QUIC stream",
+            "mean datagram / packets lost",
+            format!(
+                "{:.0} bytes / {:.2} %",
+                path.datagram_bytes,
+                path.loss * 100.0
+            ),
+            "",
+        );
+        report.set("raw_iroh_datagram_bytes", json!(path.datagram_bytes));
+        report.set("raw_iroh_loss", json!(path.loss));
+    }
+    report.row(
+        "tonic over TCP",
+        "throughput",
+        format!("{:.0} MiB/s", tcp.mib_per_s),
+        "baseline",
+    );
+    report.row(
+        "tonic over TCP",
+        "unary RTT p50 / p99",
+        format!("{:.3} / {:.3} ms", ms(tcp.rtt.p50()), ms(tcp.rtt.p99())),
+        "baseline",
+    );
+    report.row(
+        "gRPC over iroh direct",
+        "throughput",
+        format!("{:.0} MiB/s", grpc_iroh.mib_per_s),
+        "",
+    );
+    report.row(
+        "gRPC over iroh direct",
+        "unary RTT p50 / p99",
+        format!(
+            "{:.3} / {:.3} ms",
+            ms(grpc_iroh.rtt.p50()),
+            ms(grpc_iroh.rtt.p99())
+        ),
+        "",
+    );
+    report.row(
+        "gRPC over iroh direct",
+        "× raw iroh throughput (rounds)",
+        format!("{vs_raw:.2} ({})", spread(&compared.vs_raw)),
+        &format!("≥ 0.90: {}", met(vs_raw >= 0.9)),
+    );
+    report.row(
+        "gRPC over iroh direct",
+        "× tonic/TCP throughput (rounds)",
+        format!("{vs_tcp:.2} ({})", spread(&compared.vs_tcp)),
+        &format!("≥ 0.50: {}", met(vs_tcp >= 0.5)),
+    );
+    // gRPC over iroh cannot outrun the QUIC stream it rides on: this is the ceiling of the
+    // row above.
+    let raw_vs_tcp = raw.mib_per_s / tcp.mib_per_s;
+    report.row(
+        "raw iroh QUIC stream",
+        "× tonic/TCP throughput (the ceiling of the row above)",
+        format!("{raw_vs_tcp:.2}"),
+        "",
+    );
+    report.set("raw_iroh_vs_tcp_throughput", json!(raw_vs_tcp));
+    report.row(
+        "CPU per MiB moved (both ends)",
+        "raw iroh / tonic TCP / gRPC over iroh",
+        format!(
+            "{:.2} / {:.2} / {:.2} ms",
+            raw.cpu_ms_per_mib, tcp.cpu_ms_per_mib, grpc_iroh.cpu_ms_per_mib
+        ),
+        "",
+    );
+    report.set("raw_iroh_cpu_ms_per_mib", json!(raw.cpu_ms_per_mib));
+    report.set("tcp_grpc_cpu_ms_per_mib", json!(tcp.cpu_ms_per_mib));
+    report.set("grpc_iroh_cpu_ms_per_mib", json!(grpc_iroh.cpu_ms_per_mib));
+    report.set("raw_iroh_mib_s", json!(raw.mib_per_s));
+    report.set("raw_iroh_rtt_ms", json!(ms(raw.rtt.p50())));
+    report.set("tcp_grpc_mib_s", json!(tcp.mib_per_s));
+    report.set("tcp_grpc_rtt_ms", json!(ms(tcp.rtt.p50())));
+    report.set("grpc_iroh_mib_s", json!(grpc_iroh.mib_per_s));
+    report.set("grpc_iroh_rtt_ms", json!(ms(grpc_iroh.rtt.p50())));
+    report.set("grpc_iroh_vs_raw_iroh_throughput", json!(vs_raw));
+    report.set("grpc_iroh_vs_tcp_throughput", json!(vs_tcp));
+    report.set("transport_rounds", json!(sizes.rounds));
+    report.set(
+        "grpc_iroh_vs_raw_iroh_throughput_rounds",
+        json!(compared.vs_raw),
+    );
+    report.set("grpc_iroh_vs_tcp_throughput_rounds", json!(compared.vs_tcp));
+    client.close().await;
+    server.endpoint.close().await;
+    Ok(())
+}
+
+/// gRPC over iroh through a local relay server, the client without UDP of its own.
+pub async fn relayed(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    progress("gRPC over iroh through a local relay…");
+    let relay = LocalRelay::start().await?;
+    let relay_server = transport::start_server(Some(&relay.url)).await?;
+    let relay_client = transport::client_endpoint(Some(&relay.url)).await?;
+    let relay_addr = transport::dial_addr(&relay_server, Some(&relay.url))?;
+    let relayed = transport::grpc(
+        transport::iroh_channel(&relay_client, relay_addr).await?,
+        sizes.relay_bytes,
+        sizes.relay_pings,
+    )
+    .await?;
+    report.row(
+        "gRPC over iroh via local relay",
+        "throughput",
+        format!("{:.0} MiB/s", relayed.mib_per_s),
+        "",
+    );
+    report.row(
+        "gRPC over iroh via local relay",
+        "unary RTT p50 / p99",
+        format!(
+            "{:.3} / {:.3} ms",
+            ms(relayed.rtt.p50()),
+            ms(relayed.rtt.p99())
+        ),
+        "",
+    );
+    report.set("grpc_relay_mib_s", json!(relayed.mib_per_s));
+    report.set("grpc_relay_rtt_ms", json!(ms(relayed.rtt.p50())));
+    relay_client.close().await;
+    relay_server.endpoint.close().await;
+    Ok(())
+}
+
+/// A local iroh relay server (plain HTTP on 127.0.0.1).
+struct LocalRelay {
+    url: String,
+    _server: iroh_relay::server::Server,
+}
+
+impl LocalRelay {
+    async fn start() -> anyhow::Result<Self> {
+        let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
+        relay.tls = None;
+        let mut config = iroh_relay::server::ServerConfig::default();
+        config.relay = Some(relay);
+        config.quic = None;
+        let server = iroh_relay::server::Server::spawn(config).await?;
+        let addr = server
+            .http_addr()
+            .ok_or_else(|| anyhow::anyhow!("relay has no HTTP address"))?;
+        Ok(Self {
+            url: format!("http://{addr}"),
+            _server: server,
+        })
+    }
+}
