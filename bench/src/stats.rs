@@ -33,6 +33,11 @@ impl Samples {
     pub fn p99(&self) -> Duration {
         self.quantile(0.99)
     }
+
+    /// "p50 / p99 ms", three decimals: how the report shows a latency.
+    pub fn p50_p99_ms(&self) -> String {
+        format!("{:.3} / {:.3} ms", ms(self.p50()), ms(self.p99()))
+    }
 }
 
 /// The median of some numbers (the upper one of an even count); zero when empty.
@@ -59,6 +64,7 @@ mod tests {
         }
         assert_eq!(s.p50(), Duration::from_millis(50));
         assert_eq!(s.p99(), Duration::from_millis(99));
+        assert_eq!(s.p50_p99_ms(), "50.000 / 99.000 ms");
         assert_eq!(Samples::default().p50(), Duration::ZERO);
         let mut more = Samples::default();
         more.push(Duration::from_millis(1000));

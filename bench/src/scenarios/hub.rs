@@ -46,13 +46,13 @@ pub async fn hub_in_process(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
     report.row(
         "raw iroh QUIC stream (between the first-output rounds)",
         "RTT p50 / p99",
-        format!("{:.3} / {:.3} ms", ms(rtt.p50()), ms(rtt.p99())),
+        rtt.p50_p99_ms(),
         "baseline",
     );
     report.row(
         "Execute → first output (instant provider, iroh direct)",
         "p50 / p99",
-        format!("{:.3} / {:.3} ms", ms(first.p50()), ms(first.p99())),
+        first.p50_p99_ms(),
         "",
     );
     report.row(
@@ -73,11 +73,7 @@ pub async fn hub_in_process(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
     report.row(
         "Execute → first output after 2 ms idle",
         "p50 / p99",
-        format!(
-            "{:.3} / {:.3} ms",
-            ms(idle_first.p50()),
-            ms(idle_first.p99())
-        ),
+        idle_first.p50_p99_ms(),
         "",
     );
     report.set("first_output_after_idle_ms", json!(ms(idle_first.p50())));

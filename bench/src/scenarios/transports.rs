@@ -30,7 +30,7 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
     report.row(
         "raw iroh QUIC stream",
         "RTT p50 / p99",
-        format!("{:.3} / {:.3} ms", ms(raw.rtt.p50()), ms(raw.rtt.p99())),
+        raw.rtt.p50_p99_ms(),
         "baseline",
     );
     if let Some(path) = server.raw_path() {
@@ -56,7 +56,7 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
     report.row(
         "tonic over TCP",
         "unary RTT p50 / p99",
-        format!("{:.3} / {:.3} ms", ms(tcp.rtt.p50()), ms(tcp.rtt.p99())),
+        tcp.rtt.p50_p99_ms(),
         "baseline",
     );
     report.row(
@@ -68,11 +68,7 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
     report.row(
         "gRPC over iroh direct",
         "unary RTT p50 / p99",
-        format!(
-            "{:.3} / {:.3} ms",
-            ms(grpc_iroh.rtt.p50()),
-            ms(grpc_iroh.rtt.p99())
-        ),
+        grpc_iroh.rtt.p50_p99_ms(),
         "",
     );
     report.row(
@@ -150,11 +146,7 @@ pub async fn relayed(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     report.row(
         "gRPC over iroh via local relay",
         "unary RTT p50 / p99",
-        format!(
-            "{:.3} / {:.3} ms",
-            ms(relayed.rtt.p50()),
-            ms(relayed.rtt.p99())
-        ),
+        relayed.rtt.p50_p99_ms(),
         "",
     );
     report.set("grpc_relay_mib_s", json!(relayed.mib_per_s));
