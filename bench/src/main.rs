@@ -118,25 +118,17 @@ async fn main() -> anyhow::Result<()> {
 
     if args.relay_only {
         relay_scenario(&mut report, &sizes).await?;
-        report.print();
-        return Ok(());
-    }
-
-    if args.first_output_only {
+    } else if args.first_output_only {
         hub_in_process(&mut report, &sizes).await?;
-        report.print();
-        return Ok(());
+    } else {
+        transports(&mut report, &sizes).await?;
+        if !args.transport_only {
+            relayed(&mut report, &sizes).await?;
+            hub_in_process(&mut report, &sizes).await?;
+            hub_process(&mut report, &sizes).await?;
+            relay_scenario(&mut report, &sizes).await?;
+        }
     }
-
-    transports(&mut report, &sizes).await?;
-    if args.transport_only {
-        report.print();
-        return Ok(());
-    }
-    relayed(&mut report, &sizes).await?;
-    hub_in_process(&mut report, &sizes).await?;
-    hub_process(&mut report, &sizes).await?;
-    relay_scenario(&mut report, &sizes).await?;
     report.set("quick", json!(args.quick));
     report.set("total_seconds", json!(started.elapsed().as_secs_f64()));
 
