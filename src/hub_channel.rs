@@ -61,14 +61,6 @@ impl tower::Service<http::Request<Body>> for DirectChannel {
 pub enum HubChannel {
     Tcp(Channel),
     Iroh(DirectChannel),
-    /// One QUIC stream per call ([`crate::iroh_calls`]).
-    Calls(crate::iroh_calls::CallChannel),
-}
-
-impl From<crate::iroh_calls::CallChannel> for HubChannel {
-    fn from(channel: crate::iroh_calls::CallChannel) -> Self {
-        HubChannel::Calls(channel)
-    }
 }
 
 impl From<Channel> for HubChannel {
@@ -92,7 +84,6 @@ impl tower::Service<http::Request<Body>> for HubChannel {
         match self {
             HubChannel::Tcp(c) => c.poll_ready(cx).map_err(Into::into),
             HubChannel::Iroh(c) => c.poll_ready(cx).map_err(lost),
-            HubChannel::Calls(c) => c.poll_ready(cx),
         }
     }
 
@@ -106,7 +97,6 @@ impl tower::Service<http::Request<Body>> for HubChannel {
                 let call = c.call(request);
                 Box::pin(async move { Ok(call.await.map_err(lost)?.map(Body::new)) })
             }
-            HubChannel::Calls(c) => c.call(request),
         }
     }
 }

@@ -109,13 +109,13 @@ pub struct ConnectionTracker {
 }
 
 impl ConnectionTracker {
-    pub(crate) fn add(&self, conn: &Connection) {
+    fn add(&self, conn: &Connection) {
         if let Ok(mut map) = self.inner.lock() {
             map.entry(conn.remote_id()).or_default().push(conn.clone());
         }
     }
 
-    pub(crate) fn remove(&self, conn: &Connection) {
+    fn remove(&self, conn: &Connection) {
         if let Ok(mut map) = self.inner.lock()
             && let Some(list) = map.get_mut(&conn.remote_id())
         {

@@ -12,7 +12,6 @@
 pub mod envelope;
 pub mod fsutil;
 pub mod hub_channel;
-pub mod iroh_calls;
 pub mod iroh_grpc;
 pub mod proto_ext;
 pub mod ticket;

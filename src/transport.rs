@@ -14,8 +14,6 @@ use crate::fsutil::{self, FsError};
 
 /// gRPC (HTTP/2) over one QUIC bi-stream per HTTP/2 connection. Paired devices only.
 pub const ALPN_GRPC: &[u8] = b"helix/grpc/1";
-/// gRPC with one QUIC bi-stream per call ([`crate::iroh_calls`]). Paired devices only.
-pub const ALPN_GRPC_CALLS: &[u8] = b"helix/grpc-calls/1";
 /// The pairing exchange. Open to anyone; serves nothing else.
 pub const ALPN_PAIR: &[u8] = b"helix/pair/1";
 
@@ -39,10 +37,6 @@ pub const STREAM_RECEIVE_WINDOW: u32 = 2 << 20;
 pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
 /// Send window of a connection, matching the peer's receive window.
 pub const SEND_WINDOW: u64 = 4 << 20;
-
-/// Streams a peer may have open at once on one connection: with [`ALPN_GRPC_CALLS`] one per
-/// running call (noq's default is 100).
-pub const MAX_CALLS_PER_CONNECTION: u32 = 1024;
 
 /// How a peer reaches the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +136,6 @@ pub fn transport_config() -> QuicTransportConfig {
         .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
         .send_window(SEND_WINDOW)
         .keep_alive_interval(Duration::from_secs(5))
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CALLS_PER_CONNECTION))
         .build()
 }
 

@@ -95,19 +95,10 @@ pub async fn in_process_hub() -> anyhow::Result<InProcess> {
     )
     .await?;
     let addr = hub.endpoint_addr().context("iroh is off")?;
-    let channel = if std::env::var_os("HELIX_BENCH_CALLS").is_some() {
-        let conn = endpoint
-            .connect(addr, helix_mesh::transport::ALPN_GRPC_CALLS)
-            .await?;
-        HubChannel::from(helix_mesh::iroh_calls::CallChannel::new(conn))
-    } else {
-        HubChannel::from(
-            IrohConnector::new(endpoint.clone(), addr, Duration::from_secs(10))
-                .channel()
-                .await?,
-        )
-    };
-    let client = RemoteExecutionClient::new(channel)
+    let channel = IrohConnector::new(endpoint.clone(), addr, Duration::from_secs(10))
+        .channel()
+        .await?;
+    let client = RemoteExecutionClient::new(HubChannel::from(channel))
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
     Ok(InProcess {
         hub,

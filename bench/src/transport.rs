@@ -17,14 +17,13 @@ use anyhow::Context;
 use futures::{Stream, StreamExt};
 use helix_mesh::{
     hub_channel::HubChannel,
-    iroh_calls::{CallAcceptor, CallChannel},
     iroh_grpc::{ConnectionTracker, GrpcAcceptor, IrohConnector},
     pb::{
         self,
         remote_execution_client::RemoteExecutionClient,
         remote_execution_server::{RemoteExecution, RemoteExecutionServer},
     },
-    transport::{ALPN_GRPC, ALPN_GRPC_CALLS, EndpointOptions, RelayChoice, bind_endpoint},
+    transport::{ALPN_GRPC, EndpointOptions, RelayChoice, bind_endpoint},
 };
 use iroh::{
     Endpoint, EndpointAddr, SecretKey,
@@ -181,11 +180,7 @@ pub async fn start_server(relay: Option<&str>) -> anyhow::Result<Server> {
     let endpoint = bind_endpoint(
         &EndpointOptions::loopback(relay_choice),
         SecretKey::generate(),
-        vec![
-            ALPN_GRPC.to_vec(),
-            ALPN_GRPC_CALLS.to_vec(),
-            RAW_ALPN.to_vec(),
-        ],
+        vec![ALPN_GRPC.to_vec(), RAW_ALPN.to_vec()],
         None,
     )
     .await?;
@@ -196,14 +191,8 @@ pub async fn start_server(relay: Option<&str>) -> anyhow::Result<Server> {
     }
     let (acceptor, incoming) = GrpcAcceptor::new(ConnectionTracker::default());
     let raw = RawServer::default();
-    let calls = CallAcceptor::new(
-        tonic::service::Routes::new(RemoteExecutionServer::new(BenchService)),
-        ConnectionTracker::default(),
-        tokio_util::task::TaskTracker::new(),
-    );
     let router = Router::builder(endpoint.clone())
         .accept(ALPN_GRPC, acceptor)
-        .accept(ALPN_GRPC_CALLS, calls)
         .accept(RAW_ALPN, raw.clone())
         .spawn();
     tokio::spawn(
@@ -395,10 +384,6 @@ pub struct Comparison {
     pub raw: TransportResult,
     pub tcp: TransportResult,
     pub grpc: TransportResult,
-    /// gRPC with one QUIC stream per call.
-    pub calls: TransportResult,
-    /// Its throughput ÷ raw iroh's, round by round.
-    pub calls_vs_raw: Vec<f64>,
     /// gRPC over iroh ÷ raw iroh throughput, round by round.
     pub vs_raw: Vec<f64>,
     /// gRPC over iroh ÷ tonic/TCP throughput, round by round.
@@ -417,11 +402,7 @@ pub async fn compare(
     let iroh = iroh_channel(client, addr.clone())
         .await
         .context("gRPC over iroh direct")?;
-    let calls_channel = calls_channel(client, addr.clone())
-        .await
-        .context("gRPC calls over iroh")?;
     let (mut raws, mut tcps, mut grpcs) = (Vec::new(), Vec::new(), Vec::new());
-    let mut callses = Vec::new();
     for _ in 0..rounds.max(1) {
         raws.push(
             raw_iroh(client, addr.clone(), bytes, pings)
@@ -438,11 +419,6 @@ pub async fn compare(
                 .await
                 .context("gRPC over iroh direct")?,
         );
-        callses.push(
-            grpc(calls_channel.clone(), bytes, pings)
-                .await
-                .context("gRPC calls over iroh")?,
-        );
     }
     let ratio = |other: &[TransportResult]| -> Vec<f64> {
         grpcs
@@ -452,12 +428,6 @@ pub async fn compare(
             .collect()
     };
     Ok(Comparison {
-        calls_vs_raw: callses
-            .iter()
-            .zip(&raws)
-            .map(|(g, o)| g.mib_per_s / o.mib_per_s)
-            .collect(),
-        calls: combine(&callses),
         vs_raw: ratio(&raws),
         vs_tcp: ratio(&tcps),
         raw: combine(&raws),
@@ -500,12 +470,6 @@ pub async fn iroh_channel(client: &Endpoint, addr: EndpointAddr) -> anyhow::Resu
         .channel()
         .await?;
     Ok(channel.into())
-}
-
-/// gRPC with one QUIC stream per call.
-pub async fn calls_channel(client: &Endpoint, addr: EndpointAddr) -> anyhow::Result<HubChannel> {
-    let conn = client.connect(addr, ALPN_GRPC_CALLS).await?;
-    Ok(CallChannel::new(conn).into())
 }
 
 /// Milliseconds of process CPU since `before`, per MiB of `bytes`.

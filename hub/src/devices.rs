@@ -18,7 +18,7 @@ use helix_mesh::{
     fsutil::{self, FsError},
     proto_ext::now_ms,
     ticket::PairingSecret,
-    transport::{ALPN_GRPC, ALPN_GRPC_CALLS, CLOSE_NOT_PAIRED},
+    transport::{ALPN_GRPC, CLOSE_NOT_PAIRED},
 };
 use iroh::{
     EndpointId,
@@ -250,7 +250,7 @@ pub struct PairedOnly(pub Arc<Devices>);
 impl EndpointHooks for PairedOnly {
     async fn after_handshake<'a>(&'a self, conn: &'a Connection) -> AfterHandshakeOutcome {
         if conn.side() == Side::Server
-            && (conn.alpn() == ALPN_GRPC || conn.alpn() == ALPN_GRPC_CALLS)
+            && conn.alpn() == ALPN_GRPC
             && !self.0.is_paired(&conn.remote_id())
         {
             tracing::info!(peer = %conn.remote_id(), "refused an unpaired device");

@@ -4,15 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use helix_mesh::{
-    iroh_calls::CallAcceptor,
     iroh_grpc::{ConnectionTracker, GrpcAcceptor},
     pb::remote_execution_server::RemoteExecutionServer,
     ticket::{
         PairRequest, PairResponse, PairingSecret, Ticket, read_pair_message, write_pair_message,
     },
     transport::{
-        ALPN_GRPC, ALPN_GRPC_CALLS, ALPN_PAIR, CLOSE_SHUTDOWN, EndpointOptions, RelayChoice,
-        bind_endpoint, with_hooks,
+        ALPN_GRPC, ALPN_PAIR, CLOSE_SHUTDOWN, EndpointOptions, RelayChoice, bind_endpoint,
+        with_hooks,
     },
 };
 use iroh::{
@@ -62,16 +61,23 @@ impl Mesh {
         let endpoint = bind_endpoint(
             options,
             secret,
-            vec![
-                ALPN_GRPC.to_vec(),
-                ALPN_GRPC_CALLS.to_vec(),
-                ALPN_PAIR.to_vec(),
-            ],
+            vec![ALPN_GRPC.to_vec(), ALPN_PAIR.to_vec()],
             Some(with_hooks(PairedOnly(devices.clone()))),
         )
         .await?;
         let tracker = ConnectionTracker::default();
         let (acceptor, incoming) = GrpcAcceptor::new(tracker.clone());
+        let router = Router::builder(endpoint.clone())
+            .accept(ALPN_GRPC, acceptor)
+            .accept(
+                ALPN_PAIR,
+                PairHandler {
+                    devices,
+                    pairings,
+                    hub_name,
+                },
+            )
+            .spawn();
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_service_status(
@@ -82,23 +88,6 @@ impl Mesh {
         let remote = RemoteExecutionServer::new(service)
             .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
-        let calls = CallAcceptor::new(
-            tonic::service::Routes::new(health.clone()).add_service(remote.clone()),
-            tracker.clone(),
-            tokio_util::task::TaskTracker::new(),
-        );
-        let router = Router::builder(endpoint.clone())
-            .accept(ALPN_GRPC, acceptor)
-            .accept(ALPN_GRPC_CALLS, calls)
-            .accept(
-                ALPN_PAIR,
-                PairHandler {
-                    devices,
-                    pairings,
-                    hub_name,
-                },
-            )
-            .spawn();
         let server_shutdown = CancellationToken::new();
         let server = tokio::spawn(
             helix_mesh::transport::grpc_server()

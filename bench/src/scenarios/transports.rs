@@ -83,24 +83,6 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
         format!("{vs_tcp:.2} ({})", spread(&compared.vs_tcp)),
         &format!("≥ 0.50: {}", met(vs_tcp >= 0.5)),
     );
-    let calls = &compared.calls;
-    let calls_vs_raw = calls.mib_per_s / raw.mib_per_s;
-    report.row(
-        "gRPC calls over iroh (a stream per call)",
-        "throughput / unary RTT p50 / p99",
-        format!("{:.0} MiB/s / {}", calls.mib_per_s, calls.rtt.p50_p99_ms()),
-        "",
-    );
-    report.row(
-        "gRPC calls over iroh (a stream per call)",
-        "× raw iroh throughput (rounds) / CPU per MiB",
-        format!(
-            "{calls_vs_raw:.2} ({}) / {:.2} ms",
-            spread(&compared.calls_vs_raw),
-            calls.cpu_ms_per_mib
-        ),
-        "",
-    );
     // gRPC over iroh cannot outrun the QUIC stream it rides on: this is the ceiling of the
     // row above.
     let raw_vs_tcp = raw.mib_per_s / tcp.mib_per_s;
