@@ -100,6 +100,24 @@ impl TestHub {
         Self::start_in(tempfile::tempdir().unwrap(), config).await
     }
 
+    /// A hub with the test API key stored and `providers` instead of those of the config.
+    pub async fn start_with_providers(
+        config: HubConfig,
+        providers: helix_hub::provider::Providers,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        store_api_key(dir.path());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hub = Hub::bind_with_providers(dir.path(), config.clone(), listener, providers)
+            .await
+            .unwrap();
+        Self {
+            dir,
+            config,
+            hub: Some(hub),
+        }
+    }
+
     /// A hub on a data dir prepared by the caller.
     pub async fn start_in(dir: TempDir, config: HubConfig) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

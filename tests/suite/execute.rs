@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+use helix_hub::provider::{
+    ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, Providers,
+};
 use helix_mesh::pb::{self, CommandStatus, command_event::Kind};
 
 use crate::support::{
@@ -155,6 +158,72 @@ async fn overloaded_twice_then_success_retries_visibly_and_outputs_once() {
     let f = finished(&events);
     assert_eq!((f.status, f.attempts), (CommandStatus::Completed as i32, 3));
     assert_eq!(mock.requests(), 3);
+    hub.shutdown().await;
+}
+
+/// Reads the journal through its own connection each time the hub calls it: what a hub that
+/// died at that moment would find on restart. The first attempt fails (retryably). The
+/// connection is opened before the first command, so a read takes microseconds: an attempt
+/// queued to the journal but not yet committed is seen as missing.
+#[derive(Debug, Default)]
+struct JournalPeeker {
+    db: std::sync::Mutex<Option<rusqlite::Connection>>,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl ProviderExec for JournalPeeker {
+    fn execute(&self, request: ProviderRequest) -> OutputStream {
+        let db = self.db.lock().unwrap();
+        let db = db.as_ref().expect("journal opened before any command");
+        let (status, attempts): (String, u32) = db
+            .prepare_cached("SELECT status, attempts FROM commands WHERE command_id = ?1")
+            .unwrap()
+            .query_row([request.command_id.to_string()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        let mut seen = self.seen.lock().unwrap();
+        seen.push(format!("{status} {attempts}"));
+        let first = seen.len() == 1;
+        Box::pin(futures::stream::iter([if first {
+            Err(ProviderError::new(
+                ErrorKind::Connection,
+                "the first attempt fails",
+            ))
+        } else {
+            Ok("done".to_owned())
+        }]))
+    }
+}
+
+#[tokio::test]
+async fn each_attempt_is_stored_as_started_before_the_provider_is_called() {
+    // A hub that dies while the provider runs must find the command `executing` with this
+    // attempt on restart (and fail it), never `pending` or at an older attempt (and run the
+    // provider's side effects again).
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let peeker = std::sync::Arc::new(JournalPeeker::default());
+    let providers = Providers::default().with(pb::Provider::Anthropic, peeker.clone());
+    let hub = TestHub::start_with_providers(config_for(&mock), providers).await;
+    let db = rusqlite::Connection::open_with_flags(
+        hub.path().join(helix_hub::journal::FILE_NAME),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    *peeker.db.lock().unwrap() = Some(db);
+    let mut client = hub.client().await;
+    let events = run(&mut client, request("twice")).await;
+    assert_eq!(
+        kinds(&events),
+        [
+            "queued", "started", "retrying", "started", "output", "finished"
+        ]
+    );
+    assert_eq!(
+        *peeker.seen.lock().unwrap(),
+        ["executing 1", "executing 2"],
+        "what a restart would have found while the provider ran"
+    );
     hub.shutdown().await;
 }
 
