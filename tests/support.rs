@@ -107,23 +107,27 @@ impl TestHub {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         store_api_key(dir.path());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hub = Hub::bind_with_providers(dir.path(), config.clone(), listener, providers)
-            .await
-            .unwrap();
-        Self {
-            dir,
-            config,
-            hub: Some(hub),
-        }
+        Self::launch(dir, config, Some(providers)).await
     }
 
     /// A hub on a data dir prepared by the caller.
     pub async fn start_in(dir: TempDir, config: HubConfig) -> Self {
+        Self::launch(dir, config, None).await
+    }
+
+    async fn launch(
+        dir: TempDir,
+        config: HubConfig,
+        providers: Option<helix_hub::provider::Providers>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hub = Hub::bind_with_listener(dir.path(), config.clone(), listener)
-            .await
-            .unwrap();
+        let hub = match providers {
+            Some(providers) => {
+                Hub::bind_with_providers(dir.path(), config.clone(), listener, providers).await
+            }
+            None => Hub::bind_with_listener(dir.path(), config.clone(), listener).await,
+        }
+        .unwrap();
         Self {
             dir,
             config,
