@@ -43,6 +43,11 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub connect_timeout: std::time::Duration,
 
+    /// Through the table relay: how long to keep following a command while nothing new comes
+    /// from the hub, e.g. 30m (the command's expiry also ends the wait).
+    #[arg(long, global = true, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub relay_silence: std::time::Duration,
+
     /// Diagnostics and tests: no UDP of our own, relays only.
     #[arg(long, global = true, hide = true)]
     pub relay_only: bool,

@@ -38,6 +38,10 @@ pub enum Target {
     Remote { label: String, addr: EndpointAddr },
 }
 
+/// How long `helix` follows a relayed command with nothing new from the hub, unless
+/// `--relay-silence` says otherwise.
+pub const DEFAULT_RELAY_SILENCE: Duration = Duration::from_secs(3600);
+
 /// Everything the CLI needs to reach hubs; binds its iroh endpoint on first use.
 #[derive(Debug)]
 pub struct Spoke {
@@ -46,6 +50,8 @@ pub struct Spoke {
     pub hub_dir: Option<PathBuf>,
     pub options: EndpointOptions,
     pub dial_timeout: Duration,
+    /// How long a command followed through the table relay may go without news from the hub.
+    pub relay_silence: Duration,
     endpoint: OnceCell<Endpoint>,
 }
 
@@ -95,6 +101,7 @@ impl Spoke {
             hub_dir,
             options,
             dial_timeout,
+            relay_silence: DEFAULT_RELAY_SILENCE,
             endpoint: OnceCell::new(),
         }
     }

@@ -143,12 +143,9 @@ fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
         options.ip_transports = false;
     }
     let config = SpokeConfig::new(cli.config_dir.clone().unwrap_or_else(default_config_dir));
-    Ok(Spoke::new(
-        config,
-        cli.hub_dir.clone(),
-        options,
-        cli.connect_timeout,
-    ))
+    let mut spoke = Spoke::new(config, cli.hub_dir.clone(), options, cli.connect_timeout);
+    spoke.relay_silence = cli.relay_silence;
+    Ok(spoke)
 }
 
 /// Connects and says so (with the route) on stderr.

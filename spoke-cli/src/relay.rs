@@ -31,9 +31,6 @@ use crate::{
 pub const ROUTE_SUPABASE: &str = "supabase";
 /// How often the event rows are read while a command runs.
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
-/// How long to wait while nothing new comes from the hub, counted from the last event (the
-/// command's expiry also ends it): a long answer that keeps streaming is followed to its end.
-const NOTHING_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The row's reason when this device's Ctrl-C cancels a relayed command.
 pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
 /// The row's reason when `helix cancel` cancels a relayed command.
@@ -121,6 +118,7 @@ pub async fn run(
         command_id: &command_id,
         interrupts,
         cancel_requested: false,
+        silence: spoke.relay_silence,
     };
     follow.events(0, printer).await
 }
@@ -158,6 +156,7 @@ pub async fn attach(
         command_id,
         interrupts: interrupts()?,
         cancel_requested: false,
+        silence: spoke.relay_silence,
     };
     follow.events(after_seq, printer).await
 }
@@ -242,6 +241,10 @@ struct Follow<'a> {
     interrupts: Signal,
     /// This device cancelled the command with Ctrl-C.
     cancel_requested: bool,
+    /// How long to wait while nothing new comes from the hub, counted from the last event
+    /// (the command's expiry also ends it): a long answer that keeps streaming is followed to
+    /// its end.
+    silence: Duration,
 }
 
 impl Follow<'_> {
@@ -302,11 +305,12 @@ impl Follow<'_> {
                 printer.note(&format!("command {status}: {reason}"));
                 return Ok(row_exit(status, self.cancel_requested));
             }
-            if heard.elapsed() > NOTHING_TIMEOUT {
+            if heard.elapsed() > self.silence {
                 return Err(CliError::new(
                     Exit::Unreachable,
                     format!(
-                        "table relay: nothing from the hub for an hour; the command may still run (follow it again with `helix attach {command_id}`)"
+                        "table relay: nothing from the hub for {} (--relay-silence); the command may still run (follow it again with `helix attach --via cloud {command_id}`)",
+                        humantime::format_duration(self.silence)
                     ),
                 ));
             }
