@@ -38,10 +38,6 @@ pub enum Target {
     Remote { label: String, addr: EndpointAddr },
 }
 
-/// How long `helix` follows a relayed command with nothing new from the hub, unless
-/// `--relay-silence` says otherwise.
-pub const DEFAULT_RELAY_SILENCE: Duration = Duration::from_secs(3600);
-
 /// Everything the CLI needs to reach hubs; binds its iroh endpoint on first use.
 #[derive(Debug)]
 pub struct Spoke {
@@ -95,13 +91,14 @@ impl Spoke {
         hub_dir: Option<PathBuf>,
         options: EndpointOptions,
         dial_timeout: Duration,
+        relay_silence: Duration,
     ) -> Self {
         Self {
             config,
             hub_dir,
             options,
             dial_timeout,
-            relay_silence: DEFAULT_RELAY_SILENCE,
+            relay_silence,
             endpoint: OnceCell::new(),
         }
     }

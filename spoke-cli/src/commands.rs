@@ -143,9 +143,13 @@ fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
         options.ip_transports = false;
     }
     let config = SpokeConfig::new(cli.config_dir.clone().unwrap_or_else(default_config_dir));
-    let mut spoke = Spoke::new(config, cli.hub_dir.clone(), options, cli.connect_timeout);
-    spoke.relay_silence = cli.relay_silence;
-    Ok(spoke)
+    Ok(Spoke::new(
+        config,
+        cli.hub_dir.clone(),
+        options,
+        cli.connect_timeout,
+        cli.relay_silence,
+    ))
 }
 
 /// Connects and says so (with the route) on stderr.

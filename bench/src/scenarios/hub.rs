@@ -29,22 +29,25 @@ pub async fn hub_in_process(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
     let raw_client = transport::client_endpoint(None).await?;
     let raw_addr = transport::dial_addr(&raw_server, None)?;
     let mut hub = hub_bench::in_process_hub().await?;
-    let (mut rtt, mut first, mut ratios) = (Samples::default(), Samples::default(), Vec::new());
-    let (mut round_rtts, mut round_firsts) = (Vec::new(), Vec::new());
+    let (mut rtt, mut first) = (Samples::default(), Samples::default());
+    // Each round's raw RTT p50 and first-output p50.
+    let mut rounds = Vec::new();
     for _ in 0..FIRST_OUTPUT_ROUNDS {
         let round_rtt = transport::raw_rtt(&raw_client, raw_addr.clone(), sizes.pings)
             .await
             .context("raw iroh QUIC round trips")?;
         let round_first =
             hub_bench::first_output(&mut hub.client, sizes.first_outputs, Duration::ZERO).await?;
-        ratios.push(round_first.p50().as_secs_f64() / round_rtt.p50().as_secs_f64());
-        round_rtts.push(ms(round_rtt.p50()));
-        round_firsts.push(ms(round_first.p50()));
+        rounds.push((round_rtt.p50(), round_first.p50()));
         rtt.merge(&round_rtt);
         first.merge(&round_first);
     }
     raw_client.close().await;
     raw_server.endpoint.close().await;
+    let ratios: Vec<f64> = rounds
+        .iter()
+        .map(|(rtt, first)| first.as_secs_f64() / rtt.as_secs_f64())
+        .collect();
     let ratio = median(ratios.iter().copied());
     report.row(
         "raw iroh QUIC stream (between the first-output rounds)",
@@ -69,8 +72,11 @@ pub async fn hub_in_process(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
     report.set("first_output_raw_rtt_ms", json!(ms(rtt.p50())));
     report.set("first_output_vs_iroh_rtt", json!(ratio));
     report.set("first_output_vs_iroh_rtt_rounds", json!(ratios));
-    report.set("first_output_raw_rtt_rounds_ms", json!(round_rtts));
-    report.set("first_output_rounds_ms", json!(round_firsts));
+    let round_ms = |pick: fn(&(Duration, Duration)) -> Duration| -> Vec<f64> {
+        rounds.iter().map(|r| ms(pick(r))).collect()
+    };
+    report.set("first_output_raw_rtt_rounds_ms", json!(round_ms(|r| r.0)));
+    report.set("first_output_rounds_ms", json!(round_ms(|r| r.1)));
     // The same after 2 ms of nothing: every thread of the process has parked, as for a lone
     // command (the raw RTT above is measured back to back, so this row has no target).
     let idle_first =
