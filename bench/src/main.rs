@@ -20,7 +20,7 @@ use report::{Report, progress};
 use scenarios::{
     hub::{hub_in_process, hub_process},
     relay::relay_scenario,
-    transports::{relayed, transports},
+    transports::{relayed, solo, transports},
 };
 use serde_json::json;
 
@@ -43,6 +43,15 @@ struct Args {
     /// Only raw iroh's round trip and the in-process hub (first output, token events).
     #[arg(long)]
     first_output_only: bool,
+    /// One transport alone, 4 downloads (256 MiB each, 64 MiB with --quick), each reported:
+    /// the run to profile, e.g. `perf record -g target/release/helix-bench --solo grpc`.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TRANSPORT",
+        conflicts_with_all = ["transport_only", "relay_only", "first_output_only"]
+    )]
+    solo: Option<transport::Solo>,
 }
 
 /// How much each scenario does.
@@ -116,7 +125,9 @@ async fn main() -> anyhow::Result<()> {
         progress("warning: this is a debug build; numbers mean little (use scripts/bench)");
     }
 
-    if args.relay_only {
+    if let Some(which) = args.solo {
+        solo(&mut report, &sizes, which).await?;
+    } else if args.relay_only {
         relay_scenario(&mut report, &sizes).await?;
     } else if args.first_output_only {
         hub_in_process(&mut report, &sizes).await?;

@@ -214,6 +214,57 @@ pub async fn compare(
     })
 }
 
+/// A transport `--solo` runs alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Solo {
+    /// Raw iroh QUIC.
+    Raw,
+    /// tonic over loopback TCP.
+    Tcp,
+    /// gRPC over iroh direct.
+    Grpc,
+}
+
+impl Solo {
+    pub fn name(self) -> &'static str {
+        match self {
+            Solo::Raw => "raw iroh QUIC stream",
+            Solo::Tcp => "tonic over TCP",
+            Solo::Grpc => "gRPC over iroh direct",
+        }
+    }
+}
+
+/// `runs` downloads of `bytes` over one transport and nothing else in the process: the run
+/// to put under `perf record` or `perf sched record`, without the other transports' samples.
+pub async fn solo(
+    client: &Endpoint,
+    addr: EndpointAddr,
+    which: Solo,
+    bytes: usize,
+    pings: usize,
+    runs: usize,
+) -> anyhow::Result<Vec<TransportResult>> {
+    let channel = match which {
+        Solo::Raw => None,
+        Solo::Tcp => Some(tcp_channel().await.context("tonic over TCP")?),
+        Solo::Grpc => Some(
+            iroh_channel(client, addr.clone())
+                .await
+                .context("gRPC over iroh direct")?,
+        ),
+    };
+    let mut results = Vec::new();
+    for _ in 0..runs.max(1) {
+        let run = match &channel {
+            None => raw_iroh(client, addr.clone(), bytes, pings).await,
+            Some(channel) => grpc(channel.clone(), bytes, pings).await,
+        };
+        results.push(run.context(which.name())?);
+    }
+    Ok(results)
+}
+
 /// Median throughput and CPU of several runs of one transport, with all their RTT samples.
 fn combine(runs: &[TransportResult]) -> TransportResult {
     let mut rtt = Samples::default();

@@ -7,7 +7,7 @@ use crate::{
     Sizes,
     report::{Report, met, progress, spread},
     stats::ms,
-    transport,
+    transport::{self, Solo},
 };
 
 /// Raw iroh, tonic/TCP and gRPC over iroh direct, side by side.
@@ -119,6 +119,38 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
         json!(compared.vs_raw),
     );
     report.set("grpc_iroh_vs_tcp_throughput_rounds", json!(compared.vs_tcp));
+    client.close().await;
+    server.endpoint.close().await;
+    Ok(())
+}
+
+/// How many downloads `--solo` makes.
+const SOLO_RUNS: usize = 4;
+
+/// One transport alone, [`SOLO_RUNS`] downloads, each reported: for profiling.
+pub async fn solo(report: &mut Report, sizes: &Sizes, which: Solo) -> anyhow::Result<()> {
+    progress(&format!("{} alone, {SOLO_RUNS} downloads…", which.name()));
+    let server = transport::start_server(None).await?;
+    let client = transport::client_endpoint(None).await?;
+    let addr = transport::dial_addr(&server, None)?;
+    let runs = transport::solo(&client, addr, which, sizes.bytes, sizes.pings, SOLO_RUNS).await?;
+    for (i, run) in runs.iter().enumerate() {
+        report.row(
+            which.name(),
+            &format!("download {} of {SOLO_RUNS}: throughput, CPU per MiB", i + 1),
+            format!("{:.0} MiB/s, {:.2} ms", run.mib_per_s, run.cpu_ms_per_mib),
+            "",
+        );
+    }
+    report.set("solo_transport", json!(format!("{which:?}").to_lowercase()));
+    report.set(
+        "solo_mib_s",
+        json!(runs.iter().map(|r| r.mib_per_s).collect::<Vec<_>>()),
+    );
+    report.set(
+        "solo_cpu_ms_per_mib",
+        json!(runs.iter().map(|r| r.cpu_ms_per_mib).collect::<Vec<_>>()),
+    );
     client.close().await;
     server.endpoint.close().await;
     Ok(())
