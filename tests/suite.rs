@@ -2,6 +2,7 @@ mod cli;
 mod cloud_lookup;
 mod credentials;
 mod execute;
+mod http2_settings;
 mod hubs;
 mod iroh_io;
 mod lifecycle;
