@@ -1,9 +1,11 @@
 //! Relayed commands whose hub went away before it ended their rows: when the hub starts again
 //! it finds its rows still `executing` and ends them from its journal, so a spoke following
-//! one gets a clear end instead of waiting for an hour.
+//! one gets a clear end instead of waiting for an hour; and a spoke that hears nothing at all
+//! stops following after `--relay-silence`, leaving the command in the table.
 
 use std::time::{Duration, Instant};
 
+use super::table_relay::cloud_status;
 use crate::support::{
     TestHub,
     bins::{HubProcess, run_helix, spoke, write_hub_config},
@@ -133,4 +135,52 @@ async fn a_row_the_hub_could_not_complete_before_it_stopped_is_completed_at_its_
     );
     assert_eq!(mock.requests(), 1);
     hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_relayed_command_with_no_news_from_the_hub_is_left_after_the_silence_limit() {
+    let cloud = TestCloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["never"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    // Nobody claims the row: the spoke waits for news, then gives up without losing it.
+    hub.shutdown().await;
+
+    let started = Instant::now();
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "run",
+        "--hub",
+        "desk",
+        "--via",
+        "cloud",
+        "--relay-silence",
+        "1s",
+        "anyone there?",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(3), "unreachable: {}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("table relay: nothing from the hub for 1s (--relay-silence)"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let id = done
+        .stderr
+        .split("helix attach --via cloud ")
+        .nth(1)
+        .and_then(|rest| rest.get(..36))
+        .unwrap_or_else(|| panic!("no attach hint: {}", done.stderr));
+    assert_eq!(
+        cloud_status(&cloud.db, id).await,
+        "pending|",
+        "the command is kept"
+    );
+    assert_eq!(mock.requests(), 0);
 }

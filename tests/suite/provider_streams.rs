@@ -1,0 +1,191 @@
+//! The providers behind stored credentials, end to end through a hub: OpenAI Codex (with its
+//! OAuth refresh), Google Gemini (API key) and Claude Code (a setup token), each against a
+//! local server speaking the provider's documented streaming format.
+
+use std::path::Path;
+
+use helix_hub::credentials::{CredentialStore, Secret};
+use helix_mesh::{
+    pb::{CommandStatus, Provider, command_event::Kind},
+    proto_ext::now_ms,
+};
+
+use super::credentials::stored_access;
+use crate::support::{
+    TestHub, config_for, finished,
+    mock_anthropic::{MockAnthropic, Reply},
+    mock_codex::MockCodex,
+    mock_gemini::MockGemini,
+    mock_oauth::{self, MockOAuth, store_codex},
+    output, request, run,
+};
+
+/// The codex provider refreshes an expiring token before use, and a refused one once.
+#[tokio::test]
+async fn codex_commands_stream_and_refresh_their_token() {
+    let oauth = MockOAuth::start().await;
+    oauth.accept_refresh(1);
+    let codex = MockCodex::start(&["Hel", "lo ", "Codex"]).await;
+    let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let mut config = config_for(&anthropic);
+    config.providers.openai_codex.base_url = codex.base_url();
+    config.providers.openai_codex.issuer = oauth.issuer();
+    let hub = TestHub::start_without_credentials(config).await;
+    // Expires within the 5-minute margin: refreshed before the request.
+    store_codex(hub.path(), 1, now_ms() + 60_000);
+    let mut client = hub.client().await;
+
+    let mut req = request("write a haiku");
+    req.provider = Provider::OpenaiCodex as i32;
+    let events = run(&mut client, req.clone()).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Output(o)) => Some(o.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, ["Hel", "lo ", "Codex"]);
+    assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
+    assert_eq!(oauth.refresh_requests(), 1);
+    let seen = codex.seen();
+    assert_eq!(
+        seen[0].authorization.as_deref(),
+        Some(format!("Bearer {}", mock_oauth::access_token(2)).as_str())
+    );
+    assert_eq!(seen[0].account_id.as_deref(), Some(mock_oauth::ACCOUNT_ID));
+    let body = &seen[0].body;
+    assert_eq!(body["model"], "gpt-5-codex");
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["store"], false);
+    assert!(body["instructions"].is_string());
+    assert_eq!(
+        body["input"],
+        serde_json::json!([{"type":"message","role":"user","content":[{"type":"input_text","text":"write a haiku"}]}])
+    );
+
+    // The backend refuses the (unexpired) token: one refresh, then it works.
+    codex.refuse(&mock_oauth::access_token(2));
+    req.command_id = uuid::Uuid::new_v4().to_string();
+    let events = run(&mut client, req).await;
+    assert_eq!(output(&events), "Hello Codex");
+    assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
+    assert!(events.iter().any(
+        |e| matches!(&e.kind, Some(Kind::Retrying(r)) if r.reason.contains("refreshing the token"))
+    ));
+    assert_eq!(oauth.refresh_requests(), 2);
+    assert_eq!(stored_access(hub.path()), mock_oauth::access_token(3));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn gemini_commands_stream_with_the_api_key() {
+    let gemini = MockGemini::start(&["Bonjour", " le ", "monde"]).await;
+    let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let mut config = config_for(&anthropic);
+    config.providers.google_gemini.base_url = gemini.base_url();
+    let hub = TestHub::start_without_credentials(config).await;
+    CredentialStore::in_dir(hub.path())
+        .set_api_key(Provider::GoogleGemini, Secret::new("AIza-test-key-77"))
+        .unwrap();
+    let mut client = hub.client().await;
+    let mut req = request("say hello in French");
+    req.provider = Provider::GoogleGemini as i32;
+    let events = run(&mut client, req).await;
+    assert_eq!(output(&events), "Bonjour le monde");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e.kind, Some(Kind::Output(_))))
+            .count(),
+        3
+    );
+    assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
+    let seen = gemini.seen();
+    assert_eq!(seen[0].api_key.as_deref(), Some("AIza-test-key-77"));
+    assert_eq!(
+        seen[0].model_action,
+        "gemini-2.5-flash:streamGenerateContent"
+    );
+    assert_eq!(seen[0].alt.as_deref(), Some("sse"));
+    assert_eq!(
+        seen[0].body["contents"][0]["parts"][0]["text"],
+        "say hello in French"
+    );
+    hub.shutdown().await;
+}
+
+/// The Claude Code CLI (installed by scripts/test), run for a setup-token.
+fn claude_binary() -> String {
+    match std::env::var("HELIX_TEST_CLAUDE_BIN") {
+        Ok(path) if Path::new(&path).exists() => path,
+        other => panic!(
+            "HELIX_TEST_CLAUDE_BIN must name the Claude Code CLI binary (scripts/test installs @anthropic-ai/claude-code into .cache and sets it); got {other:?}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn setup_token_commands_run_through_claude_code() {
+    let claude = claude_binary();
+    let token = "sk-ant-oat01-test-setup-token-c0ffee";
+    let chunks = ["Hel", "lo ", "from ", "Claude"];
+    let anthropic = MockAnthropic::start(Reply::text(&chunks)).await;
+    let mut config = config_for(&anthropic);
+    config.providers.anthropic.claude_binary = claude;
+    let hub = TestHub::start_without_credentials(config).await;
+    CredentialStore::in_dir(hub.path())
+        .set_token(Provider::Anthropic, Secret::new(token), None)
+        .unwrap();
+    let mut client = hub.client().await;
+    let events = run(&mut client, request("--help me say hello")).await;
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Completed as i32, "{}", f.error);
+    let texts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Output(o)) => Some(o.text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(texts, chunks, "streamed token by token");
+    let seen = anthropic.seen();
+    assert!(!seen.is_empty());
+    for s in &seen {
+        assert_eq!(
+            s.authorization.as_deref(),
+            Some(format!("Bearer {token}").as_str())
+        );
+        assert_eq!(s.api_key, None);
+    }
+    let prompt = serde_json::to_string(&seen.last().unwrap().body["messages"]).unwrap();
+    assert!(prompt.contains("--help me say hello"), "{prompt}");
+
+    // A prompt far past the 128 KiB argv limit reaches the API whole (it travels on stdin).
+    let long: String = (0..50_000).map(|i| format!("w{i} ")).collect();
+    assert!(long.len() > 300 * 1024);
+    let events = run(&mut client, request(&long)).await;
+    assert_eq!(
+        finished(&events).status,
+        CommandStatus::Completed as i32,
+        "{events:?}"
+    );
+    let sent = serde_json::to_string(&anthropic.seen().last().unwrap().body["messages"]).unwrap();
+    assert!(
+        sent.contains("w29999"),
+        "the end of the long prompt arrived"
+    );
+
+    // The API refuses the token: a clear, non-retried failure.
+    anthropic.set_default(Reply::status(401));
+    let events = run(&mut client, request("again")).await;
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Failed as i32);
+    assert!(
+        f.error.starts_with("anthropic (claude code):"),
+        "{}",
+        f.error
+    );
+    assert!(!f.error.contains(token));
+    hub.shutdown().await;
+}
