@@ -51,6 +51,20 @@ pub fn config_for(mock: &MockAnthropic) -> HubConfig {
     config
 }
 
+/// An iroh endpoint on loopback with no relay and no discovery, accepting `alpns`.
+pub async fn loopback_endpoint(secret: iroh::SecretKey, alpns: &[&[u8]]) -> iroh::Endpoint {
+    helix_mesh::transport::bind_endpoint(
+        &helix_mesh::transport::EndpointOptions::loopback(
+            helix_mesh::transport::RelayChoice::Disabled,
+        ),
+        secret,
+        alpns.iter().map(|a| a.to_vec()).collect(),
+        None,
+    )
+    .await
+    .unwrap()
+}
+
 /// A local iroh relay server (plain HTTP on 127.0.0.1), like `iroh-relay --dev`.
 pub struct LocalRelay {
     pub url: String,

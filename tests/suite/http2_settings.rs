@@ -10,15 +10,14 @@ use helix_hub::devices::Devices;
 use helix_mesh::{
     iroh_grpc::IrohConnector,
     transport::{
-        ALPN_GRPC, EndpointOptions, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW,
-        RelayChoice, bind_endpoint, grpc_client_endpoint,
+        ALPN_GRPC, H2_CONNECTION_WINDOW, H2_MAX_FRAME, H2_STREAM_WINDOW, grpc_client_endpoint,
     },
 };
 use iroh::SecretKey;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::support::{
-    TEST_TIMEOUT, TestHub, config_for,
+    TEST_TIMEOUT, TestHub, config_for, loopback_endpoint,
     mock_anthropic::{MockAnthropic, Reply},
     store_api_key,
 };
@@ -133,14 +132,7 @@ async fn the_hub_announces_large_frames_and_windows_on_tcp_and_iroh() {
         .unwrap();
     assert_eq!(server_settings(tcp).await, expected(), "over loopback TCP");
 
-    let endpoint = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        device,
-        Vec::new(),
-        None,
-    )
-    .await
-    .unwrap();
+    let endpoint = loopback_endpoint(device, &[]).await;
     let conn = endpoint
         .connect(hub.hub().endpoint_addr().unwrap(), ALPN_GRPC)
         .await
@@ -158,22 +150,8 @@ async fn the_hub_announces_large_frames_and_windows_on_tcp_and_iroh() {
 #[tokio::test]
 async fn the_spokes_channels_announce_large_frames_and_windows() {
     // Over iroh: a stand-in hub that reads what the spoke's connector sends on the stream.
-    let hub = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        SecretKey::generate(),
-        vec![ALPN_GRPC.to_vec()],
-        None,
-    )
-    .await
-    .unwrap();
-    let spoke = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        SecretKey::generate(),
-        Vec::new(),
-        None,
-    )
-    .await
-    .unwrap();
+    let hub = loopback_endpoint(SecretKey::generate(), &[ALPN_GRPC]).await;
+    let spoke = loopback_endpoint(SecretKey::generate(), &[]).await;
     let connector = IrohConnector::new(spoke.clone(), hub.addr(), Duration::from_secs(10));
     let dial = tokio::spawn(async move { connector.channel().await.map(drop) });
     let conn = hub.accept().await.unwrap().await.unwrap();

@@ -8,7 +8,7 @@ use std::sync::{
 
 use helix_mesh::{
     proto_ext::now_ms,
-    transport::{ALPN_GRPC, CLOSE_NOT_PAIRED, EndpointOptions, RelayChoice, bind_endpoint},
+    transport::{ALPN_GRPC, CLOSE_NOT_PAIRED},
 };
 use helix_spoke::config::{KnownHub, SpokeConfig};
 use iroh::{SecretKey, endpoint::VarInt};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::support::{
     bins::{run_helix, spoke},
-    json_lines,
+    json_lines, loopback_endpoint,
 };
 
 /// How many of the fake hubs' connections are open, and the most that were open together.
@@ -30,14 +30,7 @@ struct Gauge {
 /// an unpaired device's. A spoke that probes hubs one at a time never gets there: each probe
 /// waits out its timeout alone.
 async fn fake_hub(gauge: Arc<Gauge>, hubs: usize) -> iroh::EndpointAddr {
-    let endpoint = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        SecretKey::generate(),
-        vec![ALPN_GRPC.to_vec()],
-        None,
-    )
-    .await
-    .unwrap();
+    let endpoint = loopback_endpoint(SecretKey::generate(), &[ALPN_GRPC]).await;
     let addr = endpoint.addr();
     tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {

@@ -3,12 +3,11 @@
 
 use std::{io::IoSlice, time::Duration};
 
-use helix_mesh::{
-    iroh_grpc::IrohIo,
-    transport::{EndpointOptions, RelayChoice, bind_endpoint},
-};
+use helix_mesh::iroh_grpc::IrohIo;
 use iroh::SecretKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::loopback_endpoint;
 
 const ALPN: &[u8] = b"helix-test/iroh-io/1";
 
@@ -21,14 +20,7 @@ fn pattern(len: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn writes_of_every_shape_arrive_whole_and_in_order_through_flow_control() {
-    let endpoint = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        SecretKey::generate(),
-        vec![ALPN.to_vec()],
-        None,
-    )
-    .await
-    .unwrap();
+    let endpoint = loopback_endpoint(SecretKey::generate(), &[ALPN]).await;
     let addr = endpoint.addr();
     let (go_tx, mut go_rx) = tokio::sync::mpsc::channel::<()>(1);
     let server = endpoint.clone();
@@ -45,14 +37,7 @@ async fn writes_of_every_shape_arrive_whole_and_in_order_through_flow_control() 
         conn.closed().await;
     });
 
-    let client = bind_endpoint(
-        &EndpointOptions::loopback(RelayChoice::Disabled),
-        SecretKey::generate(),
-        Vec::new(),
-        None,
-    )
-    .await
-    .unwrap();
+    let client = loopback_endpoint(SecretKey::generate(), &[]).await;
     let conn = client.connect(addr, ALPN).await.unwrap();
     let (send, recv) = conn.open_bi().await.unwrap();
     let io = IrohIo::new(send, recv, &conn);
