@@ -314,8 +314,8 @@ pub async fn run(client: &mut HubClient, req: pb::ExecuteRequest) -> Vec<Command
     collect(client.execute(req).await.unwrap().into_inner()).await
 }
 
-/// The concatenated output text of `events`.
-pub fn output(events: &[CommandEvent]) -> String {
+/// The output texts of `events`, one per output event.
+pub fn outputs(events: &[CommandEvent]) -> Vec<&str> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -323,6 +323,11 @@ pub fn output(events: &[CommandEvent]) -> String {
             _ => None,
         })
         .collect()
+}
+
+/// The concatenated output text of `events`.
+pub fn output(events: &[CommandEvent]) -> String {
+    outputs(events).concat()
 }
 
 /// The event types of `events`, in order.

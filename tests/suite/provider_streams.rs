@@ -17,7 +17,7 @@ use crate::support::{
     mock_codex::MockCodex,
     mock_gemini::MockGemini,
     mock_oauth::{self, MockOAuth, store_codex},
-    output, request, run,
+    output, outputs, request, run,
 };
 
 /// The codex provider refreshes an expiring token before use, and a refused one once.
@@ -38,13 +38,7 @@ async fn codex_commands_stream_and_refresh_their_token() {
     let mut req = request("write a haiku");
     req.provider = Provider::OpenaiCodex as i32;
     let events = run(&mut client, req.clone()).await;
-    let texts: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Output(o)) => Some(o.text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts = outputs(&events);
     assert_eq!(texts, ["Hel", "lo ", "Codex"]);
     assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
     assert_eq!(oauth.refresh_requests(), 1);
@@ -141,13 +135,7 @@ async fn setup_token_commands_run_through_claude_code() {
     let events = run(&mut client, request("--help me say hello")).await;
     let f = finished(&events);
     assert_eq!(f.status, CommandStatus::Completed as i32, "{}", f.error);
-    let texts: Vec<&str> = events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Output(o)) => Some(o.text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts = outputs(&events);
     assert_eq!(texts, chunks, "streamed token by token");
     let seen = anthropic.seen();
     assert!(!seen.is_empty());
