@@ -226,6 +226,14 @@ pub enum Solo {
 }
 
 impl Solo {
+    /// The value `--solo` takes for it (also the JSON's `solo_transport`), as clap names it.
+    pub fn key(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// The transport's name in the report's rows.
     pub fn name(self) -> &'static str {
         match self {
             Solo::Raw => "raw iroh QUIC stream",

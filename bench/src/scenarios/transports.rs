@@ -142,7 +142,7 @@ pub async fn solo(report: &mut Report, sizes: &Sizes, which: Solo) -> anyhow::Re
             "",
         );
     }
-    report.set("solo_transport", json!(format!("{which:?}").to_lowercase()));
+    report.set("solo_transport", json!(which.key()));
     report.set(
         "solo_mib_s",
         json!(runs.iter().map(|r| r.mib_per_s).collect::<Vec<_>>()),
