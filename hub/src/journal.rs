@@ -1,10 +1,14 @@
 //! The journal: every command and every event, in SQLite (WAL mode), in the hub's data dir.
 //!
-//! One writer thread owns the write connection. Appends reach it through a bounded channel; it
-//! takes whatever has queued up (up to [`MAX_BATCH`]), applies it in one transaction, commits,
-//! and only then hands the events to the [`Bus`] and answers the callers: "stored before sent"
-//! holds per batch, and a stream of tiny output events costs one commit per batch rather than
-//! one per token, without ever waiting for a batch to fill.
+//! One write connection, behind a lock, used by a writer thread and by callers that find it
+//! free. Most appends reach the writer thread through a bounded channel; it takes whatever has
+//! queued up (up to [`MAX_BATCH`]), applies it in one transaction, commits, and only then hands
+//! the events to the [`Bus`] and answers the callers: "stored before sent" holds per batch, and
+//! a stream of tiny output events costs one commit per batch rather than one per token, without
+//! ever waiting for a batch to fill. An operation somebody waits on (a submit, an append whose
+//! commit is awaited, a command's first output) is applied on the caller's own thread when the
+//! writer is free and nothing is queued ahead of it: the same transaction and the same order,
+//! without two thread hand-offs.
 //!
 //! Reads use a small pool of read-only connections on the blocking thread pool; WAL lets them
 //! run beside the writer.
@@ -21,10 +25,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+mod schema;
 mod sql;
+#[cfg(test)]
+mod tests;
 mod writer;
 
-use writer::{Op, Writer};
+use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader};
+use writer::{Op, Shared, Writer};
 
 use crate::{
     bus::{Bus, StatusEvent},
@@ -46,43 +54,6 @@ pub const MAX_BATCH: usize = 1024;
 
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 4;
-
-/// Schema version stored in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS commands (
-    id               INTEGER PRIMARY KEY,  -- insertion order: the FIFO order
-    command_id       TEXT NOT NULL UNIQUE,
-    source_device_id TEXT NOT NULL,
-    source_user_id   TEXT NOT NULL,
-    agent_id         TEXT NOT NULL,
-    provider         TEXT NOT NULL,
-    model            TEXT,
-    content          TEXT NOT NULL,
-    session_id       TEXT NOT NULL,
-    channel_id       TEXT,
-    created_at_ms    INTEGER NOT NULL,
-    expires_at_ms    INTEGER NOT NULL,
-    received_at_ms   INTEGER NOT NULL,
-    status           TEXT NOT NULL,
-    attempts         INTEGER NOT NULL DEFAULT 0,
-    error            TEXT,
-    executed_at_ms   INTEGER,
-    finished_at_ms   INTEGER,
-    last_seq         INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS commands_by_status ON commands(status, id);
-CREATE INDEX IF NOT EXISTS commands_by_session ON commands(session_id, id);
-CREATE TABLE IF NOT EXISTS events (
-    command    INTEGER NOT NULL REFERENCES commands(id),
-    seq        INTEGER NOT NULL,
-    at_ms      INTEGER NOT NULL,
-    kind       TEXT NOT NULL,
-    body       TEXT NOT NULL,             -- EventKind as JSON
-    PRIMARY KEY (command, seq)
-) WITHOUT ROWID;
-"#;
 
 /// The error written into commands that were running when the hub died.
 pub const RESTARTED_ERROR: &str = "hub restarted during execution";
@@ -144,6 +115,15 @@ pub struct PendingCommand {
     pub expires_at_ms: i64,
 }
 
+/// Where an operation is applied.
+#[derive(Debug, Clone, Copy)]
+enum Apply {
+    /// On the caller's thread if the writer is free and nothing is queued, else queued.
+    Eager,
+    /// By the writer thread, batched with whatever else is queued.
+    Queued,
+}
+
 /// Handle to the journal; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Journal {
@@ -153,6 +133,7 @@ pub struct Journal {
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
 }
@@ -161,6 +142,23 @@ impl Journal {
     /// Opens (or creates) the journal in `data_dir`, finishes commands interrupted by a crash,
     /// and starts the writer thread. Events are published to `bus` after they are committed.
     pub fn open(data_dir: &Path, bus: Bus) -> Result<(Journal, Recovery), JournalError> {
+        let (journal, recovery, inbox) = Self::open_without_writer_thread(data_dir, bus)?;
+        let shared = journal.inner.shared.clone();
+        thread::Builder::new()
+            .name("helix-journal".into())
+            .spawn(move || shared.run(inbox))
+            .map_err(|e| JournalError::Open {
+                path: journal.inner.path.clone(),
+                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+            })?;
+        Ok((journal, recovery))
+    }
+
+    /// The journal and the writer thread's inbox, with nobody reading it yet.
+    fn open_without_writer_thread(
+        data_dir: &Path,
+        bus: Bus,
+    ) -> Result<(Journal, Recovery, mpsc::Receiver<Op>), JournalError> {
         let path = data_dir.join(FILE_NAME);
         let open_err = |source| JournalError::Open {
             path: path.clone(),
@@ -181,22 +179,16 @@ impl Journal {
         let mut writer = Writer::new(conn);
         let recovery = writer.recover()?;
 
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-        thread::Builder::new()
-            .name("helix-journal".into())
-            .spawn(move || writer.run(rx, bus))
-            .map_err(|e| JournalError::Open {
-                path: path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-            })?;
+        let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
         let journal = Journal {
             inner: Arc::new(Inner {
                 tx,
+                shared: Arc::new(Shared::new(writer, bus)),
                 path,
                 readers: Mutex::new(Vec::new()),
             }),
         };
-        Ok((journal, recovery))
+        Ok((journal, recovery, inbox))
     }
 
     pub fn path(&self) -> &Path {
@@ -214,12 +206,15 @@ impl Journal {
         start: bool,
     ) -> Result<SubmitOutcome, JournalError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Submit {
-            cmd: Box::new(cmd),
-            position,
-            start,
-            reply,
-        })
+        self.send(
+            Op::Submit {
+                cmd: Box::new(cmd),
+                position,
+                start,
+                reply,
+            },
+            Apply::Eager,
+        )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
@@ -231,11 +226,14 @@ impl Journal {
         kind: EventKind,
     ) -> Result<StoredEvent, JournalError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Op::Append {
-            command_id,
-            kind,
-            reply: Some(reply),
-        })
+        self.send(
+            Op::Append {
+                command_id,
+                kind,
+                reply: Some(reply),
+            },
+            Apply::Eager,
+        )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
@@ -247,20 +245,54 @@ impl Journal {
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.send(Op::Append {
-            command_id,
-            kind,
-            reply: None,
-        })
+        self.send(
+            Op::Append {
+                command_id,
+                kind,
+                reply: None,
+            },
+            Apply::Queued,
+        )
         .await
     }
 
-    async fn send(&self, op: Op) -> Result<(), JournalError> {
-        self.inner
+    /// Like [`Journal::append_nowait`], but stored at once on the caller's thread when the
+    /// writer is free and nothing is queued ahead: for the one event somebody is waiting on (a
+    /// command's first output), which then skips two thread hand-offs. A stream of events
+    /// should queue instead, so that they share commits.
+    pub async fn append_eager(
+        &self,
+        command_id: Uuid,
+        kind: EventKind,
+    ) -> Result<(), JournalError> {
+        self.send(
+            Op::Append {
+                command_id,
+                kind,
+                reply: None,
+            },
+            Apply::Eager,
+        )
+        .await
+    }
+
+    async fn send(&self, op: Op, apply: Apply) -> Result<(), JournalError> {
+        let op = match apply {
+            Apply::Eager => match self.inner.shared.try_apply_now(op) {
+                Ok(()) => return Ok(()),
+                Err(op) => op,
+            },
+            Apply::Queued => op,
+        };
+        let permit = self
+            .inner
             .tx
-            .send(op)
+            .reserve()
             .await
-            .map_err(|_| JournalError::Closed)
+            .map_err(|_| JournalError::Closed)?;
+        self.inner.shared.will_queue();
+        permit.send(op);
+        Ok(())
     }
 
     /// Events of a command with seq greater than `after_seq`, in order, at most `limit`.
@@ -311,27 +343,4 @@ impl Journal {
         .await
         .map_err(|_| JournalError::Closed)?
     }
-}
-
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // WAL: readers never block the writer. synchronous=NORMAL: a commit survives the process
-    // being killed (the hub's crash model); only an OS crash can lose the last commits.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
-    conn.pragma_update(None, "foreign_keys", true)?;
-    Ok(())
-}
-
-fn open_reader(path: &Path) -> Result<Connection, JournalError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| JournalError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    Ok(conn)
 }

@@ -189,14 +189,15 @@ impl Executor {
             };
             match item {
                 Some(Ok(text)) => {
-                    if !*streamed {
+                    let kind = EventKind::Output { text };
+                    let stored = if *streamed {
+                        journal.append_nowait(command_id, kind).await
+                    } else {
                         tracing::trace!(%command_id, attempt, "first output from the provider");
-                    }
-                    *streamed = true;
-                    if let Err(e) = journal
-                        .append_nowait(command_id, EventKind::Output { text })
-                        .await
-                    {
+                        *streamed = true;
+                        journal.append_eager(command_id, kind).await
+                    };
+                    if let Err(e) = stored {
                         return Err(finished(FinalStatus::Failed, &e.to_string(), attempt));
                     }
                 }

@@ -1,9 +1,14 @@
-//! The journal's writer thread: applies queued operations in batches, one transaction each,
-//! and publishes what a batch stored only after its commit.
+//! The journal's writer: applies operations in batches, one transaction each, and publishes
+//! what a batch stored only after its commit. The writer thread applies what was queued; a
+//! caller that finds the writer free and nothing queued applies its own operation at once.
 
 use super::{
     sql::{Active, Stored, append_event, submit, with_savepoint},
     *,
+};
+use std::sync::{
+    MutexGuard, PoisonError, TryLockError,
+    atomic::{AtomicUsize, Ordering},
 };
 
 pub(super) enum Op {
@@ -74,8 +79,60 @@ impl Writer {
             active: HashMap::new(),
         }
     }
+}
 
-    pub(super) fn run(mut self, mut rx: mpsc::Receiver<Op>, bus: Bus) {
+/// The writer, shared by the writer thread and the callers that find it free.
+pub(super) struct Shared {
+    writer: Mutex<Writer>,
+    /// Operations sent to the writer thread and not yet applied.
+    queued: AtomicUsize,
+    bus: Bus,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("queued", &self.queued)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(super) fn new(writer: Writer, bus: Bus) -> Self {
+        Self {
+            writer: Mutex::new(writer),
+            queued: AtomicUsize::new(0),
+            bus,
+        }
+    }
+
+    /// Applies `op` on the caller's thread, as a batch of its own, when the writer is free and
+    /// nothing is queued ahead of it (so order is kept); gives it back otherwise.
+    pub(super) fn try_apply_now(&self, op: Op) -> Result<(), Op> {
+        let mut writer = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(TryLockError::WouldBlock) => return Err(op),
+            Err(TryLockError::Poisoned(p)) => Writer::unpoisoned(p),
+        };
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return Err(op);
+        }
+        writer.apply_batch(vec![op], &self.bus);
+        Ok(())
+    }
+
+    /// Holds the writer, as a long batch would.
+    #[cfg(test)]
+    pub(super) fn hold(&self) -> MutexGuard<'_, Writer> {
+        self.writer.lock().unwrap_or_else(Writer::unpoisoned)
+    }
+
+    /// Counts an operation about to be sent to the writer thread.
+    pub(super) fn will_queue(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(super) fn run(&self, mut rx: mpsc::Receiver<Op>) {
         while let Some(first) = crate::inbox::next(&mut rx) {
             let mut batch = Vec::with_capacity(16);
             batch.push(first);
@@ -85,9 +142,22 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.apply_batch(batch, &bus);
+            let n = batch.len();
+            let mut writer = self.writer.lock().unwrap_or_else(Writer::unpoisoned);
+            writer.apply_batch(batch, &self.bus);
+            self.queued.fetch_sub(n, Ordering::AcqRel);
         }
         tracing::debug!("journal writer stopped");
+    }
+}
+
+impl Writer {
+    /// A writer whose last user panicked mid-batch: its transaction was rolled back, so its
+    /// cached counters may be ahead of the database.
+    fn unpoisoned(p: PoisonError<MutexGuard<'_, Writer>>) -> MutexGuard<'_, Writer> {
+        let mut w = p.into_inner();
+        w.active.clear();
+        w
     }
 
     fn apply_batch(&mut self, batch: Vec<Op>, bus: &Bus) {

@@ -1,0 +1,130 @@
+//! Where the journal applies an operation: on the caller's thread when the writer is free and
+//! nothing is queued, else in the writer thread's order. These journals start without their
+//! writer thread, so a queued operation stays queued until a test starts one.
+
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use super::*;
+
+fn command(command_id: Uuid) -> NewCommand {
+    NewCommand {
+        command_id,
+        source_device_id: "device".into(),
+        source_user_id: "user".into(),
+        agent_id: "main".into(),
+        provider: Provider::Anthropic,
+        content: "hi".into(),
+        session_id: "session".into(),
+        channel_id: None,
+        created_at_ms: 0,
+        expires_at_ms: i64::MAX,
+        model: None,
+    }
+}
+
+fn output(text: &str) -> EventKind {
+    EventKind::Output { text: text.into() }
+}
+
+fn texts(events: &[StoredEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Output { text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A journal with a started command and no writer thread.
+async fn journal_with_command() -> (tempfile::TempDir, Journal, Bus, mpsc::Receiver<Op>, Uuid) {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new();
+    let (journal, _, inbox) = Journal::open_without_writer_thread(dir.path(), bus.clone()).unwrap();
+    let id = Uuid::new_v4();
+    // Awaited, with no writer thread: it can only finish by being applied right here.
+    let submitted = timeout(Duration::from_secs(5), journal.submit(command(id), 0, true))
+        .await
+        .expect("a submit with the writer free is applied by its caller")
+        .unwrap();
+    assert!(matches!(submitted, SubmitOutcome::Created(_)));
+    (dir, journal, bus, inbox, id)
+}
+
+#[tokio::test]
+async fn an_eager_append_with_the_writer_free_is_stored_and_published_before_it_returns() {
+    let (_dir, journal, bus, _inbox, id) = journal_with_command().await;
+    let mut live = bus.subscribe_command(id);
+    journal.append_eager(id, output("first")).await.unwrap();
+
+    let published = timeout(Duration::ZERO, live.recv()).await;
+    let event = published
+        .expect("published before append_eager returned")
+        .unwrap();
+    assert_eq!(event.kind, output("first"));
+    assert_eq!(event.seq, 3, "after queued and started");
+    let stored = journal.events_after(id, 0, 10).await.unwrap();
+    assert_eq!(texts(&stored), ["first"]);
+}
+
+#[tokio::test]
+async fn an_eager_append_behind_queued_ones_waits_its_turn() {
+    let (_dir, journal, bus, inbox, id) = journal_with_command().await;
+    let mut live = bus.subscribe_command(id);
+    journal.append_nowait(id, output("1")).await.unwrap();
+    journal.append_nowait(id, output("2")).await.unwrap();
+    journal.append_eager(id, output("3")).await.unwrap();
+    assert!(
+        timeout(Duration::ZERO, live.recv()).await.is_err(),
+        "nothing may be stored ahead of what is queued"
+    );
+
+    let shared = journal.inner.shared.clone();
+    let writer = std::thread::spawn(move || shared.run(inbox));
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = timeout(Duration::from_secs(5), live.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(event.as_ref().clone());
+    }
+    assert_eq!(texts(&seen), ["1", "2", "3"]);
+    assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    drop(journal);
+    writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn an_eager_append_never_waits_for_a_busy_writer() {
+    let (_dir, journal, bus, inbox, id) = journal_with_command().await;
+    let mut live = bus.subscribe_command(id);
+    let held = journal.inner.shared.clone();
+    let guard = held.hold();
+    // Blocking on the writer's lock would block this thread, not just this task: the call
+    // runs on a thread of its own, and must come back while the writer is still held.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let caller = journal.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let result = rt.block_on(caller.append_eager(id, output("late")));
+        let _ = done_tx.send(result.is_ok());
+    });
+    let returned = done_rx.recv_timeout(Duration::from_secs(5));
+    assert_eq!(returned, Ok(true), "append_eager waited for a busy writer");
+    drop(guard);
+
+    let shared = journal.inner.shared.clone();
+    let writer = std::thread::spawn(move || shared.run(inbox));
+    let event = timeout(Duration::from_secs(5), live.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.kind, output("late"));
+    drop(journal);
+    writer.join().unwrap();
+}
