@@ -279,7 +279,12 @@ impl Journal {
     async fn send(&self, op: Op, apply: Apply) -> Result<(), JournalError> {
         let op = match apply {
             Apply::Eager => match self.inner.shared.try_apply_now(op) {
-                Ok(()) => return Ok(()),
+                Ok(checkpoint_due) => {
+                    if checkpoint_due {
+                        self.ask_for_checkpoint();
+                    }
+                    return Ok(());
+                }
                 Err(op) => op,
             },
             Apply::Queued => op,
@@ -293,6 +298,19 @@ impl Journal {
         self.inner.shared.will_queue();
         permit.send(op);
         Ok(())
+    }
+
+    /// Wakes the writer thread for a checkpoint. A full inbox means it is busy already: then
+    /// its own commits checkpoint as SQLite's threshold says, and the next commit on a
+    /// caller's thread asks again.
+    fn ask_for_checkpoint(&self) {
+        match self.inner.tx.try_reserve() {
+            Ok(permit) => {
+                self.inner.shared.will_queue();
+                permit.send(Op::Checkpoint);
+            }
+            Err(_) => self.inner.shared.checkpoint_not_asked(),
+        }
     }
 
     /// Events of a command with seq greater than `after_seq`, in order, at most `limit`.

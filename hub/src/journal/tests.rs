@@ -128,3 +128,37 @@ async fn an_eager_append_never_waits_for_a_busy_writer() {
     drop(journal);
     writer.join().unwrap();
 }
+
+#[tokio::test]
+async fn commits_on_callers_threads_leave_checkpoints_to_the_writer_thread() {
+    let (_dir, journal, _bus, inbox, id) = journal_with_command().await;
+    let db_len = || std::fs::metadata(journal.path()).unwrap().len();
+    let before = db_len();
+    // 16 KiB each: the WAL passes SQLite's 1,000-page checkpoint threshold well before the
+    // last of these, so a commit that checkpointed would have grown the database file.
+    let text = "x".repeat(16 * 1024);
+    let per_checkpoint = writer::CALLER_COMMITS_PER_CHECKPOINT as usize;
+    // The submit was the first commit on a caller's thread.
+    for _ in 1..per_checkpoint {
+        journal.append_eager(id, output(&text)).await.unwrap();
+    }
+    assert_eq!(db_len(), before, "a caller's commit checkpointed");
+    assert_eq!(
+        inbox.len(),
+        1,
+        "the last commit asks the writer thread for a checkpoint"
+    );
+
+    // The writer thread has nothing to commit, only the checkpoint to run.
+    let shared = journal.inner.shared.clone();
+    let writer = std::thread::spawn(move || shared.run(inbox));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while db_len() == before {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stored = journal.events_after(id, 0, 1000).await.unwrap();
+    assert_eq!(texts(&stored).len(), per_checkpoint - 1);
+    drop(journal);
+    writer.join().unwrap();
+}

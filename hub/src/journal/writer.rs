@@ -8,7 +8,7 @@ use super::{
 };
 use std::sync::{
     MutexGuard, PoisonError, TryLockError,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 pub(super) enum Op {
@@ -23,7 +23,15 @@ pub(super) enum Op {
         kind: EventKind,
         reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
     },
+    /// Copy the WAL into the database file, after the batch this arrives in.
+    Checkpoint,
 }
+
+/// Commits made on callers' threads between two checkpoints by the writer thread. Those
+/// commits never checkpoint themselves (a checkpoint takes milliseconds, with two fsyncs: too
+/// long for a runtime thread); at a few pages each, this many fill about what SQLite's own
+/// threshold (1,000 pages) lets the WAL hold.
+pub(super) const CALLER_COMMITS_PER_CHECKPOINT: u32 = 250;
 
 /// The result of one applied operation, held until its batch commits.
 enum Applied {
@@ -43,6 +51,7 @@ enum Applied {
         reply: Reply,
         error: JournalError,
     },
+    Nothing,
 }
 
 enum Reply {
@@ -69,6 +78,8 @@ impl Reply {
 pub(super) struct Writer {
     conn: Connection,
     active: HashMap<Uuid, Active>,
+    /// Commits made on callers' threads since the writer thread last checkpointed.
+    caller_commits: u32,
 }
 
 impl Writer {
@@ -77,15 +88,58 @@ impl Writer {
         Self {
             conn,
             active: HashMap::new(),
+            caller_commits: 0,
+        }
+    }
+
+    /// Applies one operation on a caller's thread, without SQLite's automatic checkpoint, which
+    /// is left to the writer thread. Returns whether a checkpoint is due.
+    fn apply_on_caller(&mut self, op: Op, bus: &Bus) -> bool {
+        let set = |w: &Writer, pages: i64| {
+            w.conn
+                .prepare_cached(&format!("PRAGMA wal_autocheckpoint = {pages}"))
+                .and_then(|mut s| s.query_row([], |_| Ok(())))
+        };
+        if let Err(e) = set(self, 0) {
+            tracing::warn!(error = %e, "journal: could not pause automatic checkpoints");
+        }
+        self.apply_batch(vec![op], bus);
+        if let Err(e) = set(self, AUTOCHECKPOINT_PAGES) {
+            tracing::warn!(error = %e, "journal: could not resume automatic checkpoints");
+        }
+        self.caller_commits += 1;
+        self.caller_commits >= CALLER_COMMITS_PER_CHECKPOINT
+    }
+
+    /// Copies what the WAL holds into the database file (PASSIVE: never waits for readers).
+    fn checkpoint(&mut self) {
+        let started = std::time::Instant::now();
+        match self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            Ok(()) => {
+                self.caller_commits = 0;
+                tracing::trace!(
+                    micros = started.elapsed().as_micros() as u64,
+                    "journal checkpoint"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "journal checkpoint failed"),
         }
     }
 }
+
+/// SQLite's default WAL size that makes a commit checkpoint, in pages.
+const AUTOCHECKPOINT_PAGES: i64 = 1000;
 
 /// The writer, shared by the writer thread and the callers that find it free.
 pub(super) struct Shared {
     writer: Mutex<Writer>,
     /// Operations sent to the writer thread and not yet applied.
     queued: AtomicUsize,
+    /// A checkpoint was asked of the writer thread and has not run yet.
+    checkpoint_asked: AtomicBool,
     bus: Bus,
 }
 
@@ -102,13 +156,15 @@ impl Shared {
         Self {
             writer: Mutex::new(writer),
             queued: AtomicUsize::new(0),
+            checkpoint_asked: AtomicBool::new(false),
             bus,
         }
     }
 
     /// Applies `op` on the caller's thread, as a batch of its own, when the writer is free and
-    /// nothing is queued ahead of it (so order is kept); gives it back otherwise.
-    pub(super) fn try_apply_now(&self, op: Op) -> Result<(), Op> {
+    /// nothing is queued ahead of it (so order is kept); gives it back otherwise. `Ok(true)`:
+    /// a checkpoint is due and the caller should ask the writer thread for it.
+    pub(super) fn try_apply_now(&self, op: Op) -> Result<bool, Op> {
         let mut writer = match self.writer.try_lock() {
             Ok(w) => w,
             Err(TryLockError::WouldBlock) => return Err(op),
@@ -117,14 +173,19 @@ impl Shared {
         if self.queued.load(Ordering::Acquire) != 0 {
             return Err(op);
         }
-        writer.apply_batch(vec![op], &self.bus);
-        Ok(())
+        let due = writer.apply_on_caller(op, &self.bus);
+        Ok(due && !self.checkpoint_asked.swap(true, Ordering::AcqRel))
     }
 
     /// Holds the writer, as a long batch would.
     #[cfg(test)]
     pub(super) fn hold(&self) -> MutexGuard<'_, Writer> {
         self.writer.lock().unwrap_or_else(Writer::unpoisoned)
+    }
+
+    /// A checkpoint that was due could not be asked for: the next caller commit asks again.
+    pub(super) fn checkpoint_not_asked(&self) {
+        self.checkpoint_asked.store(false, Ordering::Release);
     }
 
     /// Counts an operation about to be sent to the writer thread.
@@ -135,16 +196,28 @@ impl Shared {
     pub(super) fn run(&self, mut rx: mpsc::Receiver<Op>) {
         while let Some(first) = crate::inbox::next(&mut rx) {
             let mut batch = Vec::with_capacity(16);
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
+            let mut checkpoint = false;
+            let mut take = |op| match op {
+                Op::Checkpoint => checkpoint = true,
+                op => batch.push(op),
+            };
+            take(first);
+            let mut n = 1;
+            while n < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(op) => batch.push(op),
+                    Ok(op) => take(op),
                     Err(_) => break,
                 }
+                n += 1;
             }
-            let n = batch.len();
             let mut writer = self.writer.lock().unwrap_or_else(Writer::unpoisoned);
-            writer.apply_batch(batch, &self.bus);
+            if !batch.is_empty() {
+                writer.apply_batch(batch, &self.bus);
+            }
+            if checkpoint {
+                self.checkpoint_asked.store(false, Ordering::Release);
+                writer.checkpoint();
+            }
             self.queued.fetch_sub(n, Ordering::AcqRel);
         }
         tracing::debug!("journal writer stopped");
@@ -181,6 +254,7 @@ impl Writer {
                     Applied::Submitted { reply, .. } => Reply::Submit(reply),
                     Applied::Appended { reply, .. } => Reply::Append(reply),
                     Applied::Failed { reply, .. } => reply,
+                    Applied::Nothing => continue,
                 };
                 reply.send_err(JournalError::Commit(e.to_string()));
             }
@@ -218,6 +292,7 @@ impl Writer {
                     }
                 }
                 Applied::Failed { reply, error } => reply.send_err(error),
+                Applied::Nothing => {}
             }
         }
     }
@@ -273,6 +348,8 @@ impl Writer {
 
 fn apply_op(tx: &Transaction<'_>, active: &mut HashMap<Uuid, Active>, op: Op) -> Applied {
     match op {
+        // The writer thread takes these out of its batches; one here has nothing to store.
+        Op::Checkpoint => Applied::Nothing,
         Op::Submit {
             cmd,
             position,
