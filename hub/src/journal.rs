@@ -245,15 +245,7 @@ impl Journal {
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.send(
-            Op::Append {
-                command_id,
-                kind,
-                reply: None,
-            },
-            Apply::Queued,
-        )
-        .await
+        self.append_unawaited(command_id, kind, Apply::Queued).await
     }
 
     /// Like [`Journal::append_nowait`], but stored at once on the caller's thread when the
@@ -265,15 +257,21 @@ impl Journal {
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.send(
-            Op::Append {
-                command_id,
-                kind,
-                reply: None,
-            },
-            Apply::Eager,
-        )
-        .await
+        self.append_unawaited(command_id, kind, Apply::Eager).await
+    }
+
+    async fn append_unawaited(
+        &self,
+        command_id: Uuid,
+        kind: EventKind,
+        apply: Apply,
+    ) -> Result<(), JournalError> {
+        let op = Op::Append {
+            command_id,
+            kind,
+            reply: None,
+        };
+        self.send(op, apply).await
     }
 
     async fn send(&self, op: Op, apply: Apply) -> Result<(), JournalError> {
