@@ -162,3 +162,25 @@ async fn commits_on_callers_threads_leave_checkpoints_to_the_writer_thread() {
     drop(journal);
     writer.join().unwrap();
 }
+
+#[tokio::test]
+async fn a_panic_while_holding_the_writer_leaves_it_usable() {
+    let (_dir, journal, bus, _inbox, id) = journal_with_command().await;
+    let shared = journal.inner.shared.clone();
+    let panicked = std::thread::spawn(move || {
+        let _writer = shared.hold();
+        panic!("a bug mid-batch");
+    })
+    .join();
+    assert!(panicked.is_err());
+    assert!(journal.inner.shared.is_poisoned());
+
+    let mut live = bus.subscribe_command(id);
+    journal.append_eager(id, output("after")).await.unwrap();
+    let event = timeout(Duration::ZERO, live.recv()).await.unwrap().unwrap();
+    assert_eq!((event.seq, &event.kind), (3, &output("after")));
+    assert!(
+        !journal.inner.shared.is_poisoned(),
+        "recovered once, not at every lock"
+    );
+}

@@ -145,9 +145,7 @@ pub(super) struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("queued", &self.queued)
-            .finish_non_exhaustive()
+        write!(f, "Shared {{ queued: {:?}, .. }}", self.queued)
     }
 }
 
@@ -168,7 +166,7 @@ impl Shared {
         let mut writer = match self.writer.try_lock() {
             Ok(w) => w,
             Err(TryLockError::WouldBlock) => return Err(op),
-            Err(TryLockError::Poisoned(p)) => Writer::unpoisoned(p),
+            Err(TryLockError::Poisoned(p)) => self.unpoisoned(p),
         };
         if self.queued.load(Ordering::Acquire) != 0 {
             return Err(op);
@@ -177,10 +175,15 @@ impl Shared {
         Ok(due && !self.checkpoint_asked.swap(true, Ordering::AcqRel))
     }
 
+    #[cfg(test)]
+    pub(super) fn is_poisoned(&self) -> bool {
+        self.writer.is_poisoned()
+    }
+
     /// Holds the writer, as a long batch would.
     #[cfg(test)]
     pub(super) fn hold(&self) -> MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(Writer::unpoisoned)
+        self.writer.lock().unwrap_or_else(|p| self.unpoisoned(p))
     }
 
     /// A checkpoint that was due could not be asked for: the next caller commit asks again.
@@ -210,7 +213,7 @@ impl Shared {
                 }
                 n += 1;
             }
-            let mut writer = self.writer.lock().unwrap_or_else(Writer::unpoisoned);
+            let mut writer = self.writer.lock().unwrap_or_else(|p| self.unpoisoned(p));
             if !batch.is_empty() {
                 writer.apply_batch(batch, &self.bus);
             }
@@ -224,15 +227,19 @@ impl Shared {
     }
 }
 
-impl Writer {
-    /// A writer whose last user panicked mid-batch: its transaction was rolled back, so its
-    /// cached counters may be ahead of the database.
-    fn unpoisoned(p: PoisonError<MutexGuard<'_, Writer>>) -> MutexGuard<'_, Writer> {
+impl Shared {
+    /// The writer after a panic mid-batch: its transaction was rolled back, so its cached
+    /// counters may be ahead of the database. They are dropped once, and the lock is usable
+    /// again.
+    fn unpoisoned<'a>(&self, p: PoisonError<MutexGuard<'a, Writer>>) -> MutexGuard<'a, Writer> {
+        self.writer.clear_poison();
         let mut w = p.into_inner();
         w.active.clear();
         w
     }
+}
 
+impl Writer {
     fn apply_batch(&mut self, batch: Vec<Op>, bus: &Bus) {
         let started = std::time::Instant::now();
         let ops = batch.len();
