@@ -32,7 +32,7 @@ mod tests;
 mod writer;
 
 use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader};
-use writer::{Op, Shared, Writer};
+use writer::{Op, Request, Shared, Writer};
 
 use crate::{
     bus::{Bus, StatusEvent},
@@ -132,7 +132,7 @@ pub struct Journal {
 
 #[derive(Debug)]
 struct Inner {
-    tx: mpsc::Sender<Op>,
+    tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
@@ -158,7 +158,7 @@ impl Journal {
     fn open_without_writer_thread(
         data_dir: &Path,
         bus: Bus,
-    ) -> Result<(Journal, Recovery, mpsc::Receiver<Op>), JournalError> {
+    ) -> Result<(Journal, Recovery, mpsc::Receiver<Request>), JournalError> {
         let path = data_dir.join(FILE_NAME);
         let open_err = |source| JournalError::Open {
             path: path.clone(),
@@ -294,7 +294,7 @@ impl Journal {
             .await
             .map_err(|_| JournalError::Closed)?;
         self.inner.shared.will_queue();
-        permit.send(op);
+        permit.send(Request::Apply(op));
         Ok(())
     }
 
@@ -305,7 +305,7 @@ impl Journal {
         match self.inner.tx.try_reserve() {
             Ok(permit) => {
                 self.inner.shared.will_queue();
-                permit.send(Op::Checkpoint);
+                permit.send(Request::Checkpoint);
             }
             Err(_) => self.inner.shared.checkpoint_not_asked(),
         }

@@ -39,7 +39,13 @@ fn texts(events: &[StoredEvent]) -> Vec<&str> {
 }
 
 /// A journal with a started command and no writer thread.
-async fn journal_with_command() -> (tempfile::TempDir, Journal, Bus, mpsc::Receiver<Op>, Uuid) {
+async fn journal_with_command() -> (
+    tempfile::TempDir,
+    Journal,
+    Bus,
+    mpsc::Receiver<Request>,
+    Uuid,
+) {
     let dir = tempfile::tempdir().unwrap();
     let bus = Bus::new();
     let (journal, _, inbox) = Journal::open_without_writer_thread(dir.path(), bus.clone()).unwrap();

@@ -23,6 +23,11 @@ pub(super) enum Op {
         kind: EventKind,
         reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
     },
+}
+
+/// What the writer thread's inbox carries.
+pub(super) enum Request {
+    Apply(Op),
     /// Copy the WAL into the database file, after the batch this arrives in.
     Checkpoint,
 }
@@ -51,7 +56,6 @@ enum Applied {
         reply: Reply,
         error: JournalError,
     },
-    Nothing,
 }
 
 enum Reply {
@@ -95,16 +99,17 @@ impl Writer {
     /// Applies one operation on a caller's thread, without SQLite's automatic checkpoint, which
     /// is left to the writer thread. Returns whether a checkpoint is due.
     fn apply_on_caller(&mut self, op: Op, bus: &Bus) -> bool {
-        let set = |w: &Writer, pages: i64| {
+        let set = |w: &Writer, sql: &str| {
             w.conn
-                .prepare_cached(&format!("PRAGMA wal_autocheckpoint = {pages}"))
+                .prepare_cached(sql)
                 .and_then(|mut s| s.query_row([], |_| Ok(())))
         };
-        if let Err(e) = set(self, 0) {
+        if let Err(e) = set(self, "PRAGMA wal_autocheckpoint = 0") {
             tracing::warn!(error = %e, "journal: could not pause automatic checkpoints");
         }
         self.apply_batch(vec![op], bus);
-        if let Err(e) = set(self, AUTOCHECKPOINT_PAGES) {
+        // 1,000 pages: SQLite's default, which the writer thread's own batches keep.
+        if let Err(e) = set(self, "PRAGMA wal_autocheckpoint = 1000") {
             tracing::warn!(error = %e, "journal: could not resume automatic checkpoints");
         }
         self.caller_commits += 1;
@@ -129,9 +134,6 @@ impl Writer {
         }
     }
 }
-
-/// SQLite's default WAL size that makes a commit checkpoint, in pages.
-const AUTOCHECKPOINT_PAGES: i64 = 1000;
 
 /// The writer, shared by the writer thread and the callers that find it free.
 pub(super) struct Shared {
@@ -196,19 +198,19 @@ impl Shared {
         self.queued.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(super) fn run(&self, mut rx: mpsc::Receiver<Op>) {
+    pub(super) fn run(&self, mut rx: mpsc::Receiver<Request>) {
         while let Some(first) = crate::inbox::next(&mut rx) {
             let mut batch = Vec::with_capacity(16);
             let mut checkpoint = false;
-            let mut take = |op| match op {
-                Op::Checkpoint => checkpoint = true,
-                op => batch.push(op),
+            let mut take = |request| match request {
+                Request::Apply(op) => batch.push(op),
+                Request::Checkpoint => checkpoint = true,
             };
             take(first);
             let mut n = 1;
             while n < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(op) => take(op),
+                    Ok(request) => take(request),
                     Err(_) => break,
                 }
                 n += 1;
@@ -225,9 +227,7 @@ impl Shared {
         }
         tracing::debug!("journal writer stopped");
     }
-}
 
-impl Shared {
     /// The writer after a panic mid-batch: its transaction was rolled back, so its cached
     /// counters may be ahead of the database. They are dropped once, and the lock is usable
     /// again.
@@ -261,7 +261,6 @@ impl Writer {
                     Applied::Submitted { reply, .. } => Reply::Submit(reply),
                     Applied::Appended { reply, .. } => Reply::Append(reply),
                     Applied::Failed { reply, .. } => reply,
-                    Applied::Nothing => continue,
                 };
                 reply.send_err(JournalError::Commit(e.to_string()));
             }
@@ -299,7 +298,6 @@ impl Writer {
                     }
                 }
                 Applied::Failed { reply, error } => reply.send_err(error),
-                Applied::Nothing => {}
             }
         }
     }
@@ -355,8 +353,6 @@ impl Writer {
 
 fn apply_op(tx: &Transaction<'_>, active: &mut HashMap<Uuid, Active>, op: Op) -> Applied {
     match op {
-        // The writer thread takes these out of its batches; one here has nothing to store.
-        Op::Checkpoint => Applied::Nothing,
         Op::Submit {
             cmd,
             position,
