@@ -195,7 +195,13 @@ impl Executor {
                     } else {
                         tracing::trace!(%command_id, attempt, "first output from the provider");
                         *streamed = true;
-                        journal.append_eager(command_id, kind).await
+                        let stored = journal.append_eager(command_id, kind).await;
+                        // The stream that waits for this event was just woken on this thread.
+                        // Let it send the event before this task commits whatever the provider
+                        // has ready next (`finished`, for a short answer): the first output
+                        // then reaches the spoke one commit sooner.
+                        tokio::task::yield_now().await;
+                        stored
                     };
                     if let Err(e) = stored {
                         return Err(finished(FinalStatus::Failed, &e.to_string(), attempt));

@@ -135,36 +135,74 @@ async fn an_eager_append_never_waits_for_a_busy_writer() {
     writer.join().unwrap();
 }
 
+/// 16 KiB: five pages of the WAL per output event.
+fn big_text() -> String {
+    "x".repeat(16 * 1024)
+}
+
+/// More events of [`big_text`] than the WAL holds before a checkpoint is due.
+const PAST_THE_CHECKPOINT: usize = writer::CHECKPOINT_PAGES as usize / 4;
+
+async fn wait_for_growth(what: impl Fn() -> u64, from: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while what() == from {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn commits_on_callers_threads_leave_checkpoints_to_the_writer_thread() {
     let (_dir, journal, _bus, inbox, id) = journal_with_command().await;
     let db_len = || std::fs::metadata(journal.path()).unwrap().len();
     let before = db_len();
-    // 16 KiB each: the WAL passes SQLite's 1,000-page checkpoint threshold well before the
-    // last of these, so a commit that checkpointed would have grown the database file.
-    let text = "x".repeat(16 * 1024);
-    let per_checkpoint = writer::CALLER_COMMITS_PER_CHECKPOINT as usize;
-    // The submit was the first commit on a caller's thread.
-    for _ in 1..per_checkpoint {
+    let text = big_text();
+    let mut appended = 0;
+    // A commit that checkpointed would grow the database file.
+    while inbox.is_empty() {
+        assert!(
+            appended < PAST_THE_CHECKPOINT,
+            "no checkpoint asked for after {appended} big events"
+        );
         journal.append_eager(id, output(&text)).await.unwrap();
+        appended += 1;
+        assert_eq!(db_len(), before, "a caller's commit checkpointed");
     }
-    assert_eq!(db_len(), before, "a caller's commit checkpointed");
-    assert_eq!(
-        inbox.len(),
-        1,
-        "the last commit asks the writer thread for a checkpoint"
+    assert!(
+        appended > 1,
+        "the first commit cannot have filled the WAL: the threshold is not being applied"
     );
 
     // The writer thread has nothing to commit, only the checkpoint to run.
     let shared = journal.inner.shared.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while db_len() == before {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for_growth(db_len, before).await;
     let stored = journal.events_after(id, 0, 1000).await.unwrap();
-    assert_eq!(texts(&stored).len(), per_checkpoint - 1);
+    assert_eq!(texts(&stored).len(), appended);
+    drop(journal);
+    writer.join().unwrap();
+}
+
+#[tokio::test]
+async fn the_writer_thread_checkpoints_its_own_batches_when_the_wal_is_full() {
+    let (_dir, journal, bus, inbox, id) = journal_with_command().await;
+    let db_len = || std::fs::metadata(journal.path()).unwrap().len();
+    let before = db_len();
+    let mut live = bus.subscribe_command(id);
+    let shared = journal.inner.shared.clone();
+    let writer = std::thread::spawn(move || shared.run(inbox));
+    // Queued, so only the writer thread commits them; nobody asks it for a checkpoint.
+    let text = big_text();
+    for _ in 0..PAST_THE_CHECKPOINT {
+        journal.append_nowait(id, output(&text)).await.unwrap();
+    }
+    for _ in 0..PAST_THE_CHECKPOINT {
+        timeout(Duration::from_secs(10), live.recv())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    wait_for_growth(db_len, before).await;
     drop(journal);
     writer.join().unwrap();
 }

@@ -6,9 +6,12 @@ use super::{
     sql::{Active, Stored, append_event, submit, with_savepoint},
     *,
 };
-use std::sync::{
-    MutexGuard, PoisonError, TryLockError,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+use std::{
+    cell::Cell,
+    sync::{
+        MutexGuard, PoisonError, TryLockError,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 pub(super) enum Op {
@@ -32,11 +35,24 @@ pub(super) enum Request {
     Checkpoint,
 }
 
-/// Commits made on callers' threads between two checkpoints by the writer thread. Those
-/// commits never checkpoint themselves (a checkpoint takes milliseconds, with two fsyncs: too
-/// long for a runtime thread); at a few pages each, this many fill about what SQLite's own
-/// threshold (1,000 pages) lets the WAL hold.
-pub(super) const CALLER_COMMITS_PER_CHECKPOINT: u32 = 250;
+/// WAL size, in pages, from which the journal checkpoints: SQLite's own default threshold.
+/// The write connection's automatic checkpoint is off (a checkpoint takes milliseconds, with
+/// two fsyncs: too long for a runtime thread, where commits may run); the writer thread
+/// checkpoints instead, after its own batch or when a caller's commit asks it to.
+pub(super) const CHECKPOINT_PAGES: i32 = 1000;
+
+thread_local! {
+    /// The WAL's size in pages after the commit that just ran on this thread, if it wrote
+    /// anything (set by [`note_wal_size`]).
+    static WAL_PAGES: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+/// SQLite's WAL hook: runs inside each commit, on the committing thread. Installing it also
+/// turns SQLite's automatic checkpoint off (that is a WAL hook too).
+fn note_wal_size(_wal: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|p| p.set(Some(pages)));
+    Ok(())
+}
 
 /// The result of one applied operation, held until its batch commits.
 enum Applied {
@@ -82,38 +98,25 @@ impl Reply {
 pub(super) struct Writer {
     conn: Connection,
     active: HashMap<Uuid, Active>,
-    /// Commits made on callers' threads since the writer thread last checkpointed.
-    caller_commits: u32,
+    /// The WAL's size in pages after the last commit.
+    wal_pages: i32,
 }
 
 impl Writer {
-    /// The writer for the journal's write connection (schema already in place).
+    /// The writer for the journal's write connection (schema already in place). From here on
+    /// its commits never checkpoint by themselves: see [`CHECKPOINT_PAGES`].
     pub(super) fn new(conn: Connection) -> Self {
+        conn.wal_hook(Some(note_wal_size));
         Self {
             conn,
             active: HashMap::new(),
-            caller_commits: 0,
+            wal_pages: 0,
         }
     }
 
-    /// Applies one operation on a caller's thread, without SQLite's automatic checkpoint, which
-    /// is left to the writer thread. Returns whether a checkpoint is due.
-    fn apply_on_caller(&mut self, op: Op, bus: &Bus) -> bool {
-        let set = |w: &Writer, sql: &str| {
-            w.conn
-                .prepare_cached(sql)
-                .and_then(|mut s| s.query_row([], |_| Ok(())))
-        };
-        if let Err(e) = set(self, "PRAGMA wal_autocheckpoint = 0") {
-            tracing::warn!(error = %e, "journal: could not pause automatic checkpoints");
-        }
-        self.apply_batch(vec![op], bus);
-        // 1,000 pages: SQLite's default, which the writer thread's own batches keep.
-        if let Err(e) = set(self, "PRAGMA wal_autocheckpoint = 1000") {
-            tracing::warn!(error = %e, "journal: could not resume automatic checkpoints");
-        }
-        self.caller_commits += 1;
-        self.caller_commits >= CALLER_COMMITS_PER_CHECKPOINT
+    /// Whether the WAL has grown enough for a checkpoint.
+    fn checkpoint_due(&self) -> bool {
+        self.wal_pages >= CHECKPOINT_PAGES
     }
 
     /// Copies what the WAL holds into the database file (PASSIVE: never waits for readers).
@@ -124,7 +127,9 @@ impl Writer {
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             Ok(()) => {
-                self.caller_commits = 0;
+                // The next commit writes from the WAL's start again (unless a reader still
+                // needs its end), and its hook reports the size afresh.
+                self.wal_pages = 0;
                 tracing::trace!(
                     micros = started.elapsed().as_micros() as u64,
                     "journal checkpoint"
@@ -173,7 +178,8 @@ impl Shared {
         if self.queued.load(Ordering::Acquire) != 0 {
             return Err(op);
         }
-        let due = writer.apply_on_caller(op, &self.bus);
+        writer.apply_batch(vec![op], &self.bus);
+        let due = writer.checkpoint_due();
         Ok(due && !self.checkpoint_asked.swap(true, Ordering::AcqRel))
     }
 
@@ -219,7 +225,7 @@ impl Shared {
             if !batch.is_empty() {
                 writer.apply_batch(batch, &self.bus);
             }
-            if checkpoint {
+            if checkpoint || writer.checkpoint_due() {
                 self.checkpoint_asked.store(false, Ordering::Release);
                 writer.checkpoint();
             }
@@ -244,6 +250,7 @@ impl Writer {
         let started = std::time::Instant::now();
         let ops = batch.len();
         let mut applied = Vec::with_capacity(batch.len());
+        WAL_PAGES.with(|p| p.set(None));
         let commit = (|| -> Result<(), rusqlite::Error> {
             let tx = self.conn.transaction()?;
             for op in batch {
@@ -251,6 +258,9 @@ impl Writer {
             }
             tx.commit()
         })();
+        if let Some(pages) = WAL_PAGES.with(Cell::take) {
+            self.wal_pages = pages;
+        }
         if let Err(e) = commit {
             // Nothing of this batch is stored: nobody may see it, and the cached counters may
             // be ahead of the database.
