@@ -18,6 +18,8 @@ use uuid::Uuid;
 
 mod attempts;
 mod cancel;
+#[cfg(test)]
+mod tests;
 
 use crate::{
     bus::Bus,
