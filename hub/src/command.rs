@@ -144,6 +144,24 @@ impl NewCommand {
         })
     }
 
+    /// A valid command for unit tests: Anthropic, never expiring.
+    #[cfg(test)]
+    pub(crate) fn for_test(command_id: Uuid) -> Self {
+        NewCommand {
+            command_id,
+            source_device_id: "device".into(),
+            source_user_id: "user".into(),
+            agent_id: DEFAULT_AGENT.into(),
+            provider: Provider::Anthropic,
+            content: "hi".into(),
+            session_id: "session".into(),
+            channel_id: None,
+            created_at_ms: now_ms(),
+            expires_at_ms: i64::MAX,
+            model: None,
+        }
+    }
+
     /// Whether `other` asks for the same work, so a re-submission may attach to it. Times and
     /// the sending device may differ between retries of one command; the work may not.
     pub fn same_work(&self, other: &NewCommand) -> bool {

@@ -22,22 +22,6 @@ impl ProviderExec for OneChunk {
     }
 }
 
-fn command() -> NewCommand {
-    NewCommand {
-        command_id: Uuid::new_v4(),
-        source_device_id: "device".into(),
-        source_user_id: "user".into(),
-        agent_id: "main".into(),
-        provider: Provider::Anthropic,
-        content: "hi".into(),
-        session_id: "session".into(),
-        channel_id: None,
-        created_at_ms: now_ms(),
-        expires_at_ms: i64::MAX,
-        model: None,
-    }
-}
-
 // A current-thread runtime, as `#[tokio::test]` gives: the worker and this test's task share
 // one thread, so which of them runs first is decided by the executor alone.
 #[tokio::test]
@@ -58,7 +42,7 @@ async fn the_first_output_is_seen_before_the_worker_commits_what_follows() {
         Arc::new(HubConfig::default()),
         Vec::new(),
     );
-    let cmd = command();
+    let cmd = NewCommand::for_test(Uuid::new_v4());
     let mut live = bus.subscribe_command(cmd.command_id);
     assert_eq!(executor.submit(cmd).await.unwrap(), Submitted::New);
 

@@ -8,22 +8,6 @@ use tokio::time::timeout;
 
 use super::*;
 
-fn command(command_id: Uuid) -> NewCommand {
-    NewCommand {
-        command_id,
-        source_device_id: "device".into(),
-        source_user_id: "user".into(),
-        agent_id: "main".into(),
-        provider: Provider::Anthropic,
-        content: "hi".into(),
-        session_id: "session".into(),
-        channel_id: None,
-        created_at_ms: 0,
-        expires_at_ms: i64::MAX,
-        model: None,
-    }
-}
-
 fn output(text: &str) -> EventKind {
     EventKind::Output { text: text.into() }
 }
@@ -51,10 +35,13 @@ async fn journal_with_command() -> (
     let (journal, _, inbox) = Journal::open_without_writer_thread(dir.path(), bus.clone()).unwrap();
     let id = Uuid::new_v4();
     // Awaited, with no writer thread: it can only finish by being applied right here.
-    let submitted = timeout(Duration::from_secs(5), journal.submit(command(id), 0, true))
-        .await
-        .expect("a submit with the writer free is applied by its caller")
-        .unwrap();
+    let submitted = timeout(
+        Duration::from_secs(5),
+        journal.submit(NewCommand::for_test(id), 0, true),
+    )
+    .await
+    .expect("a submit with the writer free is applied by its caller")
+    .unwrap();
     assert!(matches!(submitted, SubmitOutcome::Created(_)));
     (dir, journal, bus, inbox, id)
 }
