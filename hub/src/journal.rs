@@ -21,7 +21,7 @@ use std::{
 };
 
 use helix_mesh::pb::{CommandStatus, Provider};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -31,7 +31,7 @@ mod sql;
 mod tests;
 mod writer;
 
-use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader};
+use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
 use writer::{Op, Request, Shared, Writer};
 
 use crate::{
@@ -164,7 +164,7 @@ impl Journal {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(open_err)?;
+        let conn = open_writer(&path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
         let found: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -1,6 +1,7 @@
 //! The journal's tables and the settings of its connections.
 
 use super::*;
+use std::ffi::CStr;
 
 /// Schema version stored in `PRAGMA user_version`.
 pub(super) const SCHEMA_VERSION: i64 = 1;
@@ -49,10 +50,32 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// SQLite's `unix-excl` VFS: the hub's process holds the journal's file lock for as long as
+/// it has the journal open, and the WAL's index lives in the process's memory instead of a
+/// `journal.sqlite-shm` file. Its connections (the writer and the readers) share that memory
+/// and lock each other in memory, so a transaction makes no `fcntl` lock calls: the default
+/// VFS made six per commit, ~5 µs of a 10–30 µs commit here. Another process cannot open the
+/// journal while the hub runs (the data dir's `hub.lock` already keeps a second hub out).
+/// Durability is unchanged: commits still go to the `-wal` file, and a restart after a crash
+/// rebuilds the index from it.
+const VFS: &CStr = c"unix-excl";
+
+/// The journal's one write connection, created if missing.
+pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    Connection::open_with_flags_and_vfs(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        VFS,
+    )
+}
+
 pub(super) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
-    let conn = Connection::open_with_flags(
+    let conn = Connection::open_with_flags_and_vfs(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        VFS,
     )
     .map_err(|source| JournalError::Open {
         path: path.to_owned(),

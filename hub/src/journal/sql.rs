@@ -16,7 +16,7 @@ pub(super) struct Active {
 
 /// Runs `f` inside a savepoint, so one failing operation leaves the rest of its batch intact.
 pub(super) fn with_savepoint<T>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     active: &mut HashMap<Uuid, Active>,
     f: impl FnOnce(&Connection, &mut HashMap<Uuid, Active>) -> Result<T, JournalError>,
 ) -> Result<T, JournalError> {
@@ -43,21 +43,29 @@ pub(super) struct Stored {
 }
 
 pub(super) fn submit(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     active: &mut HashMap<Uuid, Active>,
     cmd: NewCommand,
     position: u32,
     start: bool,
 ) -> Result<Stored, JournalError> {
     let command_id = cmd.command_id;
-    let stored = with_savepoint(tx, active, |conn, active| {
-        // The insert is the existence check: a known command_id inserts nothing.
+    let stored = with_savepoint(conn, active, |conn, active| {
+        let at_ms = helix_mesh::proto_ext::now_ms();
+        // The row is inserted as its events leave it (`queued`, then `started` when it starts
+        // at once), so the submit writes each index once and updates nothing. The insert is
+        // the existence check: a known command_id inserts nothing.
+        let (status, attempts, executed_at_ms, last_seq) = if start {
+            ("executing", 1, Some(at_ms), 2)
+        } else {
+            ("pending", 0, None, 1)
+        };
         let inserted = conn
             .prepare_cached(
                 "INSERT INTO commands (command_id, source_device_id, source_user_id, agent_id,
                     provider, model, content, session_id, channel_id, created_at_ms, expires_at_ms,
-                    received_at_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending')
+                    received_at_ms, status, attempts, executed_at_ms, last_seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (command_id) DO NOTHING",
             )?
             .execute(params![
@@ -72,35 +80,43 @@ pub(super) fn submit(
                 cmd.channel_id,
                 cmd.created_at_ms,
                 cmd.expires_at_ms,
-                helix_mesh::proto_ext::now_ms(),
+                at_ms,
+                status,
+                attempts,
+                executed_at_ms,
+                last_seq,
             ])?;
         if inserted == 0 {
             return Ok(None);
         }
-        // What `append_event` would read back from the row just written.
-        active.insert(
+        let mut state = Active {
+            row: conn.last_insert_rowid(),
+            last_seq: 0,
+            session_id: cmd.session_id,
+            provider: cmd.provider,
+            source_device_id: cmd.source_device_id,
+            executed_at_ms: None,
+        };
+        let (event, status) = insert_event(
+            conn,
+            &mut state,
             command_id,
-            Active {
-                row: conn.last_insert_rowid(),
-                last_seq: 0,
-                session_id: cmd.session_id.clone(),
-                provider: cmd.provider,
-                source_device_id: cmd.source_device_id.clone(),
-                executed_at_ms: None,
-            },
-        );
-        let (event, status) =
-            append_event(conn, active, command_id, EventKind::Queued { position })?;
+            EventKind::Queued { position },
+            at_ms,
+        )?;
         let started = if start {
-            Some(append_event(
+            Some(insert_event(
                 conn,
-                active,
+                &mut state,
                 command_id,
                 EventKind::Started { attempt: 1 },
+                at_ms,
             )?)
         } else {
             None
         };
+        debug_assert_eq!(state.last_seq, last_seq);
+        active.insert(command_id, state);
         Ok(Some(Stored {
             outcome: SubmitOutcome::Created(event),
             status,
@@ -110,7 +126,7 @@ pub(super) fn submit(
     match stored {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => {
-            let existing = journal_read::command(tx, command_id, false)?
+            let existing = journal_read::command(conn, command_id, false)?
                 .ok_or(JournalError::UnknownCommand(command_id))?;
             Ok(Stored {
                 outcome: SubmitOutcome::Existing {
@@ -155,21 +171,11 @@ pub(super) fn append_event(
         },
         other => other,
     };
-    let seq = state.last_seq + 1;
     let at_ms = helix_mesh::proto_ext::now_ms();
-    let body = serde_json::to_string(&kind).map_err(|e| JournalError::CorruptEvent {
-        command_id: command_id.to_string(),
-        seq,
-        problem: e.to_string(),
-    })?;
-    conn.prepare_cached(
-        "INSERT INTO events (command, seq, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![state.row, seq, at_ms, kind.name(), body])?;
-    let mut error = String::new();
-    match &kind {
+    let (event, status) = insert_event(conn, &mut state, command_id, kind, at_ms)?;
+    let seq = event.seq;
+    match &event.kind {
         EventKind::Started { attempt } => {
-            state.executed_at_ms = Some(at_ms);
             conn.prepare_cached(
                 "UPDATE commands SET status = 'executing', attempts = ?2, executed_at_ms = ?3, last_seq = ?4 WHERE id = ?1",
             )?
@@ -181,7 +187,6 @@ pub(super) fn append_event(
             attempts,
             ..
         } => {
-            error = e.clone();
             conn.prepare_cached(
                 "UPDATE commands SET status = ?2, attempts = ?3, error = ?4, finished_at_ms = ?5, last_seq = ?6 WHERE id = ?1",
             )?
@@ -205,7 +210,37 @@ pub(super) fn append_event(
                 .execute(params![state.row, seq])?;
         }
     }
+    if matches!(event.kind, EventKind::Finished { .. }) {
+        active.remove(&command_id);
+    } else {
+        active.insert(command_id, state);
+    }
+    Ok((event, status))
+}
+
+/// Stores `kind` as the command's next event, in the events table only (the caller keeps the
+/// command row in step), and advances `state` past it.
+fn insert_event(
+    conn: &Connection,
+    state: &mut Active,
+    command_id: Uuid,
+    kind: EventKind,
+    at_ms: i64,
+) -> Result<(StoredEvent, Option<StatusEvent>), JournalError> {
+    let seq = state.last_seq + 1;
+    let body = serde_json::to_string(&kind).map_err(|e| JournalError::CorruptEvent {
+        command_id: command_id.to_string(),
+        seq,
+        problem: e.to_string(),
+    })?;
+    conn.prepare_cached(
+        "INSERT INTO events (command, seq, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![state.row, seq, at_ms, kind.name(), body])?;
     state.last_seq = seq;
+    if matches!(kind, EventKind::Started { .. }) {
+        state.executed_at_ms = Some(at_ms);
+    }
     let status = kind.status_change().map(|s| StatusEvent {
         command_id,
         status: s,
@@ -213,15 +248,12 @@ pub(super) fn append_event(
         session_id: state.session_id.clone(),
         provider: state.provider,
         source_device_id: state.source_device_id.clone(),
-        error,
+        error: match &kind {
+            EventKind::Finished { error, .. } => error.clone(),
+            _ => String::new(),
+        },
         seq,
     });
-    let finished = matches!(kind, EventKind::Finished { .. });
-    if finished {
-        active.remove(&command_id);
-    } else {
-        active.insert(command_id, state);
-    }
     Ok((
         StoredEvent {
             command_id,

@@ -215,3 +215,59 @@ async fn a_panic_while_holding_the_writer_leaves_it_usable() {
         "recovered once, not at every lock"
     );
 }
+
+#[tokio::test]
+async fn the_wal_index_lives_in_memory_and_readers_see_each_commit() {
+    let (dir, journal, _bus, _inbox, id) = journal_with_command().await;
+    journal.append_eager(id, output("one")).await.unwrap();
+    // A pooled reader (a connection of its own) sees the caller's commit.
+    let events = journal.events_after(id, 0, 100).await.unwrap();
+    assert_eq!(texts(&events), ["one"]);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "queued and started stored by the submit");
+    assert!(dir.path().join("journal.sqlite-wal").exists());
+    assert!(
+        !dir.path().join("journal.sqlite-shm").exists(),
+        "unix-excl keeps the WAL index in the process's memory"
+    );
+}
+
+#[tokio::test]
+async fn a_submit_that_starts_stores_the_row_its_two_events_would_leave() {
+    // One command starts with its submit (one insert, no updates), the other is queued and
+    // started by an append: both rows must read the same, and both go on at seq 3.
+    let (_dir, journal, _bus, _inbox, started_at_once) = journal_with_command().await;
+    let queued = Uuid::new_v4();
+    journal
+        .submit(NewCommand::for_test(queued), 1, false)
+        .await
+        .unwrap();
+    let pending = journal.command(queued, false).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            pending.status,
+            pending.attempts,
+            pending.executed_at_ms,
+            pending.last_seq
+        ),
+        (CommandStatus::Pending, 0, None, 1)
+    );
+    journal
+        .append(queued, EventKind::Started { attempt: 1 })
+        .await
+        .unwrap();
+    for id in [started_at_once, queued] {
+        let row = journal.command(id, false).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status, row.attempts, row.last_seq),
+            (CommandStatus::Executing, 1, 2),
+            "{id}"
+        );
+        assert!(row.executed_at_ms.is_some(), "{id}");
+        let next = journal.append(id, output("x")).await.unwrap();
+        assert_eq!(next.seq, 3, "{id}");
+        let events = journal.events_after(id, 0, 100).await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(kinds, ["queued", "started", "output"], "{id}");
+    }
+}
