@@ -14,12 +14,26 @@ pub(super) struct Active {
     executed_at_ms: Option<i64>,
 }
 
-/// Runs `f` inside a savepoint, so one failing operation leaves the rest of its batch intact.
-pub(super) fn with_savepoint<T>(
+/// How an operation is kept apart from the rest of its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Isolation {
+    /// In a savepoint of its own, so one failing operation leaves the rest of its batch intact.
+    Savepoint,
+    /// Alone in its batch: a failure rolls the whole transaction back instead, which spares a
+    /// `SAVEPOINT` and a `RELEASE` on the path a waiting caller takes.
+    Alone,
+}
+
+/// Runs `f` as one operation of a batch (see [`Isolation`]).
+pub(super) fn isolated<T>(
     tx: &Connection,
     active: &mut HashMap<Uuid, Active>,
+    isolation: Isolation,
     f: impl FnOnce(&Connection, &mut HashMap<Uuid, Active>) -> Result<T, JournalError>,
 ) -> Result<T, JournalError> {
+    if isolation == Isolation::Alone {
+        return f(tx, active);
+    }
     // Cached statements: these run for every operation, and parsing them each time showed
     // in the writer's profile.
     tx.prepare_cached("SAVEPOINT op")?.execute([])?;
@@ -48,9 +62,10 @@ pub(super) fn submit(
     cmd: NewCommand,
     position: u32,
     start: bool,
+    isolation: Isolation,
 ) -> Result<Stored, JournalError> {
     let command_id = cmd.command_id;
-    let stored = with_savepoint(conn, active, |conn, active| {
+    let stored = isolated(conn, active, isolation, |conn, active| {
         let at_ms = helix_mesh::proto_ext::now_ms();
         // The row is inserted as its events leave it (`queued`, then `started` when it starts
         // at once), so the submit writes each index once and updates nothing. The insert is

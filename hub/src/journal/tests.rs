@@ -271,3 +271,55 @@ async fn a_submit_that_starts_stores_the_row_its_two_events_would_leave() {
         assert_eq!(kinds, ["queued", "started", "output"], "{id}");
     }
 }
+
+#[tokio::test]
+async fn a_failing_operation_alone_in_its_batch_is_answered_and_rolled_back() {
+    let (_dir, journal, _bus, _inbox, id) = journal_with_command().await;
+    let unknown = Uuid::new_v4();
+    let err = journal.append(unknown, output("lost")).await.unwrap_err();
+    assert!(
+        matches!(err, JournalError::UnknownCommand(u) if u == unknown),
+        "{err:?}"
+    );
+    let next = journal.append(id, output("kept")).await.unwrap();
+    assert_eq!(next.seq, 3, "the journal goes on where it was");
+    let stored = journal.events_after(id, 0, 10).await.unwrap();
+    assert_eq!(texts(&stored), ["kept"]);
+}
+
+#[tokio::test]
+async fn a_failing_operation_in_a_batch_leaves_the_others_stored() {
+    let (_dir, journal, bus, inbox, id) = journal_with_command().await;
+    let mut live = bus.subscribe_command(id);
+    journal.append_nowait(id, output("1")).await.unwrap();
+    let unknown = Uuid::new_v4();
+    let (reply, failed) = oneshot::channel();
+    let op = Op::Append {
+        command_id: unknown,
+        kind: output("lost"),
+        reply: Some(reply),
+    };
+    journal.send(op, Apply::Queued).await.unwrap();
+    journal.append_nowait(id, output("3")).await.unwrap();
+
+    let shared = journal.inner.shared.clone();
+    let writer = std::thread::spawn(move || shared.run(inbox));
+    let err = timeout(Duration::from_secs(5), failed)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert!(matches!(err, JournalError::UnknownCommand(_)), "{err:?}");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let event = timeout(Duration::from_secs(5), live.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(event.as_ref().clone());
+    }
+    assert_eq!(texts(&seen), ["1", "3"]);
+    assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
+    drop(journal);
+    writer.join().unwrap();
+}

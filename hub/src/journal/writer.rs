@@ -3,7 +3,7 @@
 //! caller that finds the writer free and nothing queued applies its own operation at once.
 
 use super::{
-    sql::{Active, Stored, append_event, submit, with_savepoint},
+    sql::{Active, Isolation, Stored, append_event, isolated, submit},
     *,
 };
 use std::{
@@ -251,10 +251,20 @@ impl Writer {
         let ops = batch.len();
         let mut applied = Vec::with_capacity(batch.len());
         WAL_PAGES.with(|p| p.set(None));
+        let isolation = if ops == 1 {
+            Isolation::Alone
+        } else {
+            Isolation::Savepoint
+        };
         let commit = (|| -> Result<(), rusqlite::Error> {
             let tx = Batch::begin(&self.conn)?;
             for op in batch {
-                applied.push(apply_op(tx.conn, &mut self.active, op));
+                applied.push(apply_op(tx.conn, &mut self.active, op, isolation));
+            }
+            if isolation == Isolation::Alone && matches!(applied[..], [Applied::Failed { .. }]) {
+                // Its only operation failed: dropping the batch rolls it back, and the caller
+                // gets that operation's error.
+                return Ok(());
             }
             tx.commit()
         })();
@@ -391,14 +401,19 @@ impl Drop for Batch<'_> {
     }
 }
 
-fn apply_op(tx: &Connection, active: &mut HashMap<Uuid, Active>, op: Op) -> Applied {
+fn apply_op(
+    tx: &Connection,
+    active: &mut HashMap<Uuid, Active>,
+    op: Op,
+    isolation: Isolation,
+) -> Applied {
     match op {
         Op::Submit {
             cmd,
             position,
             start,
             reply,
-        } => match submit(tx, active, *cmd, position, start) {
+        } => match submit(tx, active, *cmd, position, start, isolation) {
             Ok(Stored {
                 outcome,
                 status,
@@ -418,7 +433,7 @@ fn apply_op(tx: &Connection, active: &mut HashMap<Uuid, Active>, op: Op) -> Appl
             command_id,
             kind,
             reply,
-        } => match with_savepoint(tx, active, |tx, active| {
+        } => match isolated(tx, active, isolation, |tx, active| {
             append_event(tx, active, command_id, kind)
         }) {
             Ok((event, status)) => Applied::Appended {
