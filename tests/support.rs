@@ -379,3 +379,15 @@ pub async fn status_of(client: &mut HubClient, id: &str) -> pb::CommandStatus {
         .into_inner();
     pb::CommandStatus::try_from(c.status).unwrap()
 }
+
+/// Serves `app` on a port of 127.0.0.1 for the rest of the test; returns its address. Like a
+/// real API's server, it sends small writes (one streamed chunk each) at once: TCP_NODELAY,
+/// or Nagle's algorithm holds a chunk until the hub ACKs the previous one (up to 40 ms).
+pub async fn serve_http(app: axum::Router) -> std::net::SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}

@@ -63,11 +63,7 @@ impl FaultProxy {
             http: reqwest::Client::new(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = crate::support::serve_http(app).await;
         Self { addr, shared }
     }
 

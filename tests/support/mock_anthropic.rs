@@ -148,11 +148,7 @@ impl MockAnthropic {
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
+        let addr = crate::support::serve_http(app).await;
         Self { addr, shared }
     }
 
