@@ -245,6 +245,14 @@ pub fn grpc_server() -> tonic::transport::Server {
         .tcp_nodelay(true)
 }
 
+/// A gRPC TCP listener's accepted connections, each with TCP_NODELAY. [`grpc_server`]'s
+/// `tcp_nodelay` only reaches listeners tonic binds itself (`serve`), not
+/// `serve_with_incoming`: without this, Nagle's algorithm holds each small event (a status, a
+/// token) behind the ACK of the one before, which the client may delay by up to 40 ms.
+pub fn tcp_incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// The gRPC client settings every dialer uses (TCP and iroh).
 pub fn grpc_client_endpoint(
     uri: &str,
@@ -259,6 +267,17 @@ pub fn grpc_client_endpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn accepted_grpc_tcp_connections_send_small_writes_at_once() {
+        use tokio_stream::StreamExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = tcp_incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.unwrap().unwrap();
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY on the hub's end");
+    }
 
     #[test]
     fn key_file_round_trips_and_corruption_is_refused() {

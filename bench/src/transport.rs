@@ -293,7 +293,7 @@ pub async fn tcp_channel() -> anyhow::Result<HubChannel> {
     tokio::spawn(
         helix_mesh::transport::grpc_server()
             .add_service(RemoteExecutionServer::new(BenchService))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(helix_mesh::transport::tcp_incoming(listener)),
     );
     let channel = helix_mesh::transport::grpc_client_endpoint(&format!("http://{addr}"))?
         .connect()

@@ -15,7 +15,6 @@ use std::{
 
 use helix_mesh::fsutil::{self, FsError};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -287,7 +286,7 @@ impl Hub {
         });
         let server_shutdown = CancellationToken::new();
         let router = grpc_router(service, admin, token).await?;
-        let incoming = TcpListenerStream::new(listener);
+        let incoming = helix_mesh::transport::tcp_incoming(listener);
         let server = tokio::spawn(
             router
                 .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
