@@ -22,6 +22,19 @@ fn texts(events: &[StoredEvent]) -> Vec<&str> {
         .collect()
 }
 
+/// The next `n` events published for a subscribed command (5 s for each).
+async fn next_events(live: &mut crate::bus::CommandSubscription, n: usize) -> Vec<StoredEvent> {
+    let mut seen = Vec::new();
+    for _ in 0..n {
+        let event = timeout(Duration::from_secs(5), live.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(event.as_ref().clone());
+    }
+    seen
+}
+
 /// A journal with a started command and no writer thread.
 async fn journal_with_command() -> (
     tempfile::TempDir,
@@ -76,14 +89,7 @@ async fn an_eager_append_behind_queued_ones_waits_its_turn() {
 
     let shared = journal.inner.shared.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        let event = timeout(Duration::from_secs(5), live.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(event.as_ref().clone());
-    }
+    let seen = next_events(&mut live, 3).await;
     assert_eq!(texts(&seen), ["1", "2", "3"]);
     assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
     drop(journal);
@@ -310,14 +316,7 @@ async fn a_failing_operation_in_a_batch_leaves_the_others_stored() {
         .unwrap()
         .unwrap_err();
     assert!(matches!(err, JournalError::UnknownCommand(_)), "{err:?}");
-    let mut seen = Vec::new();
-    for _ in 0..2 {
-        let event = timeout(Duration::from_secs(5), live.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(event.as_ref().clone());
-    }
+    let seen = next_events(&mut live, 2).await;
     assert_eq!(texts(&seen), ["1", "3"]);
     assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4]);
     drop(journal);
