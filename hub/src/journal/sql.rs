@@ -214,13 +214,8 @@ pub(super) fn append_event(
                 seq
             ])?;
         }
-        EventKind::Queued { .. } => {
-            conn.prepare_cached(
-                "UPDATE commands SET status = 'pending', last_seq = ?2 WHERE id = ?1",
-            )?
-            .execute(params![state.row, seq])?;
-        }
-        EventKind::Output { .. } | EventKind::Retrying { .. } => {
+        // `queued` is only ever stored by a submit, which inserts the row with its status.
+        EventKind::Output { .. } | EventKind::Retrying { .. } | EventKind::Queued { .. } => {
             conn.prepare_cached("UPDATE commands SET last_seq = ?2 WHERE id = ?1")?
                 .execute(params![state.row, seq])?;
         }

@@ -324,9 +324,9 @@ impl Writer {
 
     /// Finishes interrupted commands and lists pending ones. Runs before the writer thread.
     pub(super) fn recover(&mut self) -> Result<Recovery, JournalError> {
-        let tx = self.conn.transaction()?;
+        let tx = Batch::begin(&self.conn)?;
         let interrupted: Vec<Uuid> = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.conn.prepare(
                 "SELECT command_id FROM commands WHERE status = 'executing' ORDER BY id",
             )?;
             let ids = stmt
@@ -335,7 +335,7 @@ impl Writer {
             ids.iter().filter_map(|s| Uuid::parse_str(s).ok()).collect()
         };
         for id in &interrupted {
-            let attempts: u32 = tx.query_row(
+            let attempts: u32 = tx.conn.query_row(
                 "SELECT attempts FROM commands WHERE command_id = ?1",
                 [id.to_string()],
                 |r| r.get(0),
@@ -346,10 +346,10 @@ impl Writer {
                 attempts,
                 executed_at_ms: None,
             };
-            append_event(&tx, &mut self.active, *id, kind)?;
+            append_event(tx.conn, &mut self.active, *id, kind)?;
         }
         let pending = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.conn.prepare(
                 "SELECT command_id, expires_at_ms FROM commands WHERE status = 'pending' ORDER BY id",
             )?;
             stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
@@ -371,9 +371,9 @@ impl Writer {
     }
 }
 
-/// A batch's transaction, begun and committed with cached statements: rusqlite's
-/// `Connection::transaction` parses `BEGIN` and `COMMIT` again each time (~5 % of a commit's
-/// instructions here). Rolled back when dropped uncommitted: after an error, or a panic
+/// A transaction of the write connection (each batch's, and recovery's), begun and committed
+/// with cached statements: rusqlite's `Connection::transaction` parses `BEGIN` and `COMMIT`
+/// again each time (~5 % of a commit's instructions here). Rolled back when dropped uncommitted: after an error, or a panic
 /// mid-batch (the writer's lock is then recovered by `Shared::unpoisoned`).
 struct Batch<'c> {
     conn: &'c Connection,
