@@ -6,6 +6,7 @@
 
 mod counting_proxy;
 mod hub_bench;
+mod link;
 mod procs;
 mod relay_bench;
 mod report;
@@ -19,6 +20,7 @@ use clap::Parser;
 use report::{Report, progress};
 use scenarios::{
     hub::{hub_in_process, hub_process},
+    link::link,
     relay::relay_scenario,
     transports::{relayed, solo, transports},
 };
@@ -34,7 +36,7 @@ struct Args {
     /// Also write the results as one JSON object to FILE.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Only the transport scenarios (raw iroh, tonic/TCP, gRPC over iroh).
+    /// Only the transport scenarios (raw iroh, tonic/TCP, gRPC over iroh; loopback and link).
     #[arg(long)]
     transport_only: bool,
     /// Only the table-relay scenario (needs PostgreSQL and postrust).
@@ -43,13 +45,17 @@ struct Args {
     /// Only raw iroh's round trip and the in-process hub (first output, token events).
     #[arg(long)]
     first_output_only: bool,
+    /// Only the transports across a veth link to another network namespace (MTU 1,500;
+    /// unshaped, then 1 Gbit/s). Needs root and iproute2.
+    #[arg(long)]
+    link_only: bool,
     /// One transport alone, 4 downloads (256 MiB each, 64 MiB with --quick), each reported:
     /// the run to profile, e.g. `perf record -g target/release/helix-bench --solo grpc`.
     #[arg(
         long,
         value_enum,
         value_name = "TRANSPORT",
-        conflicts_with_all = ["transport_only", "relay_only", "first_output_only"]
+        conflicts_with_all = ["transport_only", "relay_only", "first_output_only", "link_only"]
     )]
     solo: Option<transport::Solo>,
 }
@@ -131,8 +137,11 @@ async fn main() -> anyhow::Result<()> {
         relay_scenario(&mut report, &sizes).await?;
     } else if args.first_output_only {
         hub_in_process(&mut report, &sizes).await?;
+    } else if args.link_only {
+        link(&mut report, &sizes).await?;
     } else {
         transports(&mut report, &sizes).await?;
+        link(&mut report, &sizes).await?;
         if !args.transport_only {
             relayed(&mut report, &sizes).await?;
             hub_in_process(&mut report, &sizes).await?;

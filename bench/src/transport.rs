@@ -26,7 +26,10 @@ use crate::stats::{Samples, median};
 
 mod server;
 
-pub use server::{BenchService, RAW_ALPN, client_endpoint, dial_addr, start_server};
+pub use server::{
+    BenchService, RAW_ALPN, client_endpoint, dial_addr, direct_client_at, start_server,
+    start_server_at,
+};
 
 /// Bytes per write and per gRPC message in throughput runs.
 pub const CHUNK: usize = 64 * 1024;
@@ -168,15 +171,16 @@ pub struct Comparison {
     pub vs_tcp: Vec<f64>,
 }
 
-/// Runs `rounds` rounds of raw iroh → tonic/TCP → gRPC over iroh, each moving `bytes`.
+/// Runs `rounds` rounds of raw iroh → tonic/TCP → gRPC over iroh, each moving `bytes`: raw
+/// iroh and gRPC over iroh from `client` to the bench server at `addr`, tonic over `tcp`.
 pub async fn compare(
     client: &Endpoint,
     addr: EndpointAddr,
+    tcp: HubChannel,
     bytes: usize,
     pings: usize,
     rounds: usize,
 ) -> anyhow::Result<Comparison> {
-    let tcp = tcp_channel().await.context("tonic over TCP")?;
     let iroh = iroh_channel(client, addr.clone())
         .await
         .context("gRPC over iroh direct")?;
@@ -288,13 +292,25 @@ fn combine(runs: &[TransportResult]) -> TransportResult {
 
 /// tonic over loopback TCP, the same service.
 pub async fn tcp_channel() -> anyhow::Result<HubChannel> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr: SocketAddr = listener.local_addr()?;
+    let addr = tcp_server(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    tcp_connect(addr).await
+}
+
+/// Serves the bench service over plain TCP on `bind` (the listener's socket is made on the
+/// calling thread); returns the address it listens on.
+pub async fn tcp_server(bind: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    let addr = listener.local_addr()?;
     tokio::spawn(
         helix_mesh::transport::grpc_server()
             .add_service(RemoteExecutionServer::new(BenchService))
             .serve_with_incoming(helix_mesh::transport::tcp_incoming(listener)),
     );
+    Ok(addr)
+}
+
+/// A gRPC channel over TCP to a [`tcp_server`].
+pub async fn tcp_connect(addr: SocketAddr) -> anyhow::Result<HubChannel> {
     let channel = helix_mesh::transport::grpc_client_endpoint(&format!("http://{addr}"))?
         .connect()
         .await?;

@@ -1,6 +1,7 @@
 //! The transports: raw iroh QUIC, tonic over TCP and gRPC over iroh in interleaved rounds,
 //! then gRPC over iroh through a local relay.
 
+use anyhow::Context;
 use serde_json::json;
 
 use crate::{
@@ -16,8 +17,9 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
     let server = transport::start_server(None).await?;
     let client = transport::client_endpoint(None).await?;
     let addr = transport::dial_addr(&server, None)?;
+    let tcp = transport::tcp_channel().await.context("tonic over TCP")?;
     let compared =
-        transport::compare(&client, addr, sizes.bytes, sizes.pings, sizes.rounds).await?;
+        transport::compare(&client, addr, tcp, sizes.bytes, sizes.pings, sizes.rounds).await?;
     let (raw, tcp, grpc_iroh) = (&compared.raw, &compared.tcp, &compared.grpc);
     let vs_raw = grpc_iroh.mib_per_s / raw.mib_per_s;
     let vs_tcp = grpc_iroh.mib_per_s / tcp.mib_per_s;

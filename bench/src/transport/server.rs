@@ -3,6 +3,7 @@
 //! addresses that reach it directly or through a relay.
 
 use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
@@ -162,14 +163,25 @@ pub struct Server {
     _router: Router,
 }
 
-/// Starts the bench server endpoint; `relay` is the local relay URL, if any.
+/// Starts the bench server endpoint on loopback; `relay` is the local relay URL, if any.
 pub async fn start_server(relay: Option<&str>) -> anyhow::Result<Server> {
+    start_server_at(relay, LOOPBACK_ANY_PORT).await
+}
+
+/// UDP on 127.0.0.1, any port.
+const LOOPBACK_ANY_PORT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+
+/// Starts the bench server endpoint with its UDP socket bound to `udp`.
+pub async fn start_server_at(relay: Option<&str>, udp: SocketAddr) -> anyhow::Result<Server> {
     let relay_choice = match relay {
         Some(url) => RelayChoice::Custom(vec![url.parse()?]),
         None => RelayChoice::Disabled,
     };
     let endpoint = bind_endpoint(
-        &EndpointOptions::loopback(relay_choice),
+        &EndpointOptions {
+            udp_addr: Some(udp),
+            ..EndpointOptions::loopback(relay_choice)
+        },
         SecretKey::generate(),
         vec![ALPN_GRPC.to_vec(), RAW_ALPN.to_vec()],
         None,
@@ -206,6 +218,15 @@ pub async fn client_endpoint(relay: Option<&str>) -> anyhow::Result<Endpoint> {
             ..EndpointOptions::loopback(RelayChoice::Custom(vec![url.parse()?]))
         },
         None => EndpointOptions::loopback(RelayChoice::Disabled),
+    };
+    Ok(bind_endpoint(&options, SecretKey::generate(), Vec::new(), None).await?)
+}
+
+/// A direct client endpoint (no relay) with its UDP socket bound to `udp`.
+pub async fn direct_client_at(udp: SocketAddr) -> anyhow::Result<Endpoint> {
+    let options = EndpointOptions {
+        udp_addr: Some(udp),
+        ..EndpointOptions::loopback(RelayChoice::Disabled)
     };
     Ok(bind_endpoint(&options, SecretKey::generate(), Vec::new(), None).await?)
 }

@@ -1,0 +1,181 @@
+//! The transports across a network link instead of loopback: a veth pair to another network
+//! namespace (MTU 1,500), first unshaped, then shaped to 1 Gbit/s in both directions (a wired
+//! LAN, faster than most paths from a phone to a desktop). The same bench servers and rounds
+//! as the loopback comparison; only the path differs.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::{
+    Sizes,
+    link::Link,
+    report::{Report, met, progress, spread},
+    stats::ms,
+    transport::{self, Comparison},
+};
+
+/// The link's cases: the name in the report, the JSON keys' prefix, and the rate (`tc`'s
+/// syntax; `None` leaves the link unshaped).
+const CASES: [(&str, &str, Option<&str>); 2] = [
+    ("veth link, MTU 1,500, unshaped", "link_unshaped", None),
+    (
+        "veth link, MTU 1,500, 1 Gbit/s",
+        "link_1gbit",
+        Some("1gbit"),
+    ),
+];
+
+/// Raw iroh, tonic/TCP and gRPC over iroh across the link, for each of [`CASES`].
+pub async fn link(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
+    progress("raw iroh QUIC, tonic/TCP, gRPC over iroh across a veth link…");
+    let link = match Link::create() {
+        Ok(link) => link,
+        Err(why) => {
+            report.row(
+                "veth link (another network namespace)",
+                "raw iroh, tonic/TCP, gRPC over iroh",
+                format!("not measured: {why} (needs root and iproute2)"),
+                "",
+            );
+            for (_, key, _) in CASES {
+                report.set(&format!("{key}_grpc_iroh_vs_tcp_throughput"), Value::Null);
+            }
+            return Ok(());
+        }
+    };
+    let far = link.far;
+    let far_side = link.far_runtime()?;
+    let (server, tcp_addr) = far_side
+        .run(async move {
+            let server = transport::start_server_at(None, SocketAddr::from((far, 0))).await?;
+            let tcp = transport::tcp_server(SocketAddr::from((far, 0))).await?;
+            anyhow::Ok((server, tcp))
+        })
+        .await??;
+    let client = transport::direct_client_at(SocketAddr::from((link.near, 0))).await?;
+    let addr = transport::dial_addr(&server, None)?;
+    let tcp = transport::tcp_connect(tcp_addr)
+        .await
+        .context("tonic over TCP across the link")?;
+    for (name, key, rate) in CASES {
+        if let Some(rate) = rate {
+            link.shape(rate).map_err(anyhow::Error::msg)?;
+        }
+        let compared = transport::compare(
+            &client,
+            addr.clone(),
+            tcp.clone(),
+            sizes.bytes,
+            sizes.pings,
+            sizes.rounds,
+        )
+        .await
+        .with_context(|| name.to_owned())?;
+        rows(report, name, key, &compared);
+        if let Some(path) = server.raw_path() {
+            report.row(
+                name,
+                "raw iroh: mean datagram / packets lost",
+                format!(
+                    "{:.0} bytes / {:.2} %",
+                    path.datagram_bytes,
+                    path.loss * 100.0
+                ),
+                "",
+            );
+            report.set(
+                &format!("{key}_raw_iroh_datagram_bytes"),
+                json!(path.datagram_bytes),
+            );
+            report.set(&format!("{key}_raw_iroh_loss"), json!(path.loss));
+        }
+    }
+    client.close().await;
+    let endpoint = server.endpoint.clone();
+    far_side.run(async move { endpoint.close().await }).await?;
+    Ok(())
+}
+
+/// One case's rows and keys.
+fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
+    let (raw, tcp, grpc) = (&compared.raw, &compared.tcp, &compared.grpc);
+    let vs_raw = grpc.mib_per_s / raw.mib_per_s;
+    let vs_tcp = grpc.mib_per_s / tcp.mib_per_s;
+    report.row(
+        name,
+        "throughput: raw iroh / tonic TCP / gRPC over iroh",
+        format!(
+            "{:.0} / {:.0} / {:.0} MiB/s",
+            raw.mib_per_s, tcp.mib_per_s, grpc.mib_per_s
+        ),
+        "",
+    );
+    report.row(
+        name,
+        "RTT p50: raw iroh / tonic TCP unary / gRPC over iroh unary",
+        format!(
+            "{:.3} / {:.3} / {:.3} ms",
+            ms(raw.rtt.p50()),
+            ms(tcp.rtt.p50()),
+            ms(grpc.rtt.p50())
+        ),
+        "",
+    );
+    report.row(
+        name,
+        "gRPC over iroh × raw iroh throughput (rounds)",
+        format!("{vs_raw:.2} ({})", spread(&compared.vs_raw)),
+        &format!("≥ 0.90: {}", met(vs_raw >= 0.9)),
+    );
+    report.row(
+        name,
+        "gRPC over iroh × tonic/TCP throughput (rounds)",
+        format!("{vs_tcp:.2} ({})", spread(&compared.vs_tcp)),
+        &format!("≥ 0.50: {}", met(vs_tcp >= 0.5)),
+    );
+    report.row(
+        name,
+        "CPU per MiB moved: raw iroh / tonic TCP / gRPC over iroh",
+        format!(
+            "{:.2} / {:.2} / {:.2} ms",
+            raw.cpu_ms_per_mib, tcp.cpu_ms_per_mib, grpc.cpu_ms_per_mib
+        ),
+        "",
+    );
+    report.set(&format!("{key}_raw_iroh_mib_s"), json!(raw.mib_per_s));
+    report.set(&format!("{key}_tcp_grpc_mib_s"), json!(tcp.mib_per_s));
+    report.set(&format!("{key}_grpc_iroh_mib_s"), json!(grpc.mib_per_s));
+    report.set(&format!("{key}_raw_iroh_rtt_ms"), json!(ms(raw.rtt.p50())));
+    report.set(&format!("{key}_tcp_grpc_rtt_ms"), json!(ms(tcp.rtt.p50())));
+    report.set(
+        &format!("{key}_grpc_iroh_rtt_ms"),
+        json!(ms(grpc.rtt.p50())),
+    );
+    report.set(
+        &format!("{key}_grpc_iroh_vs_raw_iroh_throughput"),
+        json!(vs_raw),
+    );
+    report.set(&format!("{key}_grpc_iroh_vs_tcp_throughput"), json!(vs_tcp));
+    report.set(
+        &format!("{key}_grpc_iroh_vs_raw_iroh_throughput_rounds"),
+        json!(compared.vs_raw),
+    );
+    report.set(
+        &format!("{key}_grpc_iroh_vs_tcp_throughput_rounds"),
+        json!(compared.vs_tcp),
+    );
+    report.set(
+        &format!("{key}_raw_iroh_cpu_ms_per_mib"),
+        json!(raw.cpu_ms_per_mib),
+    );
+    report.set(
+        &format!("{key}_tcp_grpc_cpu_ms_per_mib"),
+        json!(tcp.cpu_ms_per_mib),
+    );
+    report.set(
+        &format!("{key}_grpc_iroh_cpu_ms_per_mib"),
+        json!(grpc.cpu_ms_per_mib),
+    );
+}
