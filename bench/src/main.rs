@@ -1,5 +1,6 @@
 //! `helix-bench`: the mesh measured against its own limits, every scenario side by side in one
-//! process run on loopback, so ratios compare like with like. Build in release first:
+//! process run on loopback (and, with root, across a veth link to a network namespace it
+//! makes), so ratios compare like with like. Build in release first:
 //! `scripts/bench` (or `cargo build --release --workspace --bins && target/release/helix-bench`).
 //!
 //! Prints a Markdown table on stdout; `--json FILE` also writes the numbers as one object.
@@ -26,7 +27,7 @@ use scenarios::{
 };
 use serde_json::json;
 
-/// Benchmarks of Helix Mesh on this machine (loopback only).
+/// Benchmarks of Helix Mesh on this machine (loopback, and a veth link when run as root).
 #[derive(Debug, Parser)]
 #[command(name = "helix-bench", version)]
 struct Args {
@@ -47,7 +48,7 @@ struct Args {
     first_output_only: bool,
     /// Only the transports across a veth link to another network namespace (MTU 1,500;
     /// unshaped, then 1 Gbit/s). Needs root and iproute2.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["transport_only", "relay_only", "first_output_only"])]
     link_only: bool,
     /// One transport alone, 4 downloads (256 MiB each, 64 MiB with --quick), each reported:
     /// the run to profile, e.g. `perf record -g target/release/helix-bench --solo grpc`.
