@@ -296,8 +296,7 @@ pub async fn tcp_channel() -> anyhow::Result<HubChannel> {
     tcp_connect(addr).await
 }
 
-/// Serves the bench service over plain TCP on `bind` (the listener's socket is made on the
-/// calling thread); returns the address it listens on.
+/// Serves the bench service over plain TCP on `bind`; returns the address it listens on.
 pub async fn tcp_server(bind: SocketAddr) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(bind).await?;
     let addr = listener.local_addr()?;
