@@ -22,7 +22,9 @@ use helix_mesh::{
 };
 use iroh::{Endpoint, EndpointAddr, endpoint::Connection};
 
-use crate::stats::{Samples, median};
+use serde_json::{Value, json};
+
+use crate::stats::{Samples, median, ms};
 
 mod server;
 
@@ -169,6 +171,39 @@ pub struct Comparison {
     pub vs_raw: Vec<f64>,
     /// gRPC over iroh ÷ tonic/TCP throughput, round by round.
     pub vs_tcp: Vec<f64>,
+}
+
+impl Comparison {
+    /// The comparison's numbers as JSON keys (the loopback run's names; other paths prefix
+    /// them): throughput, RTT p50 and CPU per MiB of each transport, and gRPC over iroh's
+    /// ratios to the other two, overall and round by round.
+    pub fn keys(&self) -> [(&'static str, Value); 13] {
+        let (raw, tcp, grpc) = (&self.raw, &self.tcp, &self.grpc);
+        [
+            ("raw_iroh_mib_s", json!(raw.mib_per_s)),
+            ("tcp_grpc_mib_s", json!(tcp.mib_per_s)),
+            ("grpc_iroh_mib_s", json!(grpc.mib_per_s)),
+            ("raw_iroh_rtt_ms", json!(ms(raw.rtt.p50()))),
+            ("tcp_grpc_rtt_ms", json!(ms(tcp.rtt.p50()))),
+            ("grpc_iroh_rtt_ms", json!(ms(grpc.rtt.p50()))),
+            (
+                "grpc_iroh_vs_raw_iroh_throughput",
+                json!(grpc.mib_per_s / raw.mib_per_s),
+            ),
+            (
+                "grpc_iroh_vs_tcp_throughput",
+                json!(grpc.mib_per_s / tcp.mib_per_s),
+            ),
+            (
+                "grpc_iroh_vs_raw_iroh_throughput_rounds",
+                json!(self.vs_raw),
+            ),
+            ("grpc_iroh_vs_tcp_throughput_rounds", json!(self.vs_tcp)),
+            ("raw_iroh_cpu_ms_per_mib", json!(raw.cpu_ms_per_mib)),
+            ("tcp_grpc_cpu_ms_per_mib", json!(tcp.cpu_ms_per_mib)),
+            ("grpc_iroh_cpu_ms_per_mib", json!(grpc.cpu_ms_per_mib)),
+        ]
+    }
 }
 
 /// Runs `rounds` rounds of raw iroh → tonic/TCP → gRPC over iroh, each moving `bytes`: raw

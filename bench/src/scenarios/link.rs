@@ -155,25 +155,7 @@ fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
         ),
         "",
     );
-    let keys = [
-        ("raw_iroh_mib_s", json!(raw.mib_per_s)),
-        ("tcp_grpc_mib_s", json!(tcp.mib_per_s)),
-        ("grpc_iroh_mib_s", json!(grpc.mib_per_s)),
-        ("raw_iroh_rtt_ms", json!(ms(raw.rtt.p50()))),
-        ("tcp_grpc_rtt_ms", json!(ms(tcp.rtt.p50()))),
-        ("grpc_iroh_rtt_ms", json!(ms(grpc.rtt.p50()))),
-        ("grpc_iroh_vs_raw_iroh_throughput", json!(vs_raw)),
-        ("grpc_iroh_vs_tcp_throughput", json!(vs_tcp)),
-        (
-            "grpc_iroh_vs_raw_iroh_throughput_rounds",
-            json!(compared.vs_raw),
-        ),
-        ("grpc_iroh_vs_tcp_throughput_rounds", json!(compared.vs_tcp)),
-        ("raw_iroh_cpu_ms_per_mib", json!(raw.cpu_ms_per_mib)),
-        ("tcp_grpc_cpu_ms_per_mib", json!(tcp.cpu_ms_per_mib)),
-        ("grpc_iroh_cpu_ms_per_mib", json!(grpc.cpu_ms_per_mib)),
-    ];
-    for (name, value) in keys {
+    for (name, value) in compared.keys() {
         report.set(&format!("{key}_{name}"), value);
     }
 }

@@ -104,23 +104,10 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
         ),
         "",
     );
-    report.set("raw_iroh_cpu_ms_per_mib", json!(raw.cpu_ms_per_mib));
-    report.set("tcp_grpc_cpu_ms_per_mib", json!(tcp.cpu_ms_per_mib));
-    report.set("grpc_iroh_cpu_ms_per_mib", json!(grpc_iroh.cpu_ms_per_mib));
-    report.set("raw_iroh_mib_s", json!(raw.mib_per_s));
-    report.set("raw_iroh_rtt_ms", json!(ms(raw.rtt.p50())));
-    report.set("tcp_grpc_mib_s", json!(tcp.mib_per_s));
-    report.set("tcp_grpc_rtt_ms", json!(ms(tcp.rtt.p50())));
-    report.set("grpc_iroh_mib_s", json!(grpc_iroh.mib_per_s));
-    report.set("grpc_iroh_rtt_ms", json!(ms(grpc_iroh.rtt.p50())));
-    report.set("grpc_iroh_vs_raw_iroh_throughput", json!(vs_raw));
-    report.set("grpc_iroh_vs_tcp_throughput", json!(vs_tcp));
+    for (name, value) in compared.keys() {
+        report.set(name, value);
+    }
     report.set("transport_rounds", json!(sizes.rounds));
-    report.set(
-        "grpc_iroh_vs_raw_iroh_throughput_rounds",
-        json!(compared.vs_raw),
-    );
-    report.set("grpc_iroh_vs_tcp_throughput_rounds", json!(compared.vs_tcp));
     client.close().await;
     server.endpoint.close().await;
     Ok(())
