@@ -92,20 +92,20 @@ impl Link {
     /// Shapes both directions to `rate` (tc's syntax, e.g. `1gbit`) with a token bucket that
     /// queues up to 10 ms, as a link of that speed would.
     pub fn shape(&self, rate: &str) -> Result<(), String> {
-        let tbf = |dev: &str| -> Vec<String> {
-            [
-                "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate, "burst", "256kb",
-                "latency", "10ms",
-            ]
-            .map(str::to_owned)
-            .to_vec()
-        };
-        let near = tbf(&self.near_dev);
-        run("tc", &near.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let mut far = vec!["netns", "exec", self.namespace.0.as_str(), "tc"];
-        let far_tbf = tbf(&self.far_dev);
-        far.extend(far_tbf.iter().map(String::as_str));
-        run("ip", &far)
+        let tbf = [
+            "root", "tbf", "rate", rate, "burst", "256kb", "latency", "10ms",
+        ];
+        let near = ["qdisc", "replace", "dev", &self.near_dev];
+        run("tc", &[&near[..], &tbf].concat())?;
+        let far = [
+            "-n",
+            &self.namespace.0,
+            "qdisc",
+            "replace",
+            "dev",
+            &self.far_dev,
+        ];
+        run("tc", &[&far[..], &tbf].concat())
     }
 
     /// A tokio runtime whose every thread is in the far namespace: what runs on it binds and
@@ -268,15 +268,23 @@ mod tests {
         );
 
         link.shape("1gbit").unwrap();
-        let qdisc = Command::new("tc")
-            .args(["qdisc", "show", "dev", &link.near_dev])
-            .output()
-            .unwrap();
-        let qdisc = String::from_utf8_lossy(&qdisc.stdout);
-        assert!(
-            qdisc.contains("tbf") && qdisc.contains("rate 1Gbit"),
-            "{qdisc}"
-        );
+        let near = ["qdisc", "show", "dev", link.near_dev.as_str()];
+        let far = [
+            "-n",
+            &link.namespace.0,
+            "qdisc",
+            "show",
+            "dev",
+            &link.far_dev,
+        ];
+        for args in [&near[..], &far[..]] {
+            let qdisc = Command::new("tc").args(args).output().unwrap();
+            let qdisc = String::from_utf8_lossy(&qdisc.stdout);
+            assert!(
+                qdisc.contains("tbf") && qdisc.contains("rate 1Gbit"),
+                "tc {args:?}: {qdisc}"
+            );
+        }
 
         let handle = Path::new(NETNS_DIR).join(&link.namespace.0);
         assert!(handle.exists());

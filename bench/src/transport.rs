@@ -173,7 +173,29 @@ pub struct Comparison {
     pub vs_tcp: Vec<f64>,
 }
 
+/// The targets (DESIGN.md): gRPC over iroh's throughput against raw iroh's and tonic/TCP's.
+pub const TARGET_VS_RAW: f64 = 0.9;
+pub const TARGET_VS_TCP: f64 = 0.5;
+
 impl Comparison {
+    /// gRPC over iroh ÷ raw iroh, of the rounds' median throughputs.
+    pub fn grpc_vs_raw(&self) -> f64 {
+        self.grpc.mib_per_s / self.raw.mib_per_s
+    }
+
+    /// gRPC over iroh ÷ tonic/TCP, of the rounds' median throughputs.
+    pub fn grpc_vs_tcp(&self) -> f64 {
+        self.grpc.mib_per_s / self.tcp.mib_per_s
+    }
+
+    /// CPU per MiB moved, as the report shows it: "raw / TCP / gRPC ms".
+    pub fn cpu_per_mib(&self) -> String {
+        format!(
+            "{:.2} / {:.2} / {:.2} ms",
+            self.raw.cpu_ms_per_mib, self.tcp.cpu_ms_per_mib, self.grpc.cpu_ms_per_mib
+        )
+    }
+
     /// The comparison's numbers as JSON keys (the loopback run's names; other paths prefix
     /// them): throughput, RTT p50 and CPU per MiB of each transport, and gRPC over iroh's
     /// ratios to the other two, overall and round by round.
@@ -188,12 +210,9 @@ impl Comparison {
             ("grpc_iroh_rtt_ms", json!(ms(grpc.rtt.p50()))),
             (
                 "grpc_iroh_vs_raw_iroh_throughput",
-                json!(grpc.mib_per_s / raw.mib_per_s),
+                json!(self.grpc_vs_raw()),
             ),
-            (
-                "grpc_iroh_vs_tcp_throughput",
-                json!(grpc.mib_per_s / tcp.mib_per_s),
-            ),
+            ("grpc_iroh_vs_tcp_throughput", json!(self.grpc_vs_tcp())),
             (
                 "grpc_iroh_vs_raw_iroh_throughput_rounds",
                 json!(self.vs_raw),

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::{
     Sizes,
     link::Link,
-    report::{Report, met, progress, spread},
+    report::{Report, progress},
+    scenarios::transports::ratio_rows,
     stats::ms,
     transport::{self, Comparison},
 };
@@ -112,8 +113,6 @@ async fn measure(report: &mut Report, sizes: &Sizes, link: &Link) -> anyhow::Res
 /// One case's rows and keys.
 fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
     let (raw, tcp, grpc) = (&compared.raw, &compared.tcp, &compared.grpc);
-    let vs_raw = grpc.mib_per_s / raw.mib_per_s;
-    let vs_tcp = grpc.mib_per_s / tcp.mib_per_s;
     report.row(
         name,
         "throughput: raw iroh / tonic TCP / gRPC over iroh",
@@ -134,25 +133,11 @@ fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
         ),
         "",
     );
-    report.row(
-        name,
-        "gRPC over iroh × raw iroh throughput (rounds)",
-        format!("{vs_raw:.2} ({})", spread(&compared.vs_raw)),
-        &format!("≥ 0.90: {}", met(vs_raw >= 0.9)),
-    );
-    report.row(
-        name,
-        "gRPC over iroh × tonic/TCP throughput (rounds)",
-        format!("{vs_tcp:.2} ({})", spread(&compared.vs_tcp)),
-        &format!("≥ 0.50: {}", met(vs_tcp >= 0.5)),
-    );
+    ratio_rows(report, name, "gRPC over iroh ", compared);
     report.row(
         name,
         "CPU per MiB moved: raw iroh / tonic TCP / gRPC over iroh",
-        format!(
-            "{:.2} / {:.2} / {:.2} ms",
-            raw.cpu_ms_per_mib, tcp.cpu_ms_per_mib, grpc.cpu_ms_per_mib
-        ),
+        compared.cpu_per_mib(),
         "",
     );
     for (name, value) in compared.keys() {
