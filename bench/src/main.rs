@@ -12,6 +12,7 @@ mod procs;
 mod relay_bench;
 mod report;
 mod scenarios;
+mod slow_auth;
 mod stats;
 mod transport;
 

@@ -29,6 +29,7 @@ use helix_testkit::{
 use crate::{
     counting_proxy::CountingProxy,
     hub_bench::{bin, instant_hub, loopback_config},
+    slow_auth::SlowAuth,
 };
 
 /// A Supabase URL where nothing listens: no Realtime, the safety poll carries the relay.
@@ -83,13 +84,35 @@ fn sign_in(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the relay scenario with the hub's safety poll at `poll`.
-pub async fn run(poll: Duration) -> anyhow::Result<RelayResult> {
+/// Cloud settings with Supabase (Auth, and Realtime, which the spoke does not use) at `url`,
+/// and a session that has expired: the spoke must refresh it before it may use the table.
+fn sign_in_expired(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
+    sign_in(dir, url, rest_url)?;
+    let mut session = session_from_access_token(&jwt_for(USER))?;
+    session.refresh_token = "bench-expired".into();
+    session.expires_at = helix_mesh::proto_ext::now_ms() / 1000 - 1;
+    SessionStore::new(dir.join("cloud-session.json")).save(&session)?;
+    Ok(())
+}
+
+/// Runs the relay scenario with the hub's safety poll at `poll`. With `refresh`, the spoke's
+/// session has expired and Supabase Auth takes that long to refresh it.
+pub async fn run(poll: Duration, refresh: Option<Duration>) -> anyhow::Result<RelayResult> {
     let cloud = cloud().await;
     let hub_dir = tempfile::tempdir()?;
     let spoke_dir = tempfile::tempdir()?;
     sign_in(hub_dir.path(), NO_REALTIME, &cloud.rest_url)?;
-    sign_in(spoke_dir.path(), NO_REALTIME, &cloud.rest_url)?;
+    let _auth = match refresh {
+        Some(delay) => {
+            let auth = SlowAuth::start(delay).await?;
+            sign_in_expired(spoke_dir.path(), &auth.url(), &cloud.rest_url)?;
+            Some(auth)
+        }
+        None => {
+            sign_in(spoke_dir.path(), NO_REALTIME, &cloud.rest_url)?;
+            None
+        }
+    };
     // The spoke is paired, and remembers an address where nothing answers.
     let spoke_key =
         helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key"))?;

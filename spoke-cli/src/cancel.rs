@@ -1,8 +1,8 @@
 //! `helix cancel`: ask the hub (iroh, or the local listener), or cancel a command sent through
 //! the table relay in the cloud (its row completed `cancelled`; the hub stops the command when
 //! it notices). With `--via auto`, the cloud is used when this device is signed in and either no
-//! iroh route comes up within [`FALLBACK_AFTER`] or the hub does not have the command (it may
-//! still wait in the table, unclaimed).
+//! iroh route comes up in time ([`crate::fallback`]) or the hub does not have the command (it
+//! may still wait in the table, unclaimed).
 //!
 //! Either way stdout gets the command's status after the cancel (`cancelled`, or the status it
 //! ended with first) and the exit code is 0.
@@ -12,8 +12,8 @@ use helix_mesh::pb::{self, CommandStatus};
 use crate::{
     cli::Via,
     client::Spoke,
-    commands::{no_route, within_fallback},
     exit::{CliError, Exit},
+    fallback::{Route, direct_or_relay, no_route},
     relay,
     render::Printer,
 };
@@ -31,17 +31,16 @@ pub async fn cancel(
         return relay::cancel(spoke, &id, &mut printer).await;
     }
     let target = spoke.resolve(hub)?;
-    let cloud = via == Via::Auto && relay::available(spoke).await;
-    let mut conn = if cloud {
-        match within_fallback(spoke.connect(&target)).await? {
-            Some(conn) => conn,
-            None => {
+    let (mut conn, cloud) = if via == Via::Auto {
+        match direct_or_relay(spoke.connect(&target), relay::available(spoke)).await? {
+            Route::Direct { conn, cloud } => (conn, cloud),
+            Route::Relay => {
                 printer.progress(&no_route("cancelling through the cloud"));
                 return relay::cancel(spoke, &id, &mut printer).await;
             }
         }
     } else {
-        spoke.connect(&target).await?
+        (spoke.connect(&target).await?, false)
     };
     let answer = match conn
         .client

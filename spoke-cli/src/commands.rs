@@ -17,6 +17,7 @@ use crate::{
     client::{Connected, Spoke, Target},
     config::{SpokeConfig, default_config_dir},
     exit::{CliError, Exit},
+    fallback::{Route, direct_or_relay, no_route},
     follow::{Start, follow},
     queries,
     render::Printer,
@@ -90,30 +91,6 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
             Ok(Exit::Ok)
         }
     }
-}
-
-/// With `--via auto` and the cloud available: how long iroh may take before the table relay.
-pub const FALLBACK_AFTER: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// `connecting`, given [`FALLBACK_AFTER`] to reach the hub: `None` when it could not be
-/// reached in time (the caller goes through the table relay and says so with
-/// [`no_route`]); any other failure, such as a refusal, is returned as it is.
-pub(crate) async fn within_fallback(
-    connecting: impl std::future::Future<Output = Result<Connected, CliError>>,
-) -> Result<Option<Connected>, CliError> {
-    match tokio::time::timeout(FALLBACK_AFTER, connecting).await {
-        Ok(Ok(conn)) => Ok(Some(conn)),
-        Ok(Err(e)) if e.exit != Exit::Unreachable => Err(e),
-        Ok(Err(_)) | Err(_) => Ok(None),
-    }
-}
-
-/// The progress line when the table relay takes over: "…; `instead`".
-pub(crate) fn no_route(instead: &str) -> String {
-    format!(
-        "no iroh route to the hub within {}s; {instead}",
-        FALLBACK_AFTER.as_secs()
-    )
 }
 
 /// The spoke context the flags describe.
@@ -229,19 +206,18 @@ async fn run(
         })?;
         return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
     }
-    let fallback = match remote_hub {
-        Some(hub) if args.via == Via::Auto && crate::relay::available(spoke).await => Some(hub),
-        _ => None,
-    };
-    let conn = match fallback {
-        Some(hub) => match within_fallback(connect(spoke, &target, &mut printer)).await? {
-            Some(conn) => conn,
-            None => {
-                printer.progress(&no_route("using the table relay"));
-                return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+    let conn = match remote_hub {
+        Some(hub) if args.via == Via::Auto => {
+            let connecting = connect(spoke, &target, &mut printer);
+            match direct_or_relay(connecting, crate::relay::available(spoke)).await? {
+                Route::Direct { conn, .. } => conn,
+                Route::Relay => {
+                    printer.progress(&no_route("using the table relay"));
+                    return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+                }
             }
-        },
-        None => connect(spoke, &target, &mut printer).await?,
+        }
+        _ => connect(spoke, &target, &mut printer).await?,
     };
     follow(
         spoke,

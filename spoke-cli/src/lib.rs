@@ -8,7 +8,8 @@
 //! - [`follow`]: streaming one command to its end: resume after a lost connection, Ctrl-C
 //!   cancels on the hub.
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
-//! - [`relay`]: the Supabase table relay route (send, follow, cancel).
+//! - [`relay`]: the Supabase table relay route (send, follow, cancel); [`fallback`]: when a
+//!   command takes it instead of iroh.
 //! - [`exit`]: exit codes.
 
 pub mod cancel;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod fallback;
 pub mod follow;
 pub mod pair;
 pub mod queries;

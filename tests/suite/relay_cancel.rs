@@ -258,6 +258,54 @@ async fn helix_cancel_goes_through_the_cloud_when_the_hub_has_no_iroh_route() {
 }
 
 #[tokio::test]
+async fn helix_cancel_reaches_the_hub_and_cancels_in_the_cloud_what_the_hub_never_claimed() {
+    let cloud = TestCloud::start().await;
+    let mock = silent_provider().await;
+    // The hub is reachable over iroh but does not look at the table for 10 minutes.
+    let mut config = hub_config(&mock);
+    config.cloud.poll_interval = Duration::from_secs(600);
+    let hub = TestHub::start_in(cloud.hub_dir().await, config).await;
+    let spoke_dir = paired_spoke(&hub, &cloud).await;
+    let id = send_detached(&spoke_dir, "waits in the table").await;
+
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(["cancel", "--hub", "desk", &id]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "cancelled\n"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        !done.stderr.contains("no iroh route"),
+        "the hub was reached: {}",
+        done.stderr
+    );
+    assert!(
+        done.stderr
+            .contains("the hub does not have it; cancelling it in the cloud"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains(&format!(
+            "cancelled {id} in the cloud before the hub claimed it"
+        )),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        wait_status(&cloud, &id, "cancelled")
+            .await
+            .starts_with("cancelled|"),
+        "the row is cancelled"
+    );
+    assert_eq!(mock.requests(), 0, "the command never ran");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn ctrl_c_during_a_relayed_run_cancels_it_in_the_cloud_and_exits_130() {
     let cloud = TestCloud::start().await;
     let mock = silent_provider().await;

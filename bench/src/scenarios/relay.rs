@@ -10,23 +10,23 @@ use crate::{
     report::{Report, met, progress},
 };
 
+/// How long the stand-in for Supabase Auth takes to refresh an expired session.
+const REFRESH_DELAY: Duration = Duration::from_secs(1);
+
 /// The table relay, when PostgreSQL and postrust are available.
 pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     progress("the table relay (PostgreSQL + postrust)…");
     match relay_bench::available().await {
         Ok(()) => {
             let poll = Duration::from_millis(250);
-            let r = relay_bench::run(poll).await.context("table relay")?;
+            let r = relay_bench::run(poll, None).await.context("table relay")?;
             let fallback = r.fallback.as_secs_f64();
             let label = "table relay (hub without iroh route)";
             report.row(
                 label,
                 "spoke falls back after",
                 format!("{fallback:.2} s"),
-                &format!(
-                    "3 s iroh window (+ process start ≤ 0.1 s): {}",
-                    met(fallback <= 3.1)
-                ),
+                &format!("≤ 3 s: {}", met(fallback <= 3.0)),
             );
             report.row(
                 label,
@@ -41,6 +41,21 @@ pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
                 "",
             );
             report.set("fallback_seconds", json!(fallback));
+            // The same with an expired session: the spoke refreshes it while it dials.
+            let slow = relay_bench::run(poll, Some(REFRESH_DELAY))
+                .await
+                .context("table relay, session refreshed")?;
+            let refreshing = slow.fallback.as_secs_f64();
+            report.row(
+                label,
+                &format!(
+                    "spoke falls back after, its expired session refreshed meanwhile ({} s)",
+                    REFRESH_DELAY.as_secs()
+                ),
+                format!("{refreshing:.2} s"),
+                &format!("≤ 3 s: {}", met(refreshing <= 3.0)),
+            );
+            report.set("fallback_refreshing_session_seconds", json!(refreshing));
             report.set(
                 "relay_first_output_seconds",
                 json!(r.first_output.as_secs_f64()),
@@ -89,6 +104,7 @@ pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
                 "fallback ≤ 3 s",
             );
             report.set("fallback_seconds", Value::Null);
+            report.set("fallback_refreshing_session_seconds", Value::Null);
             report.set("idle_rest_requests_per_hour", Value::Null);
             report.set("idle_rest_requests_per_hour_realtime_down", Value::Null);
         }

@@ -1,0 +1,282 @@
+//! Direct or table relay: with `--via auto`, a spoke dials its hub over iroh and, at the same
+//! time, checks that it may use the table relay (signed in to the cloud; that check may have to
+//! refresh the session over the network). When no iroh route comes up within
+//! [`IROH_WINDOW`], or the dial fails as unreachable, the command goes through the table
+//! instead, so that a command is on its way within [`FALLBACK_WITHIN`] of the spoke starting
+//! to reach its hub (DESIGN.md's target; `helix-bench` measures it from process start).
+
+use std::{future::Future, time::Duration};
+
+use crate::exit::{CliError, Exit};
+
+/// The promise: a command without an iroh route is on its way through the table relay within
+/// this long.
+pub const FALLBACK_WITHIN: Duration = Duration::from_secs(3);
+
+/// What the process's start (before `main`: ~5 ms measured) and the spoke's set-up get of
+/// [`FALLBACK_WITHIN`]; iroh gets the rest.
+const START_RESERVE: Duration = Duration::from_millis(50);
+
+/// How long iroh may take to reach the hub before the table relay takes over, counted from
+/// when the dial and the cloud check start (together).
+pub const IROH_WINDOW: Duration = FALLBACK_WITHIN.saturating_sub(START_RESERVE);
+
+/// Which way a command goes.
+#[derive(Debug)]
+pub enum Route<C> {
+    /// iroh (or the local listener) reached the hub; `cloud` says whether the table relay
+    /// is available too.
+    Direct { conn: C, cloud: bool },
+    /// No route came up in time, and the table relay is available.
+    Relay,
+}
+
+/// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside; see
+/// [`race`].
+pub async fn direct_or_relay<C>(
+    connecting: impl Future<Output = Result<C, CliError>>,
+    cloud_available: impl Future<Output = bool>,
+) -> Result<Route<C>, CliError> {
+    race(connecting, cloud_available, tokio::time::sleep(IROH_WINDOW)).await
+}
+
+/// The rules, with the window as a future so tests can decide when it ends:
+/// - the dial succeeds: [`Route::Direct`], after the cloud check has finished (it may be
+///   writing a refreshed session, which must not be cut off half-way);
+/// - the dial fails as unreachable, or the window ends first: [`Route::Relay`] once the cloud
+///   check says yes; when it says no, the dial's own error (or, after the window, the dial
+///   goes on to its own end);
+/// - the dial fails any other way (a refusal, say): that error, as it is.
+pub async fn race<C>(
+    connecting: impl Future<Output = Result<C, CliError>>,
+    cloud_available: impl Future<Output = bool>,
+    window: impl Future<Output = ()>,
+) -> Result<Route<C>, CliError> {
+    tokio::pin!(connecting, cloud_available, window);
+    let mut cloud: Option<bool> = None;
+    let mut window_over = false;
+    loop {
+        tokio::select! {
+            biased;
+            dialed = &mut connecting => {
+                let cloud = match cloud {
+                    Some(known) => known,
+                    None => (&mut cloud_available).await,
+                };
+                return match dialed {
+                    Ok(conn) => Ok(Route::Direct { conn, cloud }),
+                    Err(e) if e.exit == Exit::Unreachable && cloud => Ok(Route::Relay),
+                    Err(e) => Err(e),
+                };
+            }
+            known = &mut cloud_available, if cloud.is_none() => {
+                if known && window_over {
+                    return Ok(Route::Relay);
+                }
+                cloud = Some(known);
+            }
+            () = &mut window, if !window_over => {
+                if cloud == Some(true) {
+                    return Ok(Route::Relay);
+                }
+                window_over = true;
+            }
+        }
+    }
+}
+
+/// The progress line when the table relay takes over: "…; `instead`".
+pub fn no_route(instead: &str) -> String {
+    format!(
+        "no iroh route to the hub within {}s; {instead}",
+        FALLBACK_WITHIN.as_secs()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A future that ends when the test sends to it.
+    fn when<T>() -> (oneshot::Sender<T>, impl Future<Output = T>) {
+        let (tx, rx) = oneshot::channel::<T>();
+        (tx, async move {
+            match rx.await {
+                Ok(v) => v,
+                Err(_) => std::future::pending().await,
+            }
+        })
+    }
+
+    fn unreachable() -> CliError {
+        CliError::new(Exit::Unreachable, "no route")
+    }
+
+    /// Runs `race` and a driver together; the driver sends events one at a time, letting the
+    /// race see each before the next.
+    async fn settle() {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn the_window_runs_while_the_cloud_check_is_still_refreshing() {
+        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (cloud_tx, cloud) = when::<bool>();
+        let (window_tx, window) = when::<()>();
+        let started = Arc::new(AtomicBool::new(false));
+        let window = {
+            let started = started.clone();
+            async move {
+                started.store(true, Ordering::SeqCst);
+                window.await
+            }
+        };
+        let driver = async {
+            settle().await;
+            assert!(
+                started.load(Ordering::SeqCst),
+                "the window waited for the cloud check"
+            );
+            window_tx.send(()).unwrap();
+            settle().await;
+            cloud_tx.send(true).unwrap();
+            settle().await;
+            // Too late: the race has already chosen the relay.
+            let _ = dial_tx.send(Ok(7));
+        };
+        let (route, ()) = tokio::join!(race(dial, cloud, window), driver);
+        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+    }
+
+    #[tokio::test]
+    async fn the_relay_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
+        let (_dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (window_tx, window) = when::<()>();
+        let driver = async {
+            settle().await;
+            window_tx.send(()).unwrap();
+        };
+        let (route, ()) = tokio::join!(race(dial, async { true }, window), driver);
+        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+    }
+
+    #[tokio::test]
+    async fn a_direct_route_waits_for_the_cloud_check_to_finish() {
+        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (cloud_tx, cloud) = when::<bool>();
+        let finished = Arc::new(AtomicBool::new(false));
+        let cloud = {
+            let finished = finished.clone();
+            async move {
+                let known = cloud.await;
+                finished.store(true, Ordering::SeqCst);
+                known
+            }
+        };
+        let driver = async {
+            settle().await;
+            dial_tx.send(Ok(7)).unwrap();
+            settle().await;
+            assert!(!finished.load(Ordering::SeqCst));
+            cloud_tx.send(true).unwrap();
+        };
+        let (route, ()) = tokio::join!(race(dial, cloud, std::future::pending()), driver);
+        assert!(
+            matches!(
+                route,
+                Ok(Route::Direct {
+                    conn: 7,
+                    cloud: true
+                })
+            ),
+            "{route:?}"
+        );
+        assert!(
+            finished.load(Ordering::SeqCst),
+            "the cloud check was cut off"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_cloud_the_dial_goes_on_past_the_window() {
+        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (window_tx, window) = when::<()>();
+        let driver = async {
+            settle().await;
+            window_tx.send(()).unwrap();
+            settle().await;
+            dial_tx.send(Ok(7)).unwrap();
+        };
+        let (route, ()) = tokio::join!(race(dial, async { false }, window), driver);
+        assert!(
+            matches!(
+                route,
+                Ok(Route::Direct {
+                    conn: 7,
+                    cloud: false
+                })
+            ),
+            "{route:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_hub_goes_to_the_relay_before_the_window_ends() {
+        let route = race(
+            async { Err::<u32, _>(unreachable()) },
+            async { true },
+            std::future::pending(),
+        )
+        .await;
+        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_hub_without_the_cloud_is_the_dials_error() {
+        let route = race(
+            async { Err::<u32, _>(unreachable()) },
+            async { false },
+            std::future::pending(),
+        )
+        .await;
+        match route {
+            Err(e) => assert_eq!(
+                (e.exit, e.message.as_str()),
+                (Exit::Unreachable, "no route")
+            ),
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_a_reason_to_use_the_relay() {
+        let route = race(
+            async { Err::<u32, _>(CliError::new(Exit::Refused, "not paired")) },
+            async { true },
+            std::future::pending(),
+        )
+        .await;
+        match route {
+            Err(e) => assert_eq!((e.exit, e.message.as_str()), (Exit::Refused, "not paired")),
+            Ok(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn iroh_gets_the_promise_less_the_start_reserve() {
+        assert_eq!(IROH_WINDOW, Duration::from_millis(2_950));
+        assert_eq!(
+            no_route("using the table relay"),
+            "no iroh route to the hub within 3s; using the table relay"
+        );
+    }
+}
