@@ -2,7 +2,8 @@
 //! output event crosses as one DATA frame, not four) and 4 MiB stream / 16 MiB connection
 //! windows (one stream is not held back by window updates). docs/performance.md has the
 //! measurements behind them; only a benchmark shows their speed, so these tests pin the
-//! settings themselves, on each side and each transport.
+//! settings themselves, on each side and each transport. Also here: the hub's TCP listener
+//! turns Nagle's algorithm off on what it accepts.
 
 use std::time::Duration;
 
@@ -176,4 +177,71 @@ async fn the_spokes_channels_announce_large_frames_and_windows() {
     dial.abort();
     spoke.close().await;
     hub.close().await;
+}
+
+/// The hub's loopback TCP listener turns Nagle's algorithm off on every connection it accepts
+/// (`helix_mesh::transport::tcp_incoming`; without it each small event waited for the ACK of
+/// the one before, up to 40 ms). Read off the hub's own end of a served connection: the hub
+/// runs in this process, so its socket is one of this process's file descriptors.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_hubs_tcp_listener_accepts_connections_with_nagle_off() {
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let hub = TestHub::start(config_for(&mock)).await;
+    let mut client = hub.client().await;
+    client
+        .get_hub_info(helix_mesh::pb::GetHubInfoRequest {})
+        .await
+        .unwrap();
+    let accepted = accepted_nodelay(hub.hub().local_addr().port());
+    assert!(!accepted.is_empty(), "the hub's end was not found");
+    assert!(accepted.iter().all(|&on| on), "TCP_NODELAY: {accepted:?}");
+    drop(client);
+    hub.shutdown().await;
+}
+
+/// TCP_NODELAY of each of this process's connected TCP sockets whose local port is `port`
+/// (the listening socket itself is left out).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn accepted_nodelay(port: u16) -> Vec<bool> {
+    fn option(fd: i32, level: i32, name: i32) -> Option<i32> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `value` and `len` are locals of the sizes getsockopt(2) is told; a closed or
+        // reused descriptor only makes the call fail.
+        let rc = unsafe { libc::getsockopt(fd, level, name, (&raw mut value).cast(), &mut len) };
+        (rc == 0).then_some(value)
+    }
+    fn local_port(fd: i32) -> Option<u16> {
+        // SAFETY: sockaddr_storage is plain data, valid when zeroed.
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: getsockname(2) writes at most `len` bytes into `addr`.
+        let rc = unsafe { libc::getsockname(fd, (&raw mut addr).cast(), &mut len) };
+        if rc != 0 || i32::from(addr.ss_family) != libc::AF_INET {
+            return None;
+        }
+        // SAFETY: an AF_INET address is a sockaddr_in, which fits in sockaddr_storage.
+        let v4 = unsafe { &*(&raw const addr).cast::<libc::sockaddr_in>() };
+        Some(u16::from_be(v4.sin_port))
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !is_socket
+            || local_port(fd) != Some(port)
+            || option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN) != Some(0)
+        {
+            continue;
+        }
+        if let Some(nodelay) = option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY) {
+            found.push(nodelay != 0);
+        }
+    }
+    found
 }
