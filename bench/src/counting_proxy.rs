@@ -10,9 +10,10 @@ use std::{
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
+    net::TcpStream,
 };
+
+use crate::loopback::LoopbackServer;
 
 /// Requests seen, keyed by `METHOD /path` (query strings dropped).
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
@@ -23,30 +24,23 @@ const MAX_LINE: usize = 8 * 1024;
 pub struct CountingProxy {
     pub url: String,
     counts: Counts,
-    task: JoinHandle<()>,
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _server: LoopbackServer,
 }
 
 impl CountingProxy {
     /// Listens on a free loopback port and forwards every connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
         let counts = Counts::default();
-        let task = tokio::spawn({
+        let server = LoopbackServer::start({
             let counts = counts.clone();
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    tokio::spawn(forward(client, upstream, counts.clone()));
-                }
-            }
-        });
-        Ok(Self { url, counts, task })
+            move |client| forward(client, upstream, counts.clone())
+        })
+        .await?;
+        Ok(Self {
+            url: server.url(),
+            counts,
+            _server: server,
+        })
     }
 
     /// The counts since the last call, and a fresh start.

@@ -8,6 +8,7 @@
 mod counting_proxy;
 mod hub_bench;
 mod link;
+mod loopback;
 mod procs;
 mod relay_bench;
 mod report;

@@ -29,7 +29,7 @@ use helix_testkit::{
 use crate::{
     counting_proxy::CountingProxy,
     hub_bench::{bin, instant_hub, loopback_config},
-    slow_auth::SlowAuth,
+    slow_auth,
 };
 
 /// A Supabase URL where nothing listens: no Realtime, the safety poll carries the relay.
@@ -104,7 +104,7 @@ pub async fn run(poll: Duration, refresh: Option<Duration>) -> anyhow::Result<Re
     sign_in(hub_dir.path(), NO_REALTIME, &cloud.rest_url)?;
     let _auth = match refresh {
         Some(delay) => {
-            let auth = SlowAuth::start(delay).await?;
+            let auth = slow_auth::start(delay).await?;
             sign_in_expired(spoke_dir.path(), &auth.url(), &cloud.rest_url)?;
             Some(auth)
         }

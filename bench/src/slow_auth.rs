@@ -2,44 +2,21 @@
 //! delay: what a spoke meets when its cloud session has expired and the network is slow. Each
 //! answer is a new session for [`USER`] (an access token postrust accepts).
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
-    task::JoinHandle,
+    net::TcpStream,
 };
 
 use helix_testkit::{pg::ALICE as USER, postrust::jwt_for};
 
-/// The server; it stops when this is dropped.
-pub struct SlowAuth {
-    pub addr: SocketAddr,
-    task: JoinHandle<()>,
-}
+use crate::loopback::LoopbackServer;
 
-impl Drop for SlowAuth {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl SlowAuth {
-    /// Listens on loopback; every request is answered `delay` after it arrived.
-    pub async fn start(delay: Duration) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer(stream, delay));
-            }
-        });
-        Ok(Self { addr, task })
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
+/// Starts the server on a free loopback port (it stops when dropped); every request is
+/// answered `delay` after it arrived.
+pub async fn start(delay: Duration) -> std::io::Result<LoopbackServer> {
+    LoopbackServer::start(move |stream| answer(stream, delay)).await
 }
 
 /// Reads one request (headers and a `Content-Length` body), waits, answers and closes.
