@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use helix_discovery::auth::{SessionStore, session_from_access_token};
+use helix_discovery::auth::{Session, SessionStore, session_from_access_token};
 use helix_hub::devices::Devices;
 use helix_mesh::ticket::Ticket;
 use iroh::EndpointAddr;
@@ -74,24 +74,31 @@ async fn cloud() -> CloudBench {
 /// Cloud settings and a session in `dir`: Supabase at `url` (Realtime is derived from it),
 /// PostgREST at `rest_url`.
 fn sign_in(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
+    sign_in_with(
+        dir,
+        url,
+        rest_url,
+        &session_from_access_token(&jwt_for(USER))?,
+    )
+}
+
+/// [`sign_in`] with an expired session that has a refresh token, and Supabase (Auth, and
+/// Realtime, which the spoke does not use) at `url`: the spoke must refresh the session before
+/// it may use the table.
+fn sign_in_expired(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
+    let mut session = session_from_access_token(&jwt_for(USER))?;
+    session.refresh_token = "bench-expired".into();
+    session.expires_at = helix_mesh::proto_ext::now_ms() / 1000 - 1;
+    sign_in_with(dir, url, rest_url, &session)
+}
+
+fn sign_in_with(dir: &Path, url: &str, rest_url: &str, session: &Session) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("cloud.json"),
         serde_json::json!({"url": url, "anon_key": "bench", "rest_url": rest_url}).to_string(),
     )?;
-    SessionStore::new(dir.join("cloud-session.json"))
-        .save(&session_from_access_token(&jwt_for(USER))?)?;
-    Ok(())
-}
-
-/// Cloud settings with Supabase (Auth, and Realtime, which the spoke does not use) at `url`,
-/// and a session that has expired: the spoke must refresh it before it may use the table.
-fn sign_in_expired(dir: &Path, url: &str, rest_url: &str) -> anyhow::Result<()> {
-    sign_in(dir, url, rest_url)?;
-    let mut session = session_from_access_token(&jwt_for(USER))?;
-    session.refresh_token = "bench-expired".into();
-    session.expires_at = helix_mesh::proto_ext::now_ms() / 1000 - 1;
-    SessionStore::new(dir.join("cloud-session.json")).save(&session)?;
+    SessionStore::new(dir.join("cloud-session.json")).save(session)?;
     Ok(())
 }
 

@@ -31,8 +31,8 @@ pub enum Route<C> {
     Relay,
 }
 
-/// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside; see
-/// [`race`].
+/// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside, by
+/// the rules of `race` (below).
 pub async fn direct_or_relay<C>(
     connecting: impl Future<Output = Result<C, CliError>>,
     cloud_available: impl Future<Output = bool>,
@@ -47,7 +47,7 @@ pub async fn direct_or_relay<C>(
 ///   check says yes; when it says no, the dial's own error (or, after the window, the dial
 ///   goes on to its own end);
 /// - the dial fails any other way (a refusal, say): that error, as it is.
-pub async fn race<C>(
+async fn race<C>(
     connecting: impl Future<Output = Result<C, CliError>>,
     cloud_available: impl Future<Output = bool>,
     window: impl Future<Output = ()>,
@@ -119,11 +119,34 @@ mod tests {
         CliError::new(Exit::Unreachable, "no route")
     }
 
-    /// Runs `race` and a driver together; the driver sends events one at a time, letting the
-    /// race see each before the next.
+    /// Lets the other side of a `join!`/`select!` run until it waits again.
     async fn settle() {
         for _ in 0..8 {
             tokio::task::yield_now().await;
+        }
+    }
+
+    /// Polls `race` while `driver` sends its events one at a time. The race must have decided
+    /// once the driver is done: a broken rule fails the test instead of hanging it.
+    async fn decided(
+        race: impl Future<Output = Result<Route<u32>, CliError>>,
+        driver: impl Future<Output = ()>,
+    ) -> Result<Route<u32>, CliError> {
+        use futures::FutureExt;
+        tokio::pin!(race);
+        tokio::select! {
+            biased;
+            route = &mut race => return route,
+            () = async { driver.await; settle().await } => {}
+        }
+        race.now_or_never().expect("the race had not decided")
+    }
+
+    /// The error `route` must be.
+    fn error(route: Result<Route<u32>, CliError>) -> (Exit, String) {
+        match route {
+            Err(e) => (e.exit, e.message),
+            Ok(other) => panic!("not an error: {other:?}"),
         }
     }
 
@@ -153,7 +176,7 @@ mod tests {
             // Too late: the race has already chosen the relay.
             let _ = dial_tx.send(Ok(7));
         };
-        let (route, ()) = tokio::join!(race(dial, cloud, window), driver);
+        let route = decided(race(dial, cloud, window), driver).await;
         assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
     }
 
@@ -165,7 +188,7 @@ mod tests {
             settle().await;
             window_tx.send(()).unwrap();
         };
-        let (route, ()) = tokio::join!(race(dial, async { true }, window), driver);
+        let route = decided(race(dial, async { true }, window), driver).await;
         assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
     }
 
@@ -189,7 +212,7 @@ mod tests {
             assert!(!finished.load(Ordering::SeqCst));
             cloud_tx.send(true).unwrap();
         };
-        let (route, ()) = tokio::join!(race(dial, cloud, std::future::pending()), driver);
+        let route = decided(race(dial, cloud, std::future::pending()), driver).await;
         assert!(
             matches!(
                 route,
@@ -216,7 +239,7 @@ mod tests {
             settle().await;
             dial_tx.send(Ok(7)).unwrap();
         };
-        let (route, ()) = tokio::join!(race(dial, async { false }, window), driver);
+        let route = decided(race(dial, async { false }, window), driver).await;
         assert!(
             matches!(
                 route,
@@ -231,10 +254,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_hub_goes_to_the_relay_before_the_window_ends() {
-        let route = race(
-            async { Err::<u32, _>(unreachable()) },
-            async { true },
-            std::future::pending(),
+        let route = decided(
+            race(
+                async { Err(unreachable()) },
+                async { true },
+                std::future::pending(),
+            ),
+            async {},
         )
         .await;
         assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
@@ -243,32 +269,27 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_hub_without_the_cloud_is_the_dials_error() {
         let route = race(
-            async { Err::<u32, _>(unreachable()) },
+            async { Err(unreachable()) },
             async { false },
             std::future::pending(),
-        )
-        .await;
-        match route {
-            Err(e) => assert_eq!(
-                (e.exit, e.message.as_str()),
-                (Exit::Unreachable, "no route")
-            ),
-            Ok(other) => panic!("{other:?}"),
-        }
+        );
+        assert_eq!(
+            error(decided(route, async {}).await),
+            (Exit::Unreachable, "no route".to_owned())
+        );
     }
 
     #[tokio::test]
     async fn a_refusal_is_not_a_reason_to_use_the_relay() {
         let route = race(
-            async { Err::<u32, _>(CliError::new(Exit::Refused, "not paired")) },
+            async { Err(CliError::new(Exit::Refused, "not paired")) },
             async { true },
             std::future::pending(),
-        )
-        .await;
-        match route {
-            Err(e) => assert_eq!((e.exit, e.message.as_str()), (Exit::Refused, "not paired")),
-            Ok(other) => panic!("{other:?}"),
-        }
+        );
+        assert_eq!(
+            error(decided(route, async {}).await),
+            (Exit::Refused, "not paired".to_owned())
+        );
     }
 
     #[test]
