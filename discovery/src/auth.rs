@@ -57,7 +57,11 @@ pub enum AuthError {
     )]
     Expired(String),
     #[error("Supabase auth: {0}")]
-    Transport(String),
+    Transport(#[source] reqwest::Error),
+    #[error("Supabase auth: unexpected answer: {0}")]
+    BadAnswer(#[source] reqwest::Error),
+    #[error("Supabase auth: {0}")]
+    LockTask(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error(
@@ -138,7 +142,7 @@ impl Auth {
         let http = reqwest::Client::builder()
             .timeout(AUTH_TIMEOUT)
             .build()
-            .map_err(|e| AuthError::Transport(e.to_string()))?;
+            .map_err(AuthError::Transport)?;
         Ok(Self {
             http,
             base: format!("{}/auth/v1", config.url.trim_end_matches('/')),
@@ -158,7 +162,7 @@ impl Auth {
             .json(&body)
             .send()
             .await
-            .map_err(|e| AuthError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| AuthError::Transport(e.without_url()))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -168,10 +172,12 @@ impl Auth {
     }
 
     async fn session(&self, path: &str, body: serde_json::Value) -> Result<Session, AuthError> {
-        let answer: TokenAnswer =
-            self.post(path, body).await?.json().await.map_err(|e| {
-                AuthError::Transport(format!("unexpected answer: {}", e.without_url()))
-            })?;
+        let answer: TokenAnswer = self
+            .post(path, body)
+            .await?
+            .json()
+            .await
+            .map_err(|e| AuthError::BadAnswer(e.without_url()))?;
         let expires_at = answer
             .expires_at
             .or_else(|| answer.expires_in.map(|s| now_secs() + s))
@@ -324,7 +330,7 @@ impl SessionStore {
             .map_err(|e| FsError::new("opening", &lock_path, e))?;
         let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
             .await
-            .map_err(|e| AuthError::Transport(e.to_string()))?
+            .map_err(AuthError::LockTask)?
             .map_err(|e| FsError::new("locking", &lock_path, e))?;
         // Another process may have refreshed while we waited.
         let current = self

@@ -67,6 +67,8 @@ pub enum CloudError {
         "cloud settings {path} are corrupt ({problem}): run `helix cloud login` (on the hub: `helix-hub cloud login`) again"
     )]
     Corrupt { path: PathBuf, problem: String },
+    #[error(transparent)]
+    Rest(#[from] crate::rest::RestError),
     #[error("{0}")]
     Usage(String),
 }
@@ -134,8 +136,7 @@ impl Cloud {
         let Some(session) = self.sessions().fresh(&auth).await? else {
             return Ok(None);
         };
-        let rest = Rest::new(&config, session.access_token.clone())
-            .map_err(|e| CloudError::Usage(e.to_string()))?;
+        let rest = Rest::new(&config, session.access_token.clone())?;
         Ok(Some((rest, session)))
     }
 

@@ -8,7 +8,9 @@
 //! - [`realtime`]: a Supabase Realtime client that wakes a hub when a remote command for it is
 //!   inserted (a signal only; the rows and a safety poll carry correctness).
 //!
-//! The table relay comes next (see the project's issues).
+//! The cloud route itself (sending commands and following their events through the
+//! `remote_commands` table) lives in the hub (`helix_hub::cloud_route`) and the spoke
+//! (`helix_spoke::cloud_route`); this crate gives both the REST client, sessions and wake-ups.
 
 pub mod auth;
 pub mod cloud;

@@ -176,11 +176,15 @@ pub enum RealtimeError {
     #[error("the Supabase URL must start with http:// or https://, not {0:?}")]
     BadUrl(String),
     #[error("connecting to Supabase Realtime: {0}")]
-    Connect(String),
+    Tls(#[source] rustls::Error),
+    #[error("connecting to Supabase Realtime: the Realtime URL is not a valid URI")]
+    BadUri,
+    #[error("connecting to Supabase Realtime: {0}")]
+    Connect(#[source] tokio_websockets::Error),
     #[error("connecting to Supabase Realtime timed out")]
     ConnectTimeout,
     #[error("the Realtime socket failed: {0}")]
-    Socket(String),
+    Socket(#[source] tokio_websockets::Error),
     #[error("the Realtime server closed the socket")]
     Closed,
     #[error("the Realtime server refused the join: {0}")]
