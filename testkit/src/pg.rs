@@ -36,9 +36,17 @@ fn url_for(db: &str) -> String {
     format!("{base}/{db}")
 }
 
-/// The workspace root (this crate is `testkit/` in it): migrations and the bootstrap SQL.
+/// The workspace root (this crate is `testkit/` in it), which holds `migrations/`.
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file of `testkit/sql/`: the Supabase-like roles and bootstrap applied before the
+/// migrations.
+fn sql_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("sql")
+        .join(name)
 }
 
 /// Whether the PostgreSQL server behind `DATABASE_URL` answers (without panicking).
@@ -60,7 +68,7 @@ impl TestDb {
     pub async fn create() -> Self {
         ROLES
             .get_or_init(|| async {
-                apply_file(&admin_url(), &repo().join("tests/sql/supabase_roles.sql")).await;
+                apply_file(&admin_url(), &sql_file("supabase_roles.sql")).await;
             })
             .await;
         let name = format!(
@@ -70,8 +78,7 @@ impl TestDb {
         );
         psql_ok(&admin_url(), &format!("create database {name}")).await;
         let db = TestDb { name };
-        db.apply(&repo().join("tests/sql/supabase_bootstrap.sql"))
-            .await;
+        db.apply(&sql_file("supabase_bootstrap.sql")).await;
         let mut migrations: Vec<PathBuf> = std::fs::read_dir(repo().join("migrations"))
             .unwrap()
             .map(|e| e.unwrap().path())
