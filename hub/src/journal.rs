@@ -14,30 +14,32 @@
 //! run beside the writer.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     thread,
 };
 
-use helix_mesh::pb::{CommandStatus, Provider};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use helix_mesh::pb::CommandStatus;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+mod inbox;
+mod read;
 mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use read::{CommandRecord, ListFilter, ListPage};
+
 use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
 use writer::{Op, Request, Shared, Writer};
 
 use crate::{
-    bus::{Bus, StatusEvent},
-    command::{EventKind, FinalStatus, NewCommand, StoredEvent},
-    journal_read::{self, CommandRecord, ListFilter, ListPage},
+    bus::Bus,
+    command::{EventKind, NewCommand, StoredEvent},
 };
 
 /// The journal's file name inside the data dir.
@@ -318,7 +320,7 @@ impl Journal {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, JournalError> {
-        self.read(move |c| journal_read::events_after(c, command_id, after_seq, limit))
+        self.read(move |c| read::events_after(c, command_id, after_seq, limit))
             .await
     }
 
@@ -328,13 +330,13 @@ impl Journal {
         command_id: Uuid,
         with_output: bool,
     ) -> Result<Option<CommandRecord>, JournalError> {
-        self.read(move |c| journal_read::command(c, command_id, with_output))
+        self.read(move |c| read::command(c, command_id, with_output))
             .await
     }
 
     /// A page of commands, newest first.
     pub async fn list(&self, filter: ListFilter) -> Result<ListPage, JournalError> {
-        self.read(move |c| journal_read::list(c, &filter)).await
+        self.read(move |c| read::list(c, &filter)).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, JournalError>

@@ -18,8 +18,7 @@ use crate::{
     config::HubConfig,
     credentials::CredentialStore,
     executor::{Executor, Submitted},
-    journal::Journal,
-    journal_read::ListFilter,
+    journal::{Journal, ListFilter},
     provider::Providers,
     status,
 };

@@ -1,7 +1,10 @@
 //! The journal's tables and the settings of its connections.
 
-use super::*;
-use std::ffi::CStr;
+use std::{ffi::CStr, path::Path};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::JournalError;
 
 /// Schema version stored in `PRAGMA user_version`.
 pub(super) const SCHEMA_VERSION: i64 = 1;

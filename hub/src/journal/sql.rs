@@ -1,7 +1,17 @@
 //! The SQL of the writer's operations: a submit, an event append, and the savepoint each
 //! runs in, with the per-command cache that spares a read per event.
 
-use super::*;
+use std::collections::HashMap;
+
+use helix_mesh::pb::Provider;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{JournalError, SubmitOutcome, read};
+use crate::{
+    bus::StatusEvent,
+    command::{EventKind, NewCommand, StoredEvent},
+};
 
 /// What the writer keeps in memory about a command that is still live.
 #[derive(Debug, Clone)]
@@ -141,7 +151,7 @@ pub(super) fn submit(
     match stored {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => {
-            let existing = journal_read::command(conn, command_id, false)?
+            let existing = read::command(conn, command_id, false)?
                 .ok_or(JournalError::UnknownCommand(command_id))?;
             Ok(Stored {
                 outcome: SubmitOutcome::Existing {

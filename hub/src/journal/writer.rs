@@ -2,16 +2,26 @@
 //! what a batch stored only after its commit. The writer thread applies what was queued; a
 //! caller that finds the writer free and nothing queued applies its own operation at once.
 
-use super::{
-    sql::{Active, Isolation, Stored, append_event, isolated, submit},
-    *,
-};
 use std::{
     cell::Cell,
+    collections::HashMap,
     sync::{
-        MutexGuard, PoisonError, TryLockError,
+        Mutex, MutexGuard, PoisonError, TryLockError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::{
+    JournalError, MAX_BATCH, PendingCommand, RESTARTED_ERROR, Recovery, SubmitOutcome, inbox,
+    sql::{Active, Isolation, Stored, append_event, isolated, submit},
+};
+use crate::{
+    bus::{Bus, StatusEvent},
+    command::{EventKind, FinalStatus, NewCommand, StoredEvent},
 };
 
 pub(super) enum Op {
@@ -205,7 +215,7 @@ impl Shared {
     }
 
     pub(super) fn run(&self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(first) = crate::inbox::next(&mut rx) {
+        while let Some(first) = inbox::next(&mut rx) {
             let mut batch = Vec::with_capacity(16);
             let mut checkpoint = false;
             let mut take = |request| match request {

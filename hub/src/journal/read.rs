@@ -10,10 +10,8 @@ use helix_mesh::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use crate::{
-    command::{EventKind, NewCommand, StoredEvent},
-    journal::JournalError,
-};
+use super::JournalError;
+use crate::command::{EventKind, NewCommand, StoredEvent};
 
 /// A command as the journal holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +120,7 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, CommandRecord)> {
 }
 
 /// One command by id.
-pub fn command(
+pub(super) fn command(
     conn: &Connection,
     command_id: Uuid,
     with_output: bool,
@@ -159,7 +157,7 @@ fn output_of(conn: &Connection, row: i64, command_id: Uuid) -> Result<String, Jo
 
 /// Events with seq > `after_seq`, oldest first, at most `limit`. `UnknownCommand` if the
 /// command does not exist.
-pub fn events_after(
+pub(super) fn events_after(
     conn: &Connection,
     command_id: Uuid,
     after_seq: u64,
@@ -197,7 +195,7 @@ fn decode(command_id: Uuid, seq: u64, body: &str) -> Result<EventKind, JournalEr
 }
 
 /// A page of commands, newest first.
-pub fn list(conn: &Connection, filter: &ListFilter) -> Result<ListPage, JournalError> {
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<ListPage, JournalError> {
     let limit = filter.limit.max(1);
     let sql = format!(
         "SELECT {COMMAND_COLUMNS} FROM commands

@@ -10,12 +10,12 @@ use tokio::sync::mpsc::{self, error::TryRecvError};
 /// output right after its submit, the next command of a burst, a provider's next chunk. Each
 /// check yields the core to any other runnable thread, so it takes no time from real work; an
 /// idle hub parks after one window.
-pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(150);
+pub(super) const SPIN_BEFORE_PARK: Duration = Duration::from_micros(150);
 
 /// The next item: checked for during [`SPIN_BEFORE_PARK`], then waited for with the thread
 /// parked. `None` once every sender is gone and nothing is left. Blocking: call it from a
 /// dedicated thread, never from async code.
-pub fn next<T>(rx: &mut mpsc::Receiver<T>) -> Option<T> {
+pub(super) fn next<T>(rx: &mut mpsc::Receiver<T>) -> Option<T> {
     let until = Instant::now() + SPIN_BEFORE_PARK;
     loop {
         match rx.try_recv() {
