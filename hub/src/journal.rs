@@ -12,6 +12,15 @@
 //!
 //! Reads use a small pool of read-only connections on the blocking thread pool; WAL lets them
 //! run beside the writer.
+//!
+//! This file holds the handle: opening, where an operation is applied, reads. The rest:
+//! - `writer`: the write connection, the lock it shares, the writer thread's loop; `inbox`:
+//!   how that thread waits for work;
+//! - `op`: operations and their replies; `batch`: one transaction of operations, published
+//!   after its commit; `sql`: each operation's SQL;
+//! - `checkpoint`: WAL checkpoints, off runtime threads; `recovery`: finishing what a crash
+//!   interrupted, before the writer thread starts;
+//! - `schema`: tables and connection settings; `read`: the queries.
 
 use std::{
     path::{Path, PathBuf},
@@ -24,8 +33,12 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+mod batch;
+mod checkpoint;
 mod inbox;
+mod op;
 mod read;
+mod recovery;
 mod schema;
 mod sql;
 #[cfg(test)]
@@ -33,9 +46,11 @@ mod tests;
 mod writer;
 
 pub use read::{CommandRecord, ListFilter, ListPage};
+pub use recovery::{PendingCommand, RESTARTED_ERROR, Recovery};
 
+use op::Op;
 use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
-use writer::{Op, Request, Shared, Writer};
+use writer::{Request, Shared, Writer};
 
 use crate::{
     bus::Bus,
@@ -56,9 +71,6 @@ pub const MAX_BATCH: usize = 1024;
 
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 4;
-
-/// The error written into commands that were running when the hub died.
-pub const RESTARTED_ERROR: &str = "hub restarted during execution";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,22 +111,6 @@ pub enum SubmitOutcome {
         existing: Box<NewCommand>,
         status: CommandStatus,
     },
-}
-
-/// What the journal held for the executor when it was opened.
-#[derive(Debug, Default)]
-pub struct Recovery {
-    /// Commands still waiting to run, oldest first.
-    pub pending: Vec<PendingCommand>,
-    /// Commands that were executing and are now finished as failed.
-    pub interrupted: Vec<Uuid>,
-}
-
-/// A command waiting for a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingCommand {
-    pub command_id: Uuid,
-    pub expires_at_ms: i64,
 }
 
 /// Where an operation is applied.

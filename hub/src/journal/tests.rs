@@ -134,7 +134,7 @@ fn big_text() -> String {
 }
 
 /// More events of [`big_text`] than the WAL holds before a checkpoint is due.
-const PAST_THE_CHECKPOINT: usize = writer::CHECKPOINT_PAGES as usize / 4;
+const PAST_THE_CHECKPOINT: usize = checkpoint::CHECKPOINT_PAGES as usize / 4;
 
 async fn wait_for_growth(what: impl Fn() -> u64, from: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
