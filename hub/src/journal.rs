@@ -50,7 +50,7 @@ pub use recovery::{PendingCommand, RESTARTED_ERROR, Recovery};
 
 use op::Op;
 use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
-use writer::{Request, Shared, Writer};
+use writer::{Request, SharedWriter, Writer};
 
 use crate::{
     bus::Bus,
@@ -117,7 +117,7 @@ pub enum SubmitOutcome {
 #[derive(Debug, Clone, Copy)]
 enum Apply {
     /// On the caller's thread if the writer is free and nothing is queued, else queued.
-    Eager,
+    HereIfFree,
     /// By the writer thread, batched with whatever else is queued.
     Queued,
 }
@@ -131,7 +131,7 @@ pub struct Journal {
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Request>,
-    shared: Arc<Shared>,
+    writer: Arc<SharedWriter>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
 }
@@ -141,10 +141,10 @@ impl Journal {
     /// and starts the writer thread. Events are published to `bus` after they are committed.
     pub fn open(data_dir: &Path, bus: Bus) -> Result<(Journal, Recovery), JournalError> {
         let (journal, recovery, inbox) = Self::open_without_writer_thread(data_dir, bus)?;
-        let shared = journal.inner.shared.clone();
+        let writer = journal.inner.writer.clone();
         thread::Builder::new()
             .name("helix-journal".into())
-            .spawn(move || shared.run(inbox))
+            .spawn(move || writer.run(inbox))
             .map_err(|e| JournalError::Open {
                 path: journal.inner.path.clone(),
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
@@ -181,7 +181,7 @@ impl Journal {
         let journal = Journal {
             inner: Arc::new(Inner {
                 tx,
-                shared: Arc::new(Shared::new(writer, bus)),
+                writer: Arc::new(SharedWriter::new(writer, bus)),
                 path,
                 readers: Mutex::new(Vec::new()),
             }),
@@ -211,13 +211,15 @@ impl Journal {
                 start,
                 reply,
             },
-            Apply::Eager,
+            Apply::HereIfFree,
         )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
-    /// Appends an event and waits until it is committed (and published).
+    /// Appends an event and waits until it is committed (and published). The commit runs on
+    /// the caller's thread when the writer is free and nothing is queued ahead, else on the
+    /// writer thread.
     pub async fn append(
         &self,
         command_id: Uuid,
@@ -230,35 +232,42 @@ impl Journal {
                 kind,
                 reply: Some(reply),
             },
-            Apply::Eager,
+            Apply::HereIfFree,
         )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
-    /// Queues an event without waiting for its commit. Order with every other operation on
-    /// this handle is kept; waits only when the writer's inbox is full.
-    pub async fn append_nowait(
+    /// Queues an event for the writer thread, which commits it in a batch with whatever else
+    /// is queued; the caller does not wait for that commit, only for room in the writer's
+    /// inbox when it is full. Order with every other operation on this handle is kept. For a
+    /// stream of events, so that they share commits.
+    pub async fn append_queued(
         &self,
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.append_unawaited(command_id, kind, Apply::Queued).await
+        self.append_without_reply(command_id, kind, Apply::Queued)
+            .await
     }
 
-    /// Like [`Journal::append_nowait`], but stored at once on the caller's thread when the
-    /// writer is free and nothing is queued ahead: for the one event somebody is waiting on (a
+    /// Appends an event without waiting for the writer thread: when the writer is free and
+    /// nothing is queued ahead, the event is committed and published on the caller's thread
+    /// before this returns; otherwise it is queued as by [`Journal::append_queued`], and the
+    /// caller does not wait for its commit. For the one event somebody is waiting on (a
     /// command's first output), which then skips two thread hand-offs. A stream of events
     /// should queue instead, so that they share commits.
-    pub async fn append_eager(
+    pub async fn append_here_if_free(
         &self,
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.append_unawaited(command_id, kind, Apply::Eager).await
+        self.append_without_reply(command_id, kind, Apply::HereIfFree)
+            .await
     }
 
-    async fn append_unawaited(
+    /// Sends an append nobody waits an answer for: a failure is only logged.
+    async fn append_without_reply(
         &self,
         command_id: Uuid,
         kind: EventKind,
@@ -274,7 +283,7 @@ impl Journal {
 
     async fn send(&self, op: Op, apply: Apply) -> Result<(), JournalError> {
         let op = match apply {
-            Apply::Eager => match self.inner.shared.try_apply_now(op) {
+            Apply::HereIfFree => match self.inner.writer.try_apply_now(op) {
                 Ok(checkpoint_due) => {
                     if checkpoint_due {
                         self.ask_for_checkpoint();
@@ -291,7 +300,7 @@ impl Journal {
             .reserve()
             .await
             .map_err(|_| JournalError::Closed)?;
-        self.inner.shared.will_queue();
+        self.inner.writer.will_queue();
         permit.send(Request::Apply(op));
         Ok(())
     }
@@ -302,10 +311,10 @@ impl Journal {
     fn ask_for_checkpoint(&self) {
         match self.inner.tx.try_reserve() {
             Ok(permit) => {
-                self.inner.shared.will_queue();
+                self.inner.writer.will_queue();
                 permit.send(Request::Checkpoint);
             }
-            Err(_) => self.inner.shared.checkpoint_not_asked(),
+            Err(_) => self.inner.writer.checkpoint_not_asked(),
         }
     }
 
@@ -320,13 +329,17 @@ impl Journal {
             .await
     }
 
-    /// One command, with its whole output when `with_output`.
-    pub async fn command(
+    /// One command, without its output.
+    pub async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, JournalError> {
+        self.read(move |c| read::command(c, command_id)).await
+    }
+
+    /// One command, with its whole output (so far, for a command still running).
+    pub async fn command_with_output(
         &self,
         command_id: Uuid,
-        with_output: bool,
     ) -> Result<Option<CommandRecord>, JournalError> {
-        self.read(move |c| read::command(c, command_id, with_output))
+        self.read(move |c| read::command_with_output(c, command_id))
             .await
     }
 

@@ -212,7 +212,7 @@ impl RemoteExecution for RemoteExecutionService {
         let record = self
             .inner
             .journal
-            .command(command_id, false)
+            .command(command_id)
             .await
             .map_err(status::journal)?;
         let Some(record) = record else {
@@ -286,7 +286,7 @@ impl RemoteExecution for RemoteExecutionService {
         match self
             .inner
             .journal
-            .command(command_id, true)
+            .command_with_output(command_id)
             .await
             .map_err(status::journal)?
         {

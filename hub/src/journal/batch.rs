@@ -29,7 +29,7 @@ impl Writer {
         let commit = (|| -> Result<(), rusqlite::Error> {
             let tx = Batch::begin(&self.conn)?;
             for op in batch {
-                applied.push(apply_op(tx.conn, &mut self.active, op, isolation));
+                applied.push(apply_op(tx.conn, &mut self.live, op, isolation));
             }
             if isolation == Isolation::Alone && matches!(applied[..], [Applied::Failed { .. }]) {
                 // Its only operation failed: dropping the batch rolls it back, and the caller
@@ -44,7 +44,7 @@ impl Writer {
         if let Err(e) = commit {
             // Nothing of this batch is stored: nobody may see it, and the cached counters may
             // be ahead of the database.
-            self.active.clear();
+            self.live.clear();
             tracing::error!(error = %e, "journal commit failed");
             for a in applied {
                 a.into_reply().send_err(JournalError::Commit(e.to_string()));
@@ -65,7 +65,7 @@ impl Writer {
 /// A transaction of the write connection (each batch's, and recovery's), begun and committed
 /// with cached statements: rusqlite's `Connection::transaction` parses `BEGIN` and `COMMIT`
 /// again each time (~5 % of a commit's instructions here). Rolled back when dropped uncommitted: after an error, or a panic
-/// mid-batch (the writer's lock is then recovered by `Shared::unpoisoned`).
+/// mid-batch (the writer's lock is then recovered by `SharedWriter::unpoisoned`).
 pub(super) struct Batch<'c> {
     pub(super) conn: &'c Connection,
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     JournalError, SubmitOutcome,
-    sql::{Active, Isolation, Stored, append_event, isolated, submit},
+    sql::{Isolation, LiveCommand, Stored, append_event, isolated, submit},
 };
 use crate::{
     bus::{Bus, StatusEvent},
@@ -117,7 +117,7 @@ impl Reply {
 /// Applies one operation inside its batch's transaction `tx`.
 pub(super) fn apply_op(
     tx: &Connection,
-    active: &mut HashMap<Uuid, Active>,
+    live: &mut HashMap<Uuid, LiveCommand>,
     op: Op,
     isolation: Isolation,
 ) -> Applied {
@@ -127,7 +127,7 @@ pub(super) fn apply_op(
             position,
             start,
             reply,
-        } => match submit(tx, active, *cmd, position, start, isolation) {
+        } => match submit(tx, live, *cmd, position, start, isolation) {
             Ok(Stored {
                 outcome,
                 status,
@@ -147,8 +147,8 @@ pub(super) fn apply_op(
             command_id,
             kind,
             reply,
-        } => match isolated(tx, active, isolation, |tx, active| {
-            append_event(tx, active, command_id, kind)
+        } => match isolated(tx, live, isolation, |tx, live| {
+            append_event(tx, live, command_id, kind)
         }) {
             Ok((event, status)) => Applied::Appended {
                 reply,

@@ -119,25 +119,37 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, CommandRecord)> {
     ))
 }
 
-/// One command by id.
+/// One command by id, without its output.
 pub(super) fn command(
     conn: &Connection,
     command_id: Uuid,
-    with_output: bool,
 ) -> Result<Option<CommandRecord>, JournalError> {
-    let found = conn
+    Ok(find_command(conn, command_id)?.map(|(_, record)| record))
+}
+
+/// One command by id, with its whole output.
+pub(super) fn command_with_output(
+    conn: &Connection,
+    command_id: Uuid,
+) -> Result<Option<CommandRecord>, JournalError> {
+    let Some((row, mut record)) = find_command(conn, command_id)? else {
+        return Ok(None);
+    };
+    record.output = Some(output_of(conn, row, command_id)?);
+    Ok(Some(record))
+}
+
+/// One command by id, with its row in the commands table.
+fn find_command(
+    conn: &Connection,
+    command_id: Uuid,
+) -> Result<Option<(i64, CommandRecord)>, JournalError> {
+    Ok(conn
         .prepare_cached(&format!(
             "SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id = ?1"
         ))?
         .query_row([command_id.to_string()], record_from_row)
-        .optional()?;
-    let Some((row, mut record)) = found else {
-        return Ok(None);
-    };
-    if with_output {
-        record.output = Some(output_of(conn, row, command_id)?);
-    }
-    Ok(Some(record))
+        .optional()?)
 }
 
 fn output_of(conn: &Connection, row: i64, command_id: Uuid) -> Result<String, JournalError> {

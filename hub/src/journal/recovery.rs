@@ -51,7 +51,7 @@ impl Writer {
                 attempts,
                 executed_at_ms: None,
             };
-            append_event(tx.conn, &mut self.active, *id, kind)?;
+            append_event(tx.conn, &mut self.live, *id, kind)?;
         }
         let pending = {
             let mut stmt = tx.conn.prepare(

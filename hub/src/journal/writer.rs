@@ -14,7 +14,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{MAX_BATCH, checkpoint, inbox, op::Op, sql::Active};
+use super::{MAX_BATCH, checkpoint, inbox, op::Op, sql::LiveCommand};
 use crate::bus::Bus;
 
 /// What the writer thread's inbox carries.
@@ -27,7 +27,7 @@ pub(super) enum Request {
 /// The write connection and what the writer caches about live commands.
 pub(super) struct Writer {
     pub(super) conn: Connection,
-    pub(super) active: HashMap<Uuid, Active>,
+    pub(super) live: HashMap<Uuid, LiveCommand>,
     /// The WAL's size in pages after the last commit.
     pub(super) wal_pages: i32,
 }
@@ -39,14 +39,16 @@ impl Writer {
         conn.wal_hook(Some(checkpoint::note_wal_size));
         Self {
             conn,
-            active: HashMap::new(),
+            live: HashMap::new(),
             wal_pages: 0,
         }
     }
 }
 
-/// The writer, shared by the writer thread and the callers that find it free.
-pub(super) struct Shared {
+/// The [`Writer`] behind its lock, shared by the writer thread and the callers that find it
+/// free, with the count of operations queued for the thread (a caller never applies ahead of
+/// them) and the bus each commit publishes to.
+pub(super) struct SharedWriter {
     writer: Mutex<Writer>,
     /// Operations sent to the writer thread and not yet applied.
     queued: AtomicUsize,
@@ -55,13 +57,13 @@ pub(super) struct Shared {
     bus: Bus,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for SharedWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Shared {{ queued: {:?}, .. }}", self.queued)
+        write!(f, "SharedWriter {{ queued: {:?}, .. }}", self.queued)
     }
 }
 
-impl Shared {
+impl SharedWriter {
     pub(super) fn new(writer: Writer, bus: Bus) -> Self {
         Self {
             writer: Mutex::new(writer),
@@ -148,7 +150,7 @@ impl Shared {
     fn unpoisoned<'a>(&self, p: PoisonError<MutexGuard<'a, Writer>>) -> MutexGuard<'a, Writer> {
         self.writer.clear_poison();
         let mut w = p.into_inner();
-        w.active.clear();
+        w.live.clear();
         w
     }
 }
