@@ -85,18 +85,26 @@ pub enum JournalError {
         "journal {path} has schema version {found}, newer than this hub understands ({SCHEMA_VERSION}): upgrade helix-hub"
     )]
     TooNew { path: PathBuf, found: i64 },
+    #[error("journal {path}: cannot start its writer thread: {source}")]
+    WriterThread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("journal: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("journal: stored event of command {command_id} seq {seq} is unreadable: {problem}")]
+    #[error("journal: stored event of command {command_id} seq {seq} is unreadable: {source}")]
     CorruptEvent {
         command_id: String,
         seq: u64,
-        problem: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("journal: unknown command {0}")]
     UnknownCommand(Uuid),
+    /// A batch's commit failed; every caller of the batch gets the same error.
     #[error("journal: commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] Arc<rusqlite::Error>),
     #[error("journal: the writer has stopped")]
     Closed,
 }
@@ -145,9 +153,9 @@ impl Journal {
         thread::Builder::new()
             .name("helix-journal".into())
             .spawn(move || writer.run(inbox))
-            .map_err(|e| JournalError::Open {
+            .map_err(|source| JournalError::WriterThread {
                 path: journal.inner.path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source,
             })?;
         Ok((journal, recovery))
     }

@@ -2,6 +2,8 @@
 //! savepoint unless it is alone, and published and answered only after the commit. A batch
 //! that does not commit is seen by nobody, and every caller that waits is told so.
 
+use std::sync::Arc;
+
 use rusqlite::Connection;
 
 use super::{
@@ -46,8 +48,9 @@ impl Writer {
             // be ahead of the database.
             self.live.clear();
             tracing::error!(error = %e, "journal commit failed");
+            let e = Arc::new(e);
             for a in applied {
-                a.into_reply().send_err(JournalError::Commit(e.to_string()));
+                a.into_reply().send_err(JournalError::Commit(e.clone()));
             }
             return;
         }

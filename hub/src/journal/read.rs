@@ -199,10 +199,10 @@ pub(super) fn events_after(
 }
 
 fn decode(command_id: Uuid, seq: u64, body: &str) -> Result<EventKind, JournalError> {
-    serde_json::from_str(body).map_err(|e| JournalError::CorruptEvent {
+    serde_json::from_str(body).map_err(|source| JournalError::CorruptEvent {
         command_id: command_id.to_string(),
         seq,
-        problem: e.to_string(),
+        source,
     })
 }
 

@@ -249,10 +249,10 @@ fn insert_event(
     at_ms: i64,
 ) -> Result<(StoredEvent, Option<StatusEvent>), JournalError> {
     let seq = state.last_seq + 1;
-    let body = serde_json::to_string(&kind).map_err(|e| JournalError::CorruptEvent {
+    let body = serde_json::to_string(&kind).map_err(|source| JournalError::CorruptEvent {
         command_id: command_id.to_string(),
         seq,
-        problem: e.to_string(),
+        source,
     })?;
     conn.prepare_cached(
         "INSERT INTO events (command, seq, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
