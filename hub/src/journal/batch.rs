@@ -67,8 +67,9 @@ impl Writer {
 
 /// A transaction of the write connection (each batch's, and recovery's), begun and committed
 /// with cached statements: rusqlite's `Connection::transaction` parses `BEGIN` and `COMMIT`
-/// again each time (~5 % of a commit's instructions here). Rolled back when dropped uncommitted: after an error, or a panic
-/// mid-batch (the writer's lock is then recovered by `SharedWriter::unpoisoned`).
+/// again each time, work every commit would repeat for nothing. Rolled back when dropped
+/// uncommitted: after an error, or a panic mid-batch (the writer's lock is then recovered by
+/// `SharedWriter::unpoisoned`).
 pub(super) struct Batch<'c> {
     pub(super) conn: &'c Connection,
 }

@@ -8,9 +8,10 @@ use std::cell::Cell;
 use super::writer::Writer;
 
 /// WAL size, in pages, from which the journal checkpoints: SQLite's own default threshold.
-/// The write connection's automatic checkpoint is off (a checkpoint takes milliseconds, with
-/// two fsyncs: too long for a runtime thread, where commits may run); the writer thread
-/// checkpoints instead, after its own batch or when a caller's commit asks it to.
+/// The write connection's automatic checkpoint is off (a checkpoint copies pages into the
+/// database file and fsyncs twice, far longer than a commit: too long for a runtime thread,
+/// where commits may run); the writer thread checkpoints instead, after its own batch or when
+/// a caller's commit asks it to.
 pub(super) const CHECKPOINT_PAGES: i32 = 1000;
 
 thread_local! {
