@@ -194,7 +194,7 @@ impl Executor {
             // A spoke retrying a command that is already here attaches to it even when no
             // new command could be taken.
             Err(refusal) => {
-                return match self.inner.journal.command(cmd.command_id, false).await? {
+                return match self.inner.journal.command(cmd.command_id).await? {
                     Some(existing) if existing.command.same_work(&cmd) => {
                         Ok(Submitted::Existing(existing.status))
                     }

@@ -12,32 +12,49 @@
 //!
 //! Reads use a small pool of read-only connections on the blocking thread pool; WAL lets them
 //! run beside the writer.
+//!
+//! This file holds the handle: opening, where an operation is applied, reads. The rest:
+//! - `writer`: the write connection, the lock it shares, the writer thread's loop; `inbox`:
+//!   how that thread waits for work;
+//! - `op`: operations and their replies; `batch`: one transaction of operations, published
+//!   after its commit; `sql`: each operation's SQL;
+//! - `checkpoint`: WAL checkpoints, off runtime threads; `recovery`: finishing what a crash
+//!   interrupted, before the writer thread starts;
+//! - `schema`: tables and connection settings; `read`: the queries.
 
 use std::{
-    collections::HashMap,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     thread,
 };
 
-use helix_mesh::pb::{CommandStatus, Provider};
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use helix_mesh::pb::CommandStatus;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+mod batch;
+mod checkpoint;
+mod inbox;
+mod op;
+mod read;
+mod recovery;
 mod schema;
 mod sql;
 #[cfg(test)]
 mod tests;
 mod writer;
 
+pub use read::{CommandRecord, ListFilter, ListPage};
+pub use recovery::{PendingCommand, RESTARTED_ERROR, Recovery};
+
+use op::Op;
 use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
-use writer::{Op, Request, Shared, Writer};
+use writer::{Request, SharedWriter, Writer};
 
 use crate::{
-    bus::{Bus, StatusEvent},
-    command::{EventKind, FinalStatus, NewCommand, StoredEvent},
-    journal_read::{self, CommandRecord, ListFilter, ListPage},
+    bus::Bus,
+    command::{EventKind, NewCommand, StoredEvent},
 };
 
 /// The journal's file name inside the data dir.
@@ -55,9 +72,6 @@ pub const MAX_BATCH: usize = 1024;
 /// Most idle read connections kept open.
 const MAX_IDLE_READERS: usize = 4;
 
-/// The error written into commands that were running when the hub died.
-pub const RESTARTED_ERROR: &str = "hub restarted during execution";
-
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum JournalError {
@@ -71,18 +85,26 @@ pub enum JournalError {
         "journal {path} has schema version {found}, newer than this hub understands ({SCHEMA_VERSION}): upgrade helix-hub"
     )]
     TooNew { path: PathBuf, found: i64 },
+    #[error("journal {path}: cannot start its writer thread: {source}")]
+    WriterThread {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("journal: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("journal: stored event of command {command_id} seq {seq} is unreadable: {problem}")]
+    #[error("journal: stored event of command {command_id} seq {seq} is unreadable: {source}")]
     CorruptEvent {
         command_id: String,
         seq: u64,
-        problem: String,
+        #[source]
+        source: serde_json::Error,
     },
     #[error("journal: unknown command {0}")]
     UnknownCommand(Uuid),
+    /// A batch's commit failed; every caller of the batch gets the same error.
     #[error("journal: commit failed: {0}")]
-    Commit(String),
+    Commit(#[source] Arc<rusqlite::Error>),
     #[error("journal: the writer has stopped")]
     Closed,
 }
@@ -99,27 +121,11 @@ pub enum SubmitOutcome {
     },
 }
 
-/// What the journal held for the executor when it was opened.
-#[derive(Debug, Default)]
-pub struct Recovery {
-    /// Commands still waiting to run, oldest first.
-    pub pending: Vec<PendingCommand>,
-    /// Commands that were executing and are now finished as failed.
-    pub interrupted: Vec<Uuid>,
-}
-
-/// A command waiting for a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingCommand {
-    pub command_id: Uuid,
-    pub expires_at_ms: i64,
-}
-
 /// Where an operation is applied.
 #[derive(Debug, Clone, Copy)]
 enum Apply {
     /// On the caller's thread if the writer is free and nothing is queued, else queued.
-    Eager,
+    HereIfFree,
     /// By the writer thread, batched with whatever else is queued.
     Queued,
 }
@@ -133,7 +139,7 @@ pub struct Journal {
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Request>,
-    shared: Arc<Shared>,
+    writer: Arc<SharedWriter>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
 }
@@ -143,13 +149,13 @@ impl Journal {
     /// and starts the writer thread. Events are published to `bus` after they are committed.
     pub fn open(data_dir: &Path, bus: Bus) -> Result<(Journal, Recovery), JournalError> {
         let (journal, recovery, inbox) = Self::open_without_writer_thread(data_dir, bus)?;
-        let shared = journal.inner.shared.clone();
+        let writer = journal.inner.writer.clone();
         thread::Builder::new()
             .name("helix-journal".into())
-            .spawn(move || shared.run(inbox))
-            .map_err(|e| JournalError::Open {
+            .spawn(move || writer.run(inbox))
+            .map_err(|source| JournalError::WriterThread {
                 path: journal.inner.path.clone(),
-                source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                source,
             })?;
         Ok((journal, recovery))
     }
@@ -183,7 +189,7 @@ impl Journal {
         let journal = Journal {
             inner: Arc::new(Inner {
                 tx,
-                shared: Arc::new(Shared::new(writer, bus)),
+                writer: Arc::new(SharedWriter::new(writer, bus)),
                 path,
                 readers: Mutex::new(Vec::new()),
             }),
@@ -213,13 +219,15 @@ impl Journal {
                 start,
                 reply,
             },
-            Apply::Eager,
+            Apply::HereIfFree,
         )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
-    /// Appends an event and waits until it is committed (and published).
+    /// Appends an event and waits until it is committed (and published). The commit runs on
+    /// the caller's thread when the writer is free and nothing is queued ahead, else on the
+    /// writer thread.
     pub async fn append(
         &self,
         command_id: Uuid,
@@ -232,35 +240,42 @@ impl Journal {
                 kind,
                 reply: Some(reply),
             },
-            Apply::Eager,
+            Apply::HereIfFree,
         )
         .await?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
 
-    /// Queues an event without waiting for its commit. Order with every other operation on
-    /// this handle is kept; waits only when the writer's inbox is full.
-    pub async fn append_nowait(
+    /// Queues an event for the writer thread, which commits it in a batch with whatever else
+    /// is queued; the caller does not wait for that commit, only for room in the writer's
+    /// inbox when it is full. Order with every other operation on this handle is kept. For a
+    /// stream of events, so that they share commits.
+    pub async fn append_queued(
         &self,
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.append_unawaited(command_id, kind, Apply::Queued).await
+        self.append_without_reply(command_id, kind, Apply::Queued)
+            .await
     }
 
-    /// Like [`Journal::append_nowait`], but stored at once on the caller's thread when the
-    /// writer is free and nothing is queued ahead: for the one event somebody is waiting on (a
+    /// Appends an event without waiting for the writer thread: when the writer is free and
+    /// nothing is queued ahead, the event is committed and published on the caller's thread
+    /// before this returns; otherwise it is queued as by [`Journal::append_queued`], and the
+    /// caller does not wait for its commit. For the one event somebody is waiting on (a
     /// command's first output), which then skips two thread hand-offs. A stream of events
     /// should queue instead, so that they share commits.
-    pub async fn append_eager(
+    pub async fn append_here_if_free(
         &self,
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<(), JournalError> {
-        self.append_unawaited(command_id, kind, Apply::Eager).await
+        self.append_without_reply(command_id, kind, Apply::HereIfFree)
+            .await
     }
 
-    async fn append_unawaited(
+    /// Sends an append nobody waits an answer for: a failure is only logged.
+    async fn append_without_reply(
         &self,
         command_id: Uuid,
         kind: EventKind,
@@ -276,7 +291,7 @@ impl Journal {
 
     async fn send(&self, op: Op, apply: Apply) -> Result<(), JournalError> {
         let op = match apply {
-            Apply::Eager => match self.inner.shared.try_apply_now(op) {
+            Apply::HereIfFree => match self.inner.writer.try_apply_now(op) {
                 Ok(checkpoint_due) => {
                     if checkpoint_due {
                         self.ask_for_checkpoint();
@@ -293,7 +308,7 @@ impl Journal {
             .reserve()
             .await
             .map_err(|_| JournalError::Closed)?;
-        self.inner.shared.will_queue();
+        self.inner.writer.will_queue();
         permit.send(Request::Apply(op));
         Ok(())
     }
@@ -304,10 +319,10 @@ impl Journal {
     fn ask_for_checkpoint(&self) {
         match self.inner.tx.try_reserve() {
             Ok(permit) => {
-                self.inner.shared.will_queue();
+                self.inner.writer.will_queue();
                 permit.send(Request::Checkpoint);
             }
-            Err(_) => self.inner.shared.checkpoint_not_asked(),
+            Err(_) => self.inner.writer.checkpoint_not_asked(),
         }
     }
 
@@ -318,23 +333,27 @@ impl Journal {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, JournalError> {
-        self.read(move |c| journal_read::events_after(c, command_id, after_seq, limit))
+        self.read(move |c| read::events_after(c, command_id, after_seq, limit))
             .await
     }
 
-    /// One command, with its whole output when `with_output`.
-    pub async fn command(
+    /// One command, without its output.
+    pub async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, JournalError> {
+        self.read(move |c| read::command(c, command_id)).await
+    }
+
+    /// One command, with its whole output (so far, for a command still running).
+    pub async fn command_with_output(
         &self,
         command_id: Uuid,
-        with_output: bool,
     ) -> Result<Option<CommandRecord>, JournalError> {
-        self.read(move |c| journal_read::command(c, command_id, with_output))
+        self.read(move |c| read::command_with_output(c, command_id))
             .await
     }
 
     /// A page of commands, newest first.
     pub async fn list(&self, filter: ListFilter) -> Result<ListPage, JournalError> {
-        self.read(move |c| journal_read::list(c, &filter)).await
+        self.read(move |c| read::list(c, &filter)).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, JournalError>

@@ -8,7 +8,8 @@
 //!   of the Supabase table relay.
 //! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
-//! - [`journal`] / [`journal_read`]: the SQLite journal of commands and events.
+//! - [`journal`]: the SQLite journal of commands and events (its writer thread, its SQL, its
+//!   queries).
 //! - [`bus`]: live fan-out of committed events to streams and watchers.
 //! - [`command`]: the command model and request validation.
 //! - [`provider`]: provider executors ([`provider::anthropic`], [`provider::claude_code`],
@@ -30,9 +31,7 @@ pub mod credentials;
 pub mod devices;
 pub mod executor;
 pub mod hub;
-pub mod inbox;
 pub mod journal;
-pub mod journal_read;
 pub mod login;
 pub mod mesh;
 pub mod oauth;

@@ -371,7 +371,7 @@ impl Relay {
         let id = Uuid::parse_str(command_id).map_err(|_| "bad command id".to_owned())?;
         if self
             .journal
-            .command(id, false)
+            .command(id)
             .await
             .map_err(|e| e.to_string())?
             .is_some()

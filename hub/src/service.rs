@@ -18,8 +18,7 @@ use crate::{
     config::HubConfig,
     credentials::CredentialStore,
     executor::{Executor, Submitted},
-    journal::Journal,
-    journal_read::ListFilter,
+    journal::{Journal, ListFilter},
     provider::Providers,
     status,
 };
@@ -213,7 +212,7 @@ impl RemoteExecution for RemoteExecutionService {
         let record = self
             .inner
             .journal
-            .command(command_id, false)
+            .command(command_id)
             .await
             .map_err(status::journal)?;
         let Some(record) = record else {
@@ -287,7 +286,7 @@ impl RemoteExecution for RemoteExecutionService {
         match self
             .inner
             .journal
-            .command(command_id, true)
+            .command_with_output(command_id)
             .await
             .map_err(status::journal)?
         {

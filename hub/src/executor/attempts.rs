@@ -25,7 +25,7 @@ impl Executor {
         let journal = &self.inner.journal;
         let cmd = match known {
             Some(cmd) => *cmd,
-            None => match journal.command(command_id, false).await {
+            None => match journal.command(command_id).await {
                 Ok(Some(record)) => record.command,
                 Ok(None) => {
                     return finished(FinalStatus::Failed, "command vanished from the journal", 0);
@@ -191,11 +191,11 @@ impl Executor {
                 Some(Ok(text)) => {
                     let kind = EventKind::Output { text };
                     let stored = if *streamed {
-                        journal.append_nowait(command_id, kind).await
+                        journal.append_queued(command_id, kind).await
                     } else {
                         tracing::trace!(%command_id, attempt, "first output from the provider");
                         *streamed = true;
-                        let stored = journal.append_eager(command_id, kind).await;
+                        let stored = journal.append_here_if_free(command_id, kind).await;
                         // The stream that waits for this event was just woken on this thread.
                         // Let it send the event before this task commits whatever the provider
                         // has ready next (`finished`, for a short answer): the first output

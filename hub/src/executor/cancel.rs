@@ -96,7 +96,7 @@ impl Executor {
                 was_queued: false,
             });
         }
-        match self.inner.journal.command(command_id, false).await? {
+        match self.inner.journal.command(command_id).await? {
             None => Err(CancelError::NotFound(command_id)),
             Some(record) => Err(CancelError::AlreadyFinished {
                 id: command_id,
@@ -109,7 +109,7 @@ impl Executor {
         Ok(self
             .inner
             .journal
-            .command(command_id, false)
+            .command(command_id)
             .await?
             .ok_or(CancelError::NotFound(command_id))?
             .status)

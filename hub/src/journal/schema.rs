@@ -1,7 +1,10 @@
 //! The journal's tables and the settings of its connections.
 
-use super::*;
-use std::ffi::CStr;
+use std::{ffi::CStr, path::Path};
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::JournalError;
 
 /// Schema version stored in `PRAGMA user_version`.
 pub(super) const SCHEMA_VERSION: i64 = 1;
@@ -53,9 +56,10 @@ pub(super) fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// SQLite's `unix-excl` VFS: the hub's process holds the journal's file lock for as long as
 /// it has the journal open, and the WAL's index lives in the process's memory instead of a
 /// `journal.sqlite-shm` file. Its connections (the writer and the readers) share that memory
-/// and lock each other in memory, so a transaction makes no `fcntl` lock calls: the default
-/// VFS made six per commit, ~5 µs of a 10–30 µs commit here. Another process cannot open the
-/// journal while the hub runs (the data dir's `hub.lock` already keeps a second hub out).
+/// and lock each other in memory, so a transaction makes no `fcntl` lock calls, where the
+/// default VFS makes several per commit: system calls that are a real part of a small
+/// commit's cost. Another process cannot open the journal while the hub runs (the data dir's
+/// `hub.lock` already keeps a second hub out).
 /// Durability is unchanged: commits still go to the `-wal` file, and a restart after a crash
 /// rebuilds the index from it.
 const VFS: &CStr = c"unix-excl";

@@ -1,11 +1,22 @@
 //! The SQL of the writer's operations: a submit, an event append, and the savepoint each
 //! runs in, with the per-command cache that spares a read per event.
 
-use super::*;
+use std::collections::HashMap;
 
-/// What the writer keeps in memory about a command that is still live.
+use helix_mesh::pb::Provider;
+use rusqlite::{Connection, OptionalExtension, params};
+use uuid::Uuid;
+
+use super::{JournalError, SubmitOutcome, read};
+use crate::{
+    bus::StatusEvent,
+    command::{EventKind, NewCommand, StoredEvent},
+};
+
+/// What the writer keeps in memory about a command that is still live (not finished): its row,
+/// its last seq, and what its status events carry, so that an append reads nothing.
 #[derive(Debug, Clone)]
-pub(super) struct Active {
+pub(super) struct LiveCommand {
     row: i64,
     last_seq: u64,
     session_id: String,
@@ -27,17 +38,17 @@ pub(super) enum Isolation {
 /// Runs `f` as one operation of a batch (see [`Isolation`]).
 pub(super) fn isolated<T>(
     tx: &Connection,
-    active: &mut HashMap<Uuid, Active>,
+    live: &mut HashMap<Uuid, LiveCommand>,
     isolation: Isolation,
-    f: impl FnOnce(&Connection, &mut HashMap<Uuid, Active>) -> Result<T, JournalError>,
+    f: impl FnOnce(&Connection, &mut HashMap<Uuid, LiveCommand>) -> Result<T, JournalError>,
 ) -> Result<T, JournalError> {
     if isolation == Isolation::Alone {
-        return f(tx, active);
+        return f(tx, live);
     }
     // Cached statements: these run for every operation, and parsing them each time showed
     // in the writer's profile.
     tx.prepare_cached("SAVEPOINT op")?.execute([])?;
-    match f(tx, active) {
+    match f(tx, live) {
         Ok(v) => {
             tx.prepare_cached("RELEASE op")?.execute([])?;
             Ok(v)
@@ -58,14 +69,14 @@ pub(super) struct Stored {
 
 pub(super) fn submit(
     conn: &Connection,
-    active: &mut HashMap<Uuid, Active>,
+    live: &mut HashMap<Uuid, LiveCommand>,
     cmd: NewCommand,
     position: u32,
     start: bool,
     isolation: Isolation,
 ) -> Result<Stored, JournalError> {
     let command_id = cmd.command_id;
-    let stored = isolated(conn, active, isolation, |conn, active| {
+    let stored = isolated(conn, live, isolation, |conn, live| {
         let at_ms = helix_mesh::proto_ext::now_ms();
         // The row is inserted as its events leave it (`queued`, then `started` when it starts
         // at once), so the submit writes each index once and updates nothing. The insert is
@@ -104,7 +115,7 @@ pub(super) fn submit(
         if inserted == 0 {
             return Ok(None);
         }
-        let mut state = Active {
+        let mut state = LiveCommand {
             row: conn.last_insert_rowid(),
             last_seq: 0,
             session_id: cmd.session_id,
@@ -131,7 +142,7 @@ pub(super) fn submit(
             None
         };
         debug_assert_eq!(state.last_seq, last_seq);
-        active.insert(command_id, state);
+        live.insert(command_id, state);
         Ok(Some(Stored {
             outcome: SubmitOutcome::Created(event),
             status,
@@ -141,8 +152,8 @@ pub(super) fn submit(
     match stored {
         Ok(Some(stored)) => Ok(stored),
         Ok(None) => {
-            let existing = journal_read::command(conn, command_id, false)?
-                .ok_or(JournalError::UnknownCommand(command_id))?;
+            let existing =
+                read::command(conn, command_id)?.ok_or(JournalError::UnknownCommand(command_id))?;
             Ok(Stored {
                 outcome: SubmitOutcome::Existing {
                     status: existing.status,
@@ -154,7 +165,7 @@ pub(super) fn submit(
         }
         Err(e) => {
             // Rolled back: nothing of this command is stored, so nothing may be cached.
-            active.remove(&command_id);
+            live.remove(&command_id);
             Err(e)
         }
     }
@@ -163,13 +174,13 @@ pub(super) fn submit(
 /// Appends one event and applies its status change to the command row.
 pub(super) fn append_event(
     conn: &Connection,
-    active: &mut HashMap<Uuid, Active>,
+    live: &mut HashMap<Uuid, LiveCommand>,
     command_id: Uuid,
     kind: EventKind,
 ) -> Result<(StoredEvent, Option<StatusEvent>), JournalError> {
-    let mut state = match active.get(&command_id) {
+    let mut state = match live.get(&command_id) {
         Some(a) => a.clone(),
-        None => load_active(conn, command_id)?,
+        None => load_live(conn, command_id)?,
     };
     // A finished event carries the time the last attempt started, whoever wrote it.
     let kind = match kind {
@@ -221,9 +232,9 @@ pub(super) fn append_event(
         }
     }
     if matches!(event.kind, EventKind::Finished { .. }) {
-        active.remove(&command_id);
+        live.remove(&command_id);
     } else {
-        active.insert(command_id, state);
+        live.insert(command_id, state);
     }
     Ok((event, status))
 }
@@ -232,16 +243,16 @@ pub(super) fn append_event(
 /// command row in step), and advances `state` past it.
 fn insert_event(
     conn: &Connection,
-    state: &mut Active,
+    state: &mut LiveCommand,
     command_id: Uuid,
     kind: EventKind,
     at_ms: i64,
 ) -> Result<(StoredEvent, Option<StatusEvent>), JournalError> {
     let seq = state.last_seq + 1;
-    let body = serde_json::to_string(&kind).map_err(|e| JournalError::CorruptEvent {
+    let body = serde_json::to_string(&kind).map_err(|source| JournalError::CorruptEvent {
         command_id: command_id.to_string(),
         seq,
-        problem: e.to_string(),
+        source,
     })?;
     conn.prepare_cached(
         "INSERT INTO events (command, seq, at_ms, kind, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -275,13 +286,13 @@ fn insert_event(
     ))
 }
 
-fn load_active(conn: &Connection, command_id: Uuid) -> Result<Active, JournalError> {
+fn load_live(conn: &Connection, command_id: Uuid) -> Result<LiveCommand, JournalError> {
     conn.prepare_cached(
         "SELECT id, last_seq, session_id, provider, source_device_id, executed_at_ms
          FROM commands WHERE command_id = ?1",
     )?
     .query_row([command_id.to_string()], |r| {
-        Ok(Active {
+        Ok(LiveCommand {
             row: r.get(0)?,
             last_seq: r.get(1)?,
             session_id: r.get(2)?,

@@ -60,14 +60,17 @@ async fn journal_with_command() -> (
 }
 
 #[tokio::test]
-async fn an_eager_append_with_the_writer_free_is_stored_and_published_before_it_returns() {
+async fn an_append_here_with_the_writer_free_is_stored_and_published_before_it_returns() {
     let (_dir, journal, bus, _inbox, id) = journal_with_command().await;
     let mut live = bus.subscribe_command(id);
-    journal.append_eager(id, output("first")).await.unwrap();
+    journal
+        .append_here_if_free(id, output("first"))
+        .await
+        .unwrap();
 
     let published = timeout(Duration::ZERO, live.recv()).await;
     let event = published
-        .expect("published before append_eager returned")
+        .expect("published before append_here_if_free returned")
         .unwrap();
     assert_eq!(event.kind, output("first"));
     assert_eq!(event.seq, 3, "after queued and started");
@@ -76,18 +79,18 @@ async fn an_eager_append_with_the_writer_free_is_stored_and_published_before_it_
 }
 
 #[tokio::test]
-async fn an_eager_append_behind_queued_ones_waits_its_turn() {
+async fn an_append_here_behind_queued_ones_waits_its_turn() {
     let (_dir, journal, bus, inbox, id) = journal_with_command().await;
     let mut live = bus.subscribe_command(id);
-    journal.append_nowait(id, output("1")).await.unwrap();
-    journal.append_nowait(id, output("2")).await.unwrap();
-    journal.append_eager(id, output("3")).await.unwrap();
+    journal.append_queued(id, output("1")).await.unwrap();
+    journal.append_queued(id, output("2")).await.unwrap();
+    journal.append_here_if_free(id, output("3")).await.unwrap();
     assert!(
         timeout(Duration::ZERO, live.recv()).await.is_err(),
         "nothing may be stored ahead of what is queued"
     );
 
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
     let seen = next_events(&mut live, 3).await;
     assert_eq!(texts(&seen), ["1", "2", "3"]);
@@ -97,10 +100,10 @@ async fn an_eager_append_behind_queued_ones_waits_its_turn() {
 }
 
 #[tokio::test]
-async fn an_eager_append_never_waits_for_a_busy_writer() {
+async fn an_append_here_never_waits_for_a_busy_writer() {
     let (_dir, journal, bus, inbox, id) = journal_with_command().await;
     let mut live = bus.subscribe_command(id);
-    let held = journal.inner.shared.clone();
+    let held = journal.inner.writer.clone();
     let guard = held.hold();
     // Blocking on the writer's lock would block this thread, not just this task: the call
     // runs on a thread of its own, and must come back while the writer is still held.
@@ -110,14 +113,18 @@ async fn an_eager_append_never_waits_for_a_busy_writer() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let result = rt.block_on(caller.append_eager(id, output("late")));
+        let result = rt.block_on(caller.append_here_if_free(id, output("late")));
         let _ = done_tx.send(result.is_ok());
     });
     let returned = done_rx.recv_timeout(Duration::from_secs(5));
-    assert_eq!(returned, Ok(true), "append_eager waited for a busy writer");
+    assert_eq!(
+        returned,
+        Ok(true),
+        "append_here_if_free waited for a busy writer"
+    );
     drop(guard);
 
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
     let event = timeout(Duration::from_secs(5), live.recv())
         .await
@@ -134,7 +141,7 @@ fn big_text() -> String {
 }
 
 /// More events of [`big_text`] than the WAL holds before a checkpoint is due.
-const PAST_THE_CHECKPOINT: usize = writer::CHECKPOINT_PAGES as usize / 4;
+const PAST_THE_CHECKPOINT: usize = checkpoint::CHECKPOINT_PAGES as usize / 4;
 
 async fn wait_for_growth(what: impl Fn() -> u64, from: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -157,7 +164,10 @@ async fn commits_on_callers_threads_leave_checkpoints_to_the_writer_thread() {
             appended < PAST_THE_CHECKPOINT,
             "no checkpoint asked for after {appended} big events"
         );
-        journal.append_eager(id, output(&text)).await.unwrap();
+        journal
+            .append_here_if_free(id, output(&text))
+            .await
+            .unwrap();
         appended += 1;
         assert_eq!(db_len(), before, "a caller's commit checkpointed");
     }
@@ -167,7 +177,7 @@ async fn commits_on_callers_threads_leave_checkpoints_to_the_writer_thread() {
     );
 
     // The writer thread has nothing to commit, only the checkpoint to run.
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
     wait_for_growth(db_len, before).await;
     let stored = journal.events_after(id, 0, 1000).await.unwrap();
@@ -182,12 +192,12 @@ async fn the_writer_thread_checkpoints_its_own_batches_when_the_wal_is_full() {
     let db_len = || std::fs::metadata(journal.path()).unwrap().len();
     let before = db_len();
     let mut live = bus.subscribe_command(id);
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
     // Queued, so only the writer thread commits them; nobody asks it for a checkpoint.
     let text = big_text();
     for _ in 0..PAST_THE_CHECKPOINT {
-        journal.append_nowait(id, output(&text)).await.unwrap();
+        journal.append_queued(id, output(&text)).await.unwrap();
     }
     for _ in 0..PAST_THE_CHECKPOINT {
         timeout(Duration::from_secs(10), live.recv())
@@ -203,21 +213,24 @@ async fn the_writer_thread_checkpoints_its_own_batches_when_the_wal_is_full() {
 #[tokio::test]
 async fn a_panic_while_holding_the_writer_leaves_it_usable() {
     let (_dir, journal, bus, _inbox, id) = journal_with_command().await;
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let panicked = std::thread::spawn(move || {
         let _writer = shared.hold();
         panic!("a bug mid-batch");
     })
     .join();
     assert!(panicked.is_err());
-    assert!(journal.inner.shared.is_poisoned());
+    assert!(journal.inner.writer.is_poisoned());
 
     let mut live = bus.subscribe_command(id);
-    journal.append_eager(id, output("after")).await.unwrap();
+    journal
+        .append_here_if_free(id, output("after"))
+        .await
+        .unwrap();
     let event = timeout(Duration::ZERO, live.recv()).await.unwrap().unwrap();
     assert_eq!((event.seq, &event.kind), (3, &output("after")));
     assert!(
-        !journal.inner.shared.is_poisoned(),
+        !journal.inner.writer.is_poisoned(),
         "recovered once, not at every lock"
     );
 }
@@ -225,7 +238,10 @@ async fn a_panic_while_holding_the_writer_leaves_it_usable() {
 #[tokio::test]
 async fn the_wal_index_lives_in_memory_and_readers_see_each_commit() {
     let (dir, journal, _bus, _inbox, id) = journal_with_command().await;
-    journal.append_eager(id, output("one")).await.unwrap();
+    journal
+        .append_here_if_free(id, output("one"))
+        .await
+        .unwrap();
     // A pooled reader (a connection of its own) sees the caller's commit.
     let events = journal.events_after(id, 0, 100).await.unwrap();
     assert_eq!(texts(&events), ["one"]);
@@ -248,7 +264,7 @@ async fn a_submit_that_starts_stores_the_row_its_two_events_would_leave() {
         .submit(NewCommand::for_test(queued), 1, false)
         .await
         .unwrap();
-    let pending = journal.command(queued, false).await.unwrap().unwrap();
+    let pending = journal.command(queued).await.unwrap().unwrap();
     assert_eq!(
         (
             pending.status,
@@ -263,7 +279,7 @@ async fn a_submit_that_starts_stores_the_row_its_two_events_would_leave() {
         .await
         .unwrap();
     for id in [started_at_once, queued] {
-        let row = journal.command(id, false).await.unwrap().unwrap();
+        let row = journal.command(id).await.unwrap().unwrap();
         assert_eq!(
             (row.status, row.attempts, row.last_seq),
             (CommandStatus::Executing, 1, 2),
@@ -310,7 +326,7 @@ async fn a_failing_operation_in_a_batch_leaves_the_others_stored() {
     let (_dir, journal, bus, inbox, id) = journal_with_command().await;
     refuse_after_insert(&journal, "lost");
     let mut live = bus.subscribe_command(id);
-    journal.append_nowait(id, output("1")).await.unwrap();
+    journal.append_queued(id, output("1")).await.unwrap();
     let (reply, failed) = oneshot::channel();
     let op = Op::Append {
         command_id: id,
@@ -318,9 +334,9 @@ async fn a_failing_operation_in_a_batch_leaves_the_others_stored() {
         reply: Some(reply),
     };
     journal.send(op, Apply::Queued).await.unwrap();
-    journal.append_nowait(id, output("3")).await.unwrap();
+    journal.append_queued(id, output("3")).await.unwrap();
 
-    let shared = journal.inner.shared.clone();
+    let shared = journal.inner.writer.clone();
     let writer = std::thread::spawn(move || shared.run(inbox));
     let err = timeout(Duration::from_secs(5), failed)
         .await

@@ -5,17 +5,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TryRecvError};
 
 /// How long the writer keeps checking its inbox after a batch before it parks its thread.
-/// Waking a parked thread costs tens of microseconds on the machines measured (more than a
-/// commit), and the next operation often follows within this window: a new command's first
-/// output right after its submit, the next command of a burst, a provider's next chunk. Each
-/// check yields the core to any other runnable thread, so it takes no time from real work; an
-/// idle hub parks after one window.
-pub const SPIN_BEFORE_PARK: Duration = Duration::from_micros(150);
+/// Waking a parked thread costs more than a commit, and the next operation often follows
+/// within this window: a new command's first output right after its submit, the next command
+/// of a burst, a provider's next chunk. Each check yields the core to any other runnable
+/// thread, so it takes no time from real work; an idle hub parks after one window.
+pub(super) const SPIN_BEFORE_PARK: Duration = Duration::from_micros(150);
 
 /// The next item: checked for during [`SPIN_BEFORE_PARK`], then waited for with the thread
 /// parked. `None` once every sender is gone and nothing is left. Blocking: call it from a
 /// dedicated thread, never from async code.
-pub fn next<T>(rx: &mut mpsc::Receiver<T>) -> Option<T> {
+pub(super) fn next<T>(rx: &mut mpsc::Receiver<T>) -> Option<T> {
     let until = Instant::now() + SPIN_BEFORE_PARK;
     loop {
         match rx.try_recv() {

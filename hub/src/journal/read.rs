@@ -10,10 +10,8 @@ use helix_mesh::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
-use crate::{
-    command::{EventKind, NewCommand, StoredEvent},
-    journal::JournalError,
-};
+use super::JournalError;
+use crate::command::{EventKind, NewCommand, StoredEvent};
 
 /// A command as the journal holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,25 +119,37 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<(i64, CommandRecord)> {
     ))
 }
 
-/// One command by id.
-pub fn command(
+/// One command by id, without its output.
+pub(super) fn command(
     conn: &Connection,
     command_id: Uuid,
-    with_output: bool,
 ) -> Result<Option<CommandRecord>, JournalError> {
-    let found = conn
+    Ok(find_command(conn, command_id)?.map(|(_, record)| record))
+}
+
+/// One command by id, with its whole output.
+pub(super) fn command_with_output(
+    conn: &Connection,
+    command_id: Uuid,
+) -> Result<Option<CommandRecord>, JournalError> {
+    let Some((row, mut record)) = find_command(conn, command_id)? else {
+        return Ok(None);
+    };
+    record.output = Some(output_of(conn, row, command_id)?);
+    Ok(Some(record))
+}
+
+/// One command by id, with its row in the commands table.
+fn find_command(
+    conn: &Connection,
+    command_id: Uuid,
+) -> Result<Option<(i64, CommandRecord)>, JournalError> {
+    Ok(conn
         .prepare_cached(&format!(
             "SELECT {COMMAND_COLUMNS} FROM commands WHERE command_id = ?1"
         ))?
         .query_row([command_id.to_string()], record_from_row)
-        .optional()?;
-    let Some((row, mut record)) = found else {
-        return Ok(None);
-    };
-    if with_output {
-        record.output = Some(output_of(conn, row, command_id)?);
-    }
-    Ok(Some(record))
+        .optional()?)
 }
 
 fn output_of(conn: &Connection, row: i64, command_id: Uuid) -> Result<String, JournalError> {
@@ -159,7 +169,7 @@ fn output_of(conn: &Connection, row: i64, command_id: Uuid) -> Result<String, Jo
 
 /// Events with seq > `after_seq`, oldest first, at most `limit`. `UnknownCommand` if the
 /// command does not exist.
-pub fn events_after(
+pub(super) fn events_after(
     conn: &Connection,
     command_id: Uuid,
     after_seq: u64,
@@ -189,15 +199,15 @@ pub fn events_after(
 }
 
 fn decode(command_id: Uuid, seq: u64, body: &str) -> Result<EventKind, JournalError> {
-    serde_json::from_str(body).map_err(|e| JournalError::CorruptEvent {
+    serde_json::from_str(body).map_err(|source| JournalError::CorruptEvent {
         command_id: command_id.to_string(),
         seq,
-        problem: e.to_string(),
+        source,
     })
 }
 
 /// A page of commands, newest first.
-pub fn list(conn: &Connection, filter: &ListFilter) -> Result<ListPage, JournalError> {
+pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<ListPage, JournalError> {
     let limit = filter.limit.max(1);
     let sql = format!(
         "SELECT {COMMAND_COLUMNS} FROM commands
