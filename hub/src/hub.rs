@@ -1,9 +1,9 @@
 //! A running hub: the journal, the executor, and the gRPC listener, with a staged shutdown.
 //!
-//! `Hub::bind` takes the data dir and config; `Hub::bind_with_listener` takes an already-bound
-//! TCP listener so tests use port 0. While running, `<data-dir>/hub.json` says where the hub
-//! listens (spokes on this machine read it); a lock on `<data-dir>/hub.lock` keeps a second hub
-//! off the same data dir.
+//! `Hub::bind` takes the data dir and config; `Hub::builder` also takes an already-bound TCP
+//! listener (tests use port 0) or other providers. While running, `<data-dir>/hub.json` says
+//! where the hub listens (spokes on this machine read it); a lock on `<data-dir>/hub.lock`
+//! keeps a second hub off the same data dir.
 
 use std::{
     fs::File,
@@ -14,27 +14,34 @@ use std::{
 };
 
 use helix_mesh::fsutil::{self, FsError};
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
+use tokio_util::{
+    sync::{CancellationToken, DropGuard},
+    task::AbortOnDropHandle,
+};
 
 use crate::{
     admin::AdminService,
+    background::BackgroundTask,
     bearer::BearerToken,
     bus::Bus,
     config::HubConfig,
+    context::HubContext,
     credentials::CredentialStore,
     devices::{Devices, Pairings},
     executor::Executor,
     journal::{Journal, JournalError},
     mesh::Mesh,
     provider::Providers,
+    relay::RelayHandle,
     service::RemoteExecutionService,
 };
 
+mod builder;
 mod data_dir;
 mod services;
 
-use data_dir::lock_data_dir;
+pub use builder::HubBuilder;
 pub use data_dir::read_runtime_info;
 use services::grpc_router;
 pub use services::providers_from_config;
@@ -81,7 +88,12 @@ pub enum HubError {
     Mesh(#[from] crate::mesh::MeshError),
 }
 
-/// A running hub.
+/// A running hub. Dropping it instead of awaiting [`Hub::shutdown`] stops its background work
+/// at once (no drain, no withdrawn presence, `hub.json` left behind).
+///
+/// Its background work hangs off one root token, with a child per shutdown stage: the
+/// executor, live streams, the table relay, presence, the iroh side and the gRPC server.
+/// Shutdown cancels the stages one by one, in that order; a drop cancels the root.
 #[derive(Debug)]
 pub struct Hub {
     data_dir: PathBuf,
@@ -89,51 +101,19 @@ pub struct Hub {
     local_addr: SocketAddr,
     executor: Executor,
     config: Arc<HubConfig>,
+    /// Cancels the root token when the hub is dropped. Declared before the tasks, so they see
+    /// their tokens cancelled before their handles abort them.
+    _root: DropGuard,
     streams_shutdown: CancellationToken,
-    server_shutdown: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    relay: Option<RelayHandle>,
+    presence: Option<BackgroundTask>,
     mesh: Option<Arc<Mesh>>,
-    presence: Option<(CancellationToken, JoinHandle<()>)>,
-    relay: Option<(CancellationToken, JoinHandle<()>)>,
-    relay_wake: tokio::sync::mpsc::Sender<()>,
+    server_shutdown: CancellationToken,
+    server: AbortOnDropHandle<Result<(), tonic::transport::Error>>,
     _lock: File,
 }
 
 impl Hub {
-    /// Starts a hub on `config.grpc_addr`.
-    pub async fn bind(data_dir: &Path, config: HubConfig) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        let listener = TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|source| HubError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-        Self::start(data_dir, config, listener, lock, None).await
-    }
-
-    /// Starts a hub on an already-bound listener.
-    pub async fn bind_with_listener(
-        data_dir: &Path,
-        config: HubConfig,
-        listener: TcpListener,
-    ) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        Self::start(data_dir, config, listener, lock, None).await
-    }
-
-    /// Like [`Hub::bind_with_listener`] with the given providers instead of those built from
-    /// the config (benchmarks use an instant local provider).
-    pub async fn bind_with_providers(
-        data_dir: &Path,
-        config: HubConfig,
-        listener: TcpListener,
-        providers: Providers,
-    ) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        Self::start(data_dir, config, listener, lock, Some(providers)).await
-    }
-
     async fn start(
         data_dir: &Path,
         config: HubConfig,
@@ -142,6 +122,7 @@ impl Hub {
         providers: Option<Providers>,
     ) -> Result<Hub, HubError> {
         let config = Arc::new(config);
+        let root = CancellationToken::new();
         let endpoint_options = config.iroh.endpoint_options()?;
         let secret = helix_mesh::transport::load_or_create_secret_key(&data_dir.join(KEY_FILE))?;
         let hub_id = secret.public().to_string();
@@ -171,23 +152,25 @@ impl Hub {
             credentials.clone(),
             config.clone(),
             recovery.pending,
+            root.child_token(),
         );
-        let streams_shutdown = CancellationToken::new();
         let provider_names: Vec<String> = helix_mesh::pb::Provider::ALL
             .into_iter()
             .filter(|p| providers.get(*p).is_some())
             .map(|p| p.name().to_owned())
             .collect();
-        let service = RemoteExecutionService::new(
-            executor.clone(),
-            journal.clone(),
-            bus.clone(),
-            config.clone(),
+        let context = Arc::new(HubContext {
+            hub_id: hub_id.clone(),
+            config: config.clone(),
+            journal,
+            bus,
+            executor: executor.clone(),
             credentials,
             providers,
-            hub_id.clone(),
-            streams_shutdown.clone(),
-        );
+            devices: devices.clone(),
+        });
+        let streams_shutdown = root.child_token();
+        let service = RemoteExecutionService::new(context.clone(), streams_shutdown.clone());
 
         let local_addr = listener.local_addr().map_err(|source| HubError::Bind {
             addr: config.grpc_addr,
@@ -205,92 +188,32 @@ impl Hub {
                     pairings.clone(),
                     service.clone(),
                     hub_name.clone(),
+                    root.child_token(),
                 )
                 .await?,
             ))
         } else {
             None
         };
-        // The table relay, when this hub has cloud settings. The wake sender is kept so the
-        // worker's channel stays open (Realtime, when running, sends on it).
-        let (relay_wake, wake_rx) = tokio::sync::mpsc::channel(1);
-        let relay_cloud = helix_discovery::cloud::Cloud::in_dir(data_dir);
-        let relay = match relay_cloud.config() {
-            Ok(Some(supabase)) => {
-                let cancel = CancellationToken::new();
-                let relay_cancel = cancel.clone();
-                let config_poll = config.cloud.poll_interval;
-                let token = match relay_cloud.rest().await {
-                    Ok(Some((_, session))) => session.access_token,
-                    _ => String::new(),
-                };
-                let (token_tx, token_rx) = tokio::sync::watch::channel(token.clone());
-                // Realtime is only a wake-up: without it (or a session) the safety poll runs.
-                let realtime = if token.is_empty() {
-                    None
-                } else {
-                    match helix_discovery::realtime::RealtimeConfig::from_supabase(
-                        &supabase, &hub_id,
-                    ) {
-                        Ok(rt) => Some(helix_discovery::realtime::spawn(
-                            rt,
-                            token_rx,
-                            relay_wake.clone(),
-                            cancel.clone(),
-                        )),
-                        Err(error) => {
-                            tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
-                            None
-                        }
-                    }
-                };
-                let worker = crate::relay::Relay {
-                    cloud: relay_cloud,
-                    secret: secret.clone(),
-                    devices: devices.clone(),
-                    executor: executor.clone(),
-                    journal: journal.clone(),
-                    bus: bus.clone(),
-                    config: config.clone(),
-                    token: token_tx,
-                };
-                let task = tokio::spawn(async move {
-                    worker.run(wake_rx, config_poll, cancel.clone()).await;
-                    if let Some(rt) = realtime {
-                        let _ = rt.await;
-                    }
-                });
-                Some((relay_cancel, task))
-            }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, "cloud settings unreadable: no table relay");
-                None
-            }
-        };
+        let relay = crate::relay::spawn(context, secret, data_dir, root.child_token()).await;
         let presence = mesh.as_ref().map(|mesh| {
-            let cancel = CancellationToken::new();
-            let task = tokio::spawn(crate::presence::heartbeat(
-                data_dir.to_owned(),
-                mesh.endpoint().clone(),
-                hub_name.clone(),
-                provider_names.clone(),
-                cancel.clone(),
-            ));
-            (cancel, task)
+            let (data_dir, endpoint) = (data_dir.to_owned(), mesh.endpoint().clone());
+            BackgroundTask::spawn(root.child_token(), |cancel| {
+                crate::presence::heartbeat(data_dir, endpoint, hub_name, provider_names, cancel)
+            })
         });
         let admin = mesh.clone().map(|mesh| AdminService {
             devices,
             pairings,
             mesh,
         });
-        let server_shutdown = CancellationToken::new();
+        let server_shutdown = root.child_token();
         let router = grpc_router(service, admin, token).await?;
         let incoming = helix_mesh::transport::tcp_incoming(listener);
-        let server = tokio::spawn(
+        let server = AbortOnDropHandle::new(tokio::spawn(
             router
                 .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
-        );
+        ));
 
         let info = RuntimeInfo {
             hub_id: hub_id.clone(),
@@ -309,13 +232,13 @@ impl Hub {
             local_addr,
             executor,
             config,
+            _root: root.drop_guard(),
             streams_shutdown,
+            relay,
+            presence,
+            mesh,
             server_shutdown,
             server,
-            mesh,
-            presence,
-            relay,
-            relay_wake,
             _lock: lock,
         })
     }
@@ -345,7 +268,9 @@ impl Hub {
 
     /// Wakes the table relay worker now (what a Realtime insert notification does).
     pub fn wake_relay(&self) {
-        let _ = self.relay_wake.try_send(());
+        if let Some(relay) = &self.relay {
+            relay.wake();
+        }
     }
 
     /// Staged stop: refuse new commands, let running ones finish (up to the configured drain
@@ -360,13 +285,11 @@ impl Hub {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
         self.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
-        if let Some((cancel, task)) = self.relay {
-            cancel.cancel();
-            let _ = task.await;
+        if let Some(relay) = self.relay {
+            relay.stop().await;
         }
-        if let Some((cancel, task)) = self.presence {
-            cancel.cancel();
-            let _ = task.await;
+        if let Some(presence) = self.presence {
+            presence.stop().await;
         }
         if let Some(mesh) = &self.mesh {
             mesh.shutdown().await;

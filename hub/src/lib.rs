@@ -1,7 +1,9 @@
 //! The Helix Mesh hub: the desktop service that keeps the credentials and runs commands.
 //!
 //! Module map:
-//! - [`hub`]: a running hub (journal + executor + gRPC listeners) and its staged shutdown.
+//! - [`hub`]: a running hub (journal + executor + gRPC listeners), its builder and its staged
+//!   shutdown; [`context`]: what its command paths share; [`background`]: a task with an
+//!   owner (stopped by its token, aborted on drop).
 //! - [`mesh`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
 //!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service;
 //!   [`presence`]: the presence heartbeat when cloud is configured; [`relay`]: the hub's side
@@ -21,11 +23,13 @@
 //!   sign-in flows, OpenClaw import and credential report behind it.
 
 pub mod admin;
+pub mod background;
 pub mod bearer;
 pub mod bus;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod context;
 pub mod credentials;
 pub mod devices;
 pub mod executor;

@@ -20,9 +20,9 @@
 mod resume;
 mod row;
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use helix_discovery::cloud::Cloud;
+use helix_discovery::{cloud::Cloud, realtime::RealtimeConfig};
 use helix_mesh::{
     envelope::{self, EnvelopeKind, Header},
     pb,
@@ -31,8 +31,11 @@ use helix_mesh::{
 use iroh::{PublicKey, SecretKey};
 use prost::Message;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio::sync::{mpsc, watch};
+use tokio_util::{
+    sync::CancellationToken,
+    task::{AbortOnDropHandle, TaskTracker},
+};
 use uuid::Uuid;
 
 use self::{
@@ -44,12 +47,10 @@ pub use self::{
     row::{RETRY_FIRST, RETRY_MAX},
 };
 use crate::{
-    bus::Bus,
+    background::BackgroundTask,
     command::{DEFAULT_TTL_MS, NewCommand},
-    config::HubConfig,
-    devices::Devices,
-    executor::{CancelError, Executor, SubmitError},
-    journal::Journal,
+    context::HubContext,
+    executor::{CancelError, SubmitError},
 };
 
 /// Most events written back in one append call.
@@ -68,18 +69,93 @@ const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// with (one try per call: retries stop with the hub).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// What the relay worker needs.
+/// A running table relay: its worker (and Realtime, when running) and its wake-up channel.
+#[derive(Debug)]
+#[must_use = "dropping a RelayHandle aborts the table relay"]
+pub struct RelayHandle {
+    /// Kept here so the worker's channel stays open (Realtime, when running, sends on it too).
+    wake: mpsc::Sender<()>,
+    task: BackgroundTask,
+}
+
+impl RelayHandle {
+    /// Wakes the worker now (what a Realtime insert notification does).
+    pub fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+
+    /// Stops claiming, waits up to [`STOP_GRACE`] for the relayed commands' handlers, then for
+    /// Realtime.
+    pub async fn stop(self) {
+        self.task.stop().await;
+    }
+}
+
+/// Starts the table relay when `data_dir` has cloud settings (`None` without them, or when
+/// they cannot be read), with Realtime wake-ups when there is a session. Cancelling `cancel`
+/// stops both, like [`RelayHandle::stop`].
+pub async fn spawn(
+    context: Arc<HubContext>,
+    secret: SecretKey,
+    data_dir: &Path,
+    cancel: CancellationToken,
+) -> Option<RelayHandle> {
+    let cloud = Cloud::in_dir(data_dir);
+    let supabase = match cloud.config() {
+        Ok(Some(supabase)) => supabase,
+        Ok(None) => return None,
+        Err(error) => {
+            tracing::warn!(%error, "cloud settings unreadable: no table relay");
+            return None;
+        }
+    };
+    let (wake, wake_rx) = mpsc::channel(1);
+    let token = match cloud.rest().await {
+        Ok(Some((_, session))) => session.access_token,
+        _ => String::new(),
+    };
+    let (token_tx, token_rx) = watch::channel(token.clone());
+    // Realtime is only a wake-up: without it (or a session) the safety poll runs.
+    let realtime = if token.is_empty() {
+        None
+    } else {
+        match RealtimeConfig::from_supabase(&supabase, &context.hub_id) {
+            Ok(rt) => Some(AbortOnDropHandle::new(helix_discovery::realtime::spawn(
+                rt,
+                token_rx,
+                wake.clone(),
+                cancel.clone(),
+            ))),
+            Err(error) => {
+                tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
+                None
+            }
+        }
+    };
+    let poll = context.config.cloud.poll_interval;
+    let worker = Relay {
+        ctx: context,
+        cloud,
+        secret,
+        token: token_tx,
+    };
+    let task = BackgroundTask::spawn(cancel, |cancel| async move {
+        worker.run(wake_rx, poll, cancel).await;
+        if let Some(rt) = realtime {
+            let _ = rt.await;
+        }
+    });
+    Some(RelayHandle { wake, task })
+}
+
+/// What the relay worker and its handlers share.
 #[derive(Debug, Clone)]
-pub struct Relay {
-    pub cloud: Cloud,
-    pub secret: SecretKey,
-    pub devices: Arc<Devices>,
-    pub executor: Executor,
-    pub journal: Journal,
-    pub bus: Bus,
-    pub config: Arc<HubConfig>,
+struct Relay {
+    ctx: Arc<HubContext>,
+    cloud: Cloud,
+    secret: SecretKey,
     /// The current access token, for the Realtime client (refreshed here every round).
-    pub token: tokio::sync::watch::Sender<String>,
+    token: watch::Sender<String>,
 }
 
 impl Relay {
@@ -202,7 +278,7 @@ impl Relay {
         };
         cloud_row.deadline_ms = cmd.expires_at_ms;
         let id = cmd.command_id;
-        match self.executor.submit(cmd).await {
+        match self.ctx.executor.submit(cmd).await {
             Ok(_) => {}
             Err(SubmitError::AlreadyExists(_)) => {
                 cloud_row.complete("failed", Some(REPLAYED.into())).await;
@@ -228,7 +304,7 @@ impl Relay {
         let command_id = cloud_row.command_id;
         let mut last = after;
         loop {
-            let events = match self.journal.events_after(id, last, APPEND_BATCH).await {
+            let events = match self.ctx.journal.events_after(id, last, APPEND_BATCH).await {
                 Ok(events) => events,
                 Err(error) => {
                     cloud_row
@@ -312,17 +388,17 @@ impl Relay {
     /// command is silent, reads its row every poll interval: `Some(status)` when the row is no
     /// longer `executing` (a device cancelled it).
     async fn wait_for_event(&self, cloud_row: &Row<'_>, id: Uuid, last: u64) -> Option<String> {
-        let mut live = self.bus.subscribe_command(id);
+        let mut live = self.ctx.bus.subscribe_command(id);
         loop {
             // Checked after subscribing, so nothing committed in between is missed.
-            let stored = self.journal.events_after(id, last, 1).await;
+            let stored = self.ctx.journal.events_after(id, last, 1).await;
             if stored.map_or(true, |events| !events.is_empty()) {
                 return None;
             }
             tokio::select! {
                 _ = cloud_row.cancel.cancelled() => return None,
                 _ = live.recv() => return None,
-                _ = tokio::time::sleep(self.config.cloud.poll_interval) => {
+                _ = tokio::time::sleep(self.ctx.config.cloud.poll_interval) => {
                     match cloud_row.status().await {
                         Some(status) if status != "executing" => return Some(status),
                         _ => {}
@@ -337,7 +413,7 @@ impl Relay {
     async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
         tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
         let reason = format!("cancelled in the cloud (the relayed row is {status})");
-        match self.executor.cancel_because(id, Some(&reason)).await {
+        match self.ctx.executor.cancel_because(id, Some(&reason)).await {
             Ok(done) => {
                 tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
             }
@@ -355,8 +431,10 @@ impl Relay {
         row: &Value,
     ) -> Result<(PublicKey, NewCommand), String> {
         let text = row["envelope"].as_str().ok_or("the row has no envelope")?;
-        let opened = envelope::open(&self.secret, text, now_ms(), |k| self.devices.is_paired(k))
-            .map_err(|e| e.to_string())?;
+        let opened = envelope::open(&self.secret, text, now_ms(), |k| {
+            self.ctx.devices.is_paired(k)
+        })
+        .map_err(|e| e.to_string())?;
         if opened.header.kind != EnvelopeKind::Command || opened.header.context != command_id {
             return Err("envelope does not belong to this row".into());
         }
@@ -370,6 +448,7 @@ impl Relay {
         }
         let id = Uuid::parse_str(command_id).map_err(|_| "bad command id".to_owned())?;
         if self
+            .ctx
             .journal
             .command(id, false)
             .await
@@ -378,7 +457,7 @@ impl Relay {
         {
             return Err(REPLAYED.into());
         }
-        let config = self.config.clone();
+        let config = self.ctx.config.clone();
         let cmd = NewCommand::from_request(
             request,
             |agent| config.default_provider(agent),

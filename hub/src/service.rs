@@ -13,14 +13,10 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    bus::Bus,
     command::{NewCommand, parse_command_id},
-    config::HubConfig,
-    credentials::CredentialStore,
-    executor::{Executor, Submitted},
-    journal::Journal,
+    context::HubContext,
+    executor::Submitted,
     journal_read::ListFilter,
-    provider::Providers,
     status,
 };
 
@@ -37,45 +33,16 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusChange, Status>> 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RemoteExecutionService {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    executor: Executor,
-    journal: Journal,
-    bus: Bus,
-    config: Arc<HubConfig>,
-    credentials: CredentialStore,
-    providers: Providers,
-    hub_id: String,
+    inner: Arc<HubContext>,
     /// Ends live streams (Attach, Watch) when the hub stops.
     shutdown: CancellationToken,
 }
 
 impl RemoteExecutionService {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        executor: Executor,
-        journal: Journal,
-        bus: Bus,
-        config: Arc<HubConfig>,
-        credentials: CredentialStore,
-        providers: Providers,
-        hub_id: String,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(context: Arc<HubContext>, shutdown: CancellationToken) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                executor,
-                journal,
-                bus,
-                config,
-                credentials,
-                providers,
-                hub_id,
-                shutdown,
-            }),
+            inner: context,
+            shutdown,
         }
     }
 
@@ -98,6 +65,7 @@ impl RemoteExecutionService {
         history: bool,
     ) -> EventStream {
         let inner = self.inner.clone();
+        let shutdown = self.shutdown.clone();
         Box::pin(stream! {
             let mut last = after_seq;
             // `catch_up` replays the journal from `last`; it is the whole story for finished
@@ -129,7 +97,7 @@ impl RemoteExecutionService {
                     }
                 }
                 let received = tokio::select! {
-                    _ = inner.shutdown.cancelled() => {
+                    _ = shutdown.cancelled() => {
                         yield Err(Status::unavailable(
                             "the hub is shutting down; attach again with after_seq once it is back",
                         ));
@@ -237,7 +205,7 @@ impl RemoteExecution for RemoteExecutionService {
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut rx = self.inner.bus.subscribe_status();
-        let shutdown = self.inner.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         Ok(Response::new(Box::pin(stream! {
             loop {
                 let received = tokio::select! {

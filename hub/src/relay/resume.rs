@@ -129,7 +129,7 @@ impl Relay {
                 .await;
             return;
         };
-        let record = match self.journal.command(id, false).await {
+        let record = match self.ctx.journal.command(id, false).await {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::warn!(%command_id, "a relayed command left executing is not in the journal; failing it");
