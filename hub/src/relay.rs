@@ -19,12 +19,13 @@
 
 mod resume;
 mod row;
+mod stream;
 
 use std::{path::Path, sync::Arc, time::Duration};
 
 use helix_discovery::{cloud::Cloud, realtime::RealtimeConfig};
 use helix_mesh::{
-    envelope::{self, EnvelopeKind, Header},
+    envelope::{self, EnvelopeKind},
     pb,
     proto_ext::now_ms,
 };
@@ -38,10 +39,7 @@ use tokio_util::{
 };
 use uuid::Uuid;
 
-use self::{
-    resume::{Active, clear_reason},
-    row::{GaveUp, Row},
-};
+use self::{resume::Active, row::Row};
 pub use self::{
     resume::{ORPHAN_BATCH, ORPHAN_SCAN},
     row::{RETRY_FIRST, RETRY_MAX},
@@ -50,7 +48,7 @@ use crate::{
     background::BackgroundTask,
     command::{DEFAULT_TTL_MS, NewCommand},
     context::HubContext,
-    executor::{CancelError, SubmitError},
+    executor::SubmitError,
 };
 
 /// Most events written back in one append call.
@@ -295,133 +293,6 @@ impl Relay {
             }
         }
         self.stream_back(&cloud_row, id, &device, 0).await;
-    }
-
-    /// Streams the command's stored events after seq `after` (those up to it are in the cloud)
-    /// to the row, sealed to the device, in batches of what is ready, then completes the row
-    /// with the command's final status.
-    async fn stream_back(&self, cloud_row: &Row<'_>, id: Uuid, device: &PublicKey, after: u64) {
-        let command_id = cloud_row.command_id;
-        let mut last = after;
-        loop {
-            let events = match self.ctx.journal.events_after(id, last, APPEND_BATCH).await {
-                Ok(events) => events,
-                Err(error) => {
-                    cloud_row
-                        .complete("failed", Some(format!("journal: {error}")))
-                        .await;
-                    return;
-                }
-            };
-            if events.is_empty() {
-                if cloud_row.cancel.is_cancelled() {
-                    // The hub stops and everything stored so far is written.
-                    return;
-                }
-                if let Some(status) = self.wait_for_event(cloud_row, id, last).await {
-                    self.cancel_ended(id, command_id, &status).await;
-                    return;
-                }
-                continue;
-            }
-            // Sealed once: a retry of the append must send these very envelopes.
-            let mut batch = Vec::with_capacity(events.len());
-            let mut finished = None;
-            for event in &events {
-                let header = Header {
-                    kind: EnvelopeKind::Event,
-                    context: command_id.to_owned(),
-                    seq: event.seq,
-                    expires_at_ms: now_ms() + EVENT_TTL_MS,
-                };
-                let bytes = event.to_proto().encode_to_vec();
-                match envelope::seal(&self.secret, device, &header, &bytes) {
-                    Ok(sealed) => batch.push(json!({"seq": event.seq, "envelope": sealed})),
-                    Err(error) => {
-                        cloud_row
-                            .complete("failed", Some(format!("sealing an event: {error}")))
-                            .await;
-                        return;
-                    }
-                }
-                last = event.seq;
-                if let crate::command::EventKind::Finished { status, error, .. } = &event.kind {
-                    finished = Some((status.to_status(), clear_reason(error)));
-                }
-            }
-            match cloud_row.append(&batch).await {
-                Ok(()) => {}
-                Err(GaveUp::Refused(error)) if error.is_conflict() => {
-                    // The cloud holds other events under these seqs (another writer, or a hub
-                    // that lost its journal): the spoke cannot get a consistent stream.
-                    tracing::error!(%command_id, %error, "the cloud holds different events for this relayed command");
-                    cloud_row
-                        .complete("failed", Some(CONFLICTING_EVENTS.into()))
-                        .await;
-                    return;
-                }
-                Err(GaveUp::Refused(error)) => {
-                    // Most likely the row is no longer `executing`: a device cancelled it.
-                    let ended = match cloud_row.status().await {
-                        Some(status) => (status != "executing").then_some(status),
-                        None => (error.code() == Some("P0002")).then(|| "not executing".into()),
-                    };
-                    match ended {
-                        Some(status) => self.cancel_ended(id, command_id, &status).await,
-                        None => {
-                            tracing::warn!(%command_id, %error, "the cloud refused a relayed command's events");
-                        }
-                    }
-                    return;
-                }
-                // Logged where it was given up.
-                Err(GaveUp::Expired(_) | GaveUp::Stopping(_)) => return,
-            }
-            if let Some((status, reason)) = finished {
-                cloud_row.complete(status.name(), reason).await;
-                return;
-            }
-        }
-    }
-
-    /// Waits for the command's next stored event, or the hub stopping (`None`). While the
-    /// command is silent, reads its row every poll interval: `Some(status)` when the row is no
-    /// longer `executing` (a device cancelled it).
-    async fn wait_for_event(&self, cloud_row: &Row<'_>, id: Uuid, last: u64) -> Option<String> {
-        let mut live = self.ctx.bus.subscribe_command(id);
-        loop {
-            // Checked after subscribing, so nothing committed in between is missed.
-            let stored = self.ctx.journal.events_after(id, last, 1).await;
-            if stored.map_or(true, |events| !events.is_empty()) {
-                return None;
-            }
-            tokio::select! {
-                _ = cloud_row.cancel.cancelled() => return None,
-                _ = live.recv() => return None,
-                _ = tokio::time::sleep(self.ctx.config.cloud.poll_interval) => {
-                    match cloud_row.status().await {
-                        Some(status) if status != "executing" => return Some(status),
-                        _ => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// The row ended in the cloud while the command is here (a device cancelled it): nobody
-    /// can receive more of it, so the executor cancels it (and aborts the provider's stream).
-    async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
-        tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
-        let reason = format!("cancelled in the cloud (the relayed row is {status})");
-        match self.ctx.executor.cancel_because(id, Some(&reason)).await {
-            Ok(done) => {
-                tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
-            }
-            Err(CancelError::AlreadyFinished { .. }) => {}
-            Err(error) => {
-                tracing::warn!(%command_id, %error, "cancelling a relayed command failed");
-            }
-        }
     }
 
     /// The checks a relayed envelope must pass; the refusal reason otherwise.
