@@ -1,5 +1,5 @@
 //! What the hub's command paths share: built once when a hub starts, then handed (behind an
-//! `Arc`) to the gRPC service and the table relay instead of each taking the pieces one by one.
+//! `Arc`) to the gRPC service and the cloud route instead of each taking the pieces one by one.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use crate::{
 
 /// The running hub's shared parts; every field is a cheap handle onto state with one owner.
 ///
-/// The hub's secret key is not here: only the iroh side and the table relay hold it.
+/// The hub's secret key is not here: only the iroh side and the cloud route hold it.
 #[derive(Debug)]
 pub struct HubContext {
     /// The hub's public key, as text.

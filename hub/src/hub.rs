@@ -14,8 +14,8 @@ use tokio_util::{
 };
 
 use crate::{
-    background::BackgroundTask, context::HubContext, journal::JournalError, mesh::Mesh,
-    relay::RelayHandle,
+    background::BackgroundTask, cloud_route::CloudRouteHandle, context::HubContext,
+    journal::JournalError, tunnel::Tunnel,
 };
 
 mod builder;
@@ -66,14 +66,14 @@ pub enum HubError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Mesh(#[from] crate::mesh::MeshError),
+    Tunnel(#[from] crate::tunnel::TunnelError),
 }
 
 /// A running hub. Dropping it instead of awaiting [`Hub::shutdown`] stops its background work
 /// at once (no drain, no withdrawn presence, `hub.json` left behind).
 ///
 /// Its background work hangs off one root token, with a child per shutdown stage: the
-/// executor, live streams, the table relay, presence, the iroh side and the gRPC server.
+/// executor, live streams, the cloud route, presence, the iroh side and the gRPC server.
 /// Shutdown cancels the stages one by one, in that order; a drop cancels the root.
 #[derive(Debug)]
 pub struct Hub {
@@ -84,9 +84,9 @@ pub struct Hub {
     /// their tokens cancelled before their handles abort them.
     _root: DropGuard,
     streams_shutdown: CancellationToken,
-    relay: Option<RelayHandle>,
+    cloud_route: Option<CloudRouteHandle>,
     presence: Option<BackgroundTask>,
-    mesh: Option<Arc<Mesh>>,
+    tunnel: Option<Arc<Tunnel>>,
     server: GrpcServer,
     _lock: File,
 }
@@ -127,12 +127,12 @@ impl Hub {
 
     /// The hub's iroh address (`None` when iroh is disabled in the config).
     pub fn endpoint_addr(&self) -> Option<iroh::EndpointAddr> {
-        self.mesh.as_ref().map(|m| m.endpoint().addr())
+        self.tunnel.as_ref().map(|m| m.endpoint().addr())
     }
 
     /// Drops every live iroh connection (devices reconnect and resume); returns how many.
     pub fn drop_connections(&self) -> usize {
-        self.mesh.as_ref().map_or(0, |m| {
+        self.tunnel.as_ref().map_or(0, |m| {
             m.tracker().close_all(
                 helix_mesh::transport::CLOSE_DROPPED,
                 "the hub dropped the connection",
@@ -140,10 +140,10 @@ impl Hub {
         })
     }
 
-    /// Wakes the table relay worker now (what a Realtime insert notification does).
-    pub fn wake_relay(&self) {
-        if let Some(relay) = &self.relay {
-            relay.wake();
+    /// Wakes the cloud route's worker now (what a Realtime insert notification does).
+    pub fn wake_cloud_route(&self) {
+        if let Some(cloud_route) = &self.cloud_route {
+            cloud_route.wake();
         }
     }
 
@@ -159,14 +159,14 @@ impl Hub {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
         self.context.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
-        if let Some(relay) = self.relay {
-            relay.stop().await;
+        if let Some(cloud_route) = self.cloud_route {
+            cloud_route.stop().await;
         }
         if let Some(presence) = self.presence {
             presence.stop().await;
         }
-        if let Some(mesh) = &self.mesh {
-            mesh.shutdown().await;
+        if let Some(tunnel) = &self.tunnel {
+            tunnel.shutdown().await;
         }
         self.server.close().await;
         let _ = std::fs::remove_file(self.data_dir.join(RUNTIME_FILE));

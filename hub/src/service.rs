@@ -1,6 +1,6 @@
 //! The `RemoteExecution` gRPC service: validation, then the executor and the journal.
 //!
-//! Every error a caller can see is mapped to a `tonic::Status` in [`status`], and only there.
+//! Every error a caller can see is mapped to a `tonic::Status` in [`grpc_status`], and only there.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -16,8 +16,8 @@ use crate::{
     command::{NewCommand, parse_command_id},
     context::HubContext,
     executor::Submitted,
+    grpc_status,
     journal_read::ListFilter,
-    status,
 };
 
 /// Events read from the journal per query while replaying history.
@@ -78,7 +78,7 @@ impl RemoteExecutionService {
                         let page = match inner.journal.events_after(command_id, last, HISTORY_PAGE).await {
                             Ok(page) => page,
                             Err(e) => {
-                                yield Err(status::journal(e));
+                                yield Err(grpc_status::journal(e));
                                 return;
                             }
                         };
@@ -128,7 +128,7 @@ impl RemoteExecutionService {
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, Status> {
-    parse_command_id(raw).map_err(status::invalid)
+    parse_command_id(raw).map_err(grpc_status::invalid)
 }
 
 #[tonic::async_trait]
@@ -153,7 +153,7 @@ impl RemoteExecution for RemoteExecutionService {
             |agent| config.default_provider(agent),
             device,
         )
-        .map_err(status::invalid)?;
+        .map_err(grpc_status::invalid)?;
         let command_id = cmd.command_id;
         tracing::trace!(%command_id, "execute received");
         // Subscribe before submitting: a new command's events then all arrive live, from its
@@ -164,7 +164,7 @@ impl RemoteExecution for RemoteExecutionService {
             .executor
             .submit(cmd)
             .await
-            .map_err(status::submit)?;
+            .map_err(grpc_status::submit)?;
         let attached = matches!(submitted, Submitted::Existing(_));
         tracing::info!(%command_id, attached, "execute");
         Ok(Response::new(
@@ -183,9 +183,9 @@ impl RemoteExecution for RemoteExecutionService {
             .journal
             .command(command_id, false)
             .await
-            .map_err(status::journal)?;
+            .map_err(grpc_status::journal)?;
         let Some(record) = record else {
-            return Err(status::not_found(command_id));
+            return Err(grpc_status::not_found(command_id));
         };
         if req.after_seq > record.last_seq && record.status.is_terminal() {
             return Err(Status::out_of_range(format!(
@@ -239,7 +239,7 @@ impl RemoteExecution for RemoteExecutionService {
             .executor
             .cancel(command_id)
             .await
-            .map_err(status::cancel)?;
+            .map_err(grpc_status::cancel)?;
         tracing::info!(%command_id, status = %done.status, "cancel");
         Ok(Response::new(pb::CancelResponse {
             status: done.status as i32,
@@ -257,10 +257,10 @@ impl RemoteExecution for RemoteExecutionService {
             .journal
             .command(command_id, true)
             .await
-            .map_err(status::journal)?
+            .map_err(grpc_status::journal)?
         {
             Some(record) => Ok(Response::new(record.to_proto())),
-            None => Err(status::not_found(command_id)),
+            None => Err(grpc_status::not_found(command_id)),
         }
     }
 
@@ -298,7 +298,7 @@ impl RemoteExecution for RemoteExecutionService {
                 limit,
             })
             .await
-            .map_err(status::journal)?;
+            .map_err(grpc_status::journal)?;
         Ok(Response::new(pb::ListCommandsResponse {
             commands: page.commands.iter().map(|c| c.to_proto()).collect(),
             next_page_token: page

@@ -1,5 +1,5 @@
 //! Starting a hub, step by step: its key and paired devices; the journal, what it recovered
-//! and the executor ([`HubContext`]); the iroh side; the table relay; presence; the gRPC
+//! and the executor ([`HubContext`]); the iroh side (tunnel); the cloud route; presence; the gRPC
 //! server; and last `hub.json`, so a spoke that reads it finds a hub that answers.
 //!
 //! Every background task gets a child of the hub's root token (see [`Hub`]).
@@ -26,9 +26,9 @@ use crate::{
     devices::{Devices, Pairings},
     executor::Executor,
     journal::Journal,
-    mesh::Mesh,
     provider::Providers,
     service::RemoteExecutionService,
+    tunnel::Tunnel,
 };
 
 impl Hub {
@@ -66,8 +66,8 @@ impl Hub {
             source,
         })?;
         let hub_name = hub_name(&context.config);
-        let mesh = if context.config.iroh.enabled {
-            let mesh = Mesh::start(
+        let tunnel = if context.config.iroh.enabled {
+            let tunnel = Tunnel::start(
                 secret.clone(),
                 &endpoint_options,
                 context.devices.clone(),
@@ -76,19 +76,19 @@ impl Hub {
                 hub_name.clone(),
                 root.child_token(),
             );
-            Some(Arc::new(mesh.await?))
+            Some(Arc::new(tunnel.await?))
         } else {
             None
         };
-        let relay =
-            crate::relay::spawn(context.clone(), secret, data_dir, root.child_token()).await;
-        let presence = mesh
+        let cloud_route =
+            crate::cloud_route::spawn(context.clone(), secret, data_dir, root.child_token()).await;
+        let presence = tunnel
             .as_ref()
-            .map(|mesh| spawn_presence(data_dir, mesh, hub_name, &context, root.child_token()));
-        let admin = mesh.clone().map(|mesh| AdminService {
+            .map(|tunnel| spawn_presence(data_dir, tunnel, hub_name, &context, root.child_token()));
+        let admin = tunnel.clone().map(|tunnel| AdminService {
             devices: context.devices.clone(),
             pairings,
-            mesh,
+            tunnel,
         });
         let server = serve_grpc(service, admin, token, listener, root.child_token()).await?;
         write_runtime_info(data_dir, &context.hub_id, local_addr)?;
@@ -100,9 +100,9 @@ impl Hub {
             context,
             _root: root.drop_guard(),
             streams_shutdown,
-            relay,
+            cloud_route,
             presence,
-            mesh,
+            tunnel,
             server,
             _lock: lock,
         })
@@ -163,7 +163,7 @@ fn hub_name(config: &HubConfig) -> String {
 /// The presence heartbeat, announcing the iroh address and the providers this hub runs.
 fn spawn_presence(
     data_dir: &Path,
-    mesh: &Mesh,
+    tunnel: &Tunnel,
     hub_name: String,
     context: &HubContext,
     cancel: CancellationToken,
@@ -173,7 +173,7 @@ fn spawn_presence(
         .filter(|p| context.providers.get(*p).is_some())
         .map(|p| p.name().to_owned())
         .collect();
-    let (data_dir, endpoint) = (data_dir.to_owned(), mesh.endpoint().clone());
+    let (data_dir, endpoint) = (data_dir.to_owned(), tunnel.endpoint().clone());
     BackgroundTask::spawn(cancel, |cancel| {
         crate::presence::heartbeat(data_dir, endpoint, hub_name, provider_names, cancel)
     })

@@ -35,7 +35,7 @@ const ONLINE_WAIT: Duration = Duration::from_secs(3);
 
 /// The running iroh side.
 #[derive(Debug)]
-pub struct Mesh {
+pub struct Tunnel {
     endpoint: Endpoint,
     router: Router,
     tracker: ConnectionTracker,
@@ -48,10 +48,10 @@ pub struct Mesh {
 
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct MeshError(#[from] helix_mesh::transport::EndpointError);
+pub struct TunnelError(#[from] helix_mesh::transport::EndpointError);
 
-impl Mesh {
-    /// Binds the endpoint and serves both protocols until [`Mesh::shutdown`] or `cancel`.
+impl Tunnel {
+    /// Binds the endpoint and serves both protocols until [`Tunnel::shutdown`] or `cancel`.
     pub async fn start(
         secret: SecretKey,
         options: &EndpointOptions,
@@ -60,7 +60,7 @@ impl Mesh {
         service: RemoteExecutionService,
         hub_name: String,
         cancel: CancellationToken,
-    ) -> Result<Mesh, MeshError> {
+    ) -> Result<Tunnel, TunnelError> {
         let endpoint = bind_endpoint(
             options,
             secret,
@@ -102,7 +102,7 @@ impl Mesh {
                 .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
         ));
         tracing::info!(hub_id = %endpoint.id(), "iroh endpoint ready");
-        Ok(Mesh {
+        Ok(Tunnel {
             endpoint,
             router,
             tracker,

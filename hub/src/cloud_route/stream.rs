@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    APPEND_BATCH, CONFLICTING_EVENTS, EVENT_TTL_MS, Relay,
+    APPEND_BATCH, CONFLICTING_EVENTS, CloudRoute, EVENT_TTL_MS,
     resume::clear_reason,
     row::{GaveUp, Row},
 };
@@ -34,7 +34,7 @@ struct Sealed {
     finished: Option<(CommandStatus, Option<String>)>,
 }
 
-impl Relay {
+impl CloudRoute {
     /// Streams the command's stored events after seq `after` (those up to it are in the cloud)
     /// to the row, sealed to the device, in batches of what is ready, then completes the row
     /// with the command's final status.

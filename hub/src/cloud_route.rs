@@ -1,7 +1,8 @@
-//! The hub's side of the Supabase table relay: claim commands addressed to this hub, accept
-//! only envelopes signed by a paired device, addressed here, unexpired and never seen before;
-//! run them through the same executor and journal as any other command; write every event
-//! back as an envelope sealed to the sending device; complete the row.
+//! The hub's side of the cloud route, commands that travel through the Supabase tables (a
+//! "relayed command" below is one of them): claim commands addressed to this hub, accept only
+//! envelopes signed by a paired device, addressed here, unexpired and never seen before; run
+//! them through the same executor and journal as any other command; write every event back as
+//! an envelope sealed to the sending device; complete the row.
 //!
 //! Wake-ups: a signal on the `wake` channel (Supabase Realtime, when running) or the safety
 //! poll. Correctness comes only from the rows: a missed wake-up costs at most one poll interval.
@@ -39,7 +40,7 @@ use tokio_util::{
 };
 use uuid::Uuid;
 
-use self::{resume::Active, row::Row};
+use self::{resume::RowsInHand, row::Row};
 pub use self::{
     resume::{ORPHAN_BATCH, ORPHAN_SCAN},
     row::{RETRY_FIRST, RETRY_MAX},
@@ -63,20 +64,20 @@ pub const CONFLICTING_EVENTS: &str =
 pub const REPLAYED: &str = "replayed envelope: this command id was already used";
 /// How long an event envelope stays valid for the spoke.
 const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
-/// How long a stopping hub waits for its relay handlers to write what their commands ended
-/// with (one try per call: retries stop with the hub).
+/// How long a stopping hub waits for its cloud route handlers to write what their commands
+/// ended with (one try per call: retries stop with the hub).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// A running table relay: its worker (and Realtime, when running) and its wake-up channel.
+/// A running cloud route: its worker (and Realtime, when running) and its wake-up channel.
 #[derive(Debug)]
-#[must_use = "dropping a RelayHandle aborts the table relay"]
-pub struct RelayHandle {
+#[must_use = "dropping a CloudRouteHandle aborts the cloud route"]
+pub struct CloudRouteHandle {
     /// Kept here so the worker's channel stays open (Realtime, when running, sends on it too).
     wake: mpsc::Sender<()>,
     task: BackgroundTask,
 }
 
-impl RelayHandle {
+impl CloudRouteHandle {
     /// Wakes the worker now (what a Realtime insert notification does).
     pub fn wake(&self) {
         let _ = self.wake.try_send(());
@@ -89,21 +90,21 @@ impl RelayHandle {
     }
 }
 
-/// Starts the table relay when `data_dir` has cloud settings (`None` without them, or when
+/// Starts the cloud route when `data_dir` has cloud settings (`None` without them, or when
 /// they cannot be read), with Realtime wake-ups when there is a session. Cancelling `cancel`
-/// stops both, like [`RelayHandle::stop`].
+/// stops both, like [`CloudRouteHandle::stop`].
 pub async fn spawn(
     context: Arc<HubContext>,
     secret: SecretKey,
     data_dir: &Path,
     cancel: CancellationToken,
-) -> Option<RelayHandle> {
+) -> Option<CloudRouteHandle> {
     let cloud = Cloud::in_dir(data_dir);
     let supabase = match cloud.config() {
         Ok(Some(supabase)) => supabase,
         Ok(None) => return None,
         Err(error) => {
-            tracing::warn!(%error, "cloud settings unreadable: no table relay");
+            tracing::warn!(%error, "cloud settings unreadable: no cloud route");
             return None;
         }
     };
@@ -131,7 +132,7 @@ pub async fn spawn(
         }
     };
     let poll = context.config.cloud.poll_interval;
-    let worker = Relay {
+    let worker = CloudRoute {
         ctx: context,
         cloud,
         secret,
@@ -143,12 +144,12 @@ pub async fn spawn(
             let _ = rt.await;
         }
     });
-    Some(RelayHandle { wake, task })
+    Some(CloudRouteHandle { wake, task })
 }
 
-/// What the relay worker and its handlers share.
+/// What the cloud route's worker and its handlers share.
 #[derive(Debug, Clone)]
-struct Relay {
+struct CloudRoute {
     ctx: Arc<HubContext>,
     cloud: Cloud,
     secret: SecretKey,
@@ -156,7 +157,7 @@ struct Relay {
     token: watch::Sender<String>,
 }
 
-impl Relay {
+impl CloudRoute {
     /// Claims and runs commands until `cancel`: on every wake-up and every `poll`. Then waits
     /// up to [`STOP_GRACE`] for the commands' handlers.
     pub async fn run(
@@ -174,7 +175,7 @@ impl Relay {
         {
             tracing::warn!(
                 handlers = handlers.len(),
-                "table relay: stopped waiting for relayed commands still writing to the cloud"
+                "cloud route: stopped waiting for relayed commands still writing to the cloud"
             );
         }
     }
@@ -187,7 +188,7 @@ impl Relay {
         handlers: &TaskTracker,
     ) {
         let hub_id = self.secret.public().to_string();
-        let active = Active::default();
+        let in_hand = RowsInHand::default();
         // Due at once: rows left `executing` by this hub's previous run.
         let mut next_scan = tokio::time::Instant::now();
         loop {
@@ -202,7 +203,7 @@ impl Relay {
                     });
                     if tokio::time::Instant::now() >= next_scan
                         && self
-                            .resume_orphans(&rest, &hub_id, cancel, handlers, &active)
+                            .resume_orphans(&rest, &hub_id, cancel, handlers, &in_hand)
                             .await
                     {
                         next_scan = tokio::time::Instant::now() + ORPHAN_SCAN;
@@ -219,12 +220,12 @@ impl Relay {
                             for row in rows {
                                 // A claimed row was `pending`: no handler can have it yet.
                                 let guard =
-                                    row["command_id"].as_str().and_then(|id| active.begin(id));
-                                let relay = self.clone();
+                                    row["command_id"].as_str().and_then(|id| in_hand.begin(id));
+                                let route = self.clone();
                                 let rest = rest.clone();
                                 let cancel = cancel.clone();
                                 handlers.spawn(async move {
-                                    relay.handle(&rest, row, &cancel).await;
+                                    route.handle(&rest, row, &cancel).await;
                                     drop(guard);
                                 });
                             }
@@ -236,7 +237,7 @@ impl Relay {
                     }
                 },
                 Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "table relay: no usable cloud session"),
+                Err(error) => tracing::warn!(%error, "cloud route: no usable cloud session"),
             }
             tokio::select! {
                 _ = cancel.cancelled() => return,
