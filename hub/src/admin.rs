@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     devices::{Devices, Pairings},
+    grpc_status,
     tunnel::Tunnel,
 };
 
@@ -84,10 +85,7 @@ impl HubAdmin for AdminService {
     ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
         let raw = request.into_inner().device_id;
         let id = parse_device(&raw)?;
-        let found = self
-            .devices
-            .remove(&id)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let found = self.devices.remove(&id).map_err(grpc_status::devices)?;
         if !found {
             return Err(Status::not_found(format!("no paired device {raw}")));
         }

@@ -26,7 +26,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use helix_discovery::{cloud::Cloud, realtime::RealtimeConfig};
 use helix_mesh::{
-    envelope::{self, EnvelopeKind},
+    envelope::{self, EnvelopeError, EnvelopeKind},
     pb,
     proto_ext::now_ms,
 };
@@ -47,9 +47,10 @@ pub use self::{
 };
 use crate::{
     background::BackgroundTask,
-    command::{DEFAULT_TTL_MS, NewCommand},
+    command::{DEFAULT_TTL_MS, InvalidCommand, NewCommand},
     context::HubContext,
     executor::SubmitError,
+    journal::JournalError,
 };
 
 /// Most events written back in one append call.
@@ -67,6 +68,31 @@ const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// How long a stopping hub waits for its cloud route handlers to write what their commands
 /// ended with (one try per call: retries stop with the hub).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Why a claimed row's envelope is refused; the text goes on the row as its reason.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("the row has no envelope")]
+    NoEnvelope,
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    #[error("envelope does not belong to this row")]
+    OtherRow,
+    #[error("envelope sender differs from the row's source device")]
+    OtherSender,
+    #[error("envelope content is not a command: {0}")]
+    NotACommand(#[source] prost::DecodeError),
+    #[error("envelope command id differs from the row")]
+    OtherCommandId,
+    #[error("bad command id")]
+    BadCommandId(#[source] uuid::Error),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{}", REPLAYED)]
+    Replayed,
+    #[error("invalid command: {0}")]
+    Invalid(#[source] InvalidCommand),
+}
 
 /// A running cloud route: its worker (and Realtime, when running) and its wake-up channel.
 #[derive(Debug)]
@@ -271,7 +297,7 @@ impl CloudRoute {
             Ok(found) => found,
             Err(reason) => {
                 tracing::warn!(%command_id, %reason, "refused a relayed command");
-                cloud_row.complete("failed", Some(reason)).await;
+                cloud_row.complete("failed", Some(reason.to_string())).await;
                 return;
             }
         };
@@ -296,38 +322,30 @@ impl CloudRoute {
         self.stream_back(&cloud_row, id, &device, 0).await;
     }
 
-    /// The checks a relayed envelope must pass; the refusal reason otherwise.
+    /// The checks a relayed envelope must pass; why it is refused otherwise.
     async fn accept(
         &self,
         command_id: &str,
         row: &Value,
-    ) -> Result<(PublicKey, NewCommand), String> {
-        let text = row["envelope"].as_str().ok_or("the row has no envelope")?;
+    ) -> Result<(PublicKey, NewCommand), Refusal> {
+        let text = row["envelope"].as_str().ok_or(Refusal::NoEnvelope)?;
         let opened = envelope::open(&self.secret, text, now_ms(), |k| {
             self.ctx.devices.is_paired(k)
-        })
-        .map_err(|e| e.to_string())?;
+        })?;
         if opened.header.kind != EnvelopeKind::Command || opened.header.context != command_id {
-            return Err("envelope does not belong to this row".into());
+            return Err(Refusal::OtherRow);
         }
         if row["source_device_id"].as_str() != Some(opened.sender.to_string().as_str()) {
-            return Err("envelope sender differs from the row's source device".into());
+            return Err(Refusal::OtherSender);
         }
         let request = pb::ExecuteRequest::decode(opened.plaintext.as_slice())
-            .map_err(|e| format!("envelope content is not a command: {e}"))?;
+            .map_err(Refusal::NotACommand)?;
         if request.command_id != command_id {
-            return Err("envelope command id differs from the row".into());
+            return Err(Refusal::OtherCommandId);
         }
-        let id = Uuid::parse_str(command_id).map_err(|_| "bad command id".to_owned())?;
-        if self
-            .ctx
-            .journal
-            .command(id, false)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
-            return Err(REPLAYED.into());
+        let id = Uuid::parse_str(command_id).map_err(Refusal::BadCommandId)?;
+        if self.ctx.journal.command(id, false).await?.is_some() {
+            return Err(Refusal::Replayed);
         }
         let config = self.ctx.config.clone();
         let cmd = NewCommand::from_request(
@@ -335,7 +353,7 @@ impl CloudRoute {
             |agent| config.default_provider(agent),
             Some(opened.sender.to_string()),
         )
-        .map_err(|e| format!("invalid command: {e}"))?;
+        .map_err(Refusal::Invalid)?;
         Ok((opened.sender, cmd))
     }
 }

@@ -56,9 +56,9 @@ pub enum HubError {
         source: std::io::Error,
     },
     #[error("setting up the {0} provider: {1}")]
-    Provider(&'static str, String),
+    Provider(&'static str, #[source] crate::provider::ProviderError),
     #[error("setting up gRPC reflection: {0}")]
-    Reflection(String),
+    Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
     Key(#[from] helix_mesh::transport::KeyError),
     #[error(transparent)]
