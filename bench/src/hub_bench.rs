@@ -79,7 +79,11 @@ pub async fn instant_hub(dir: &Path, config: HubConfig) -> anyhow::Result<Hub> {
     CredentialStore::in_dir(dir).set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
-    Ok(Hub::bind_with_providers(dir, config, listener, providers).await?)
+    Ok(Hub::builder(dir, config)
+        .listener(listener)
+        .providers(providers)
+        .start()
+        .await?)
 }
 
 pub async fn in_process_hub() -> anyhow::Result<InProcess> {

@@ -135,12 +135,13 @@ impl TestHub {
         providers: Option<helix_hub::provider::Providers>,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let builder = Hub::builder(dir.path(), config.clone()).listener(listener);
         let hub = match providers {
-            Some(providers) => {
-                Hub::bind_with_providers(dir.path(), config.clone(), listener, providers).await
-            }
-            None => Hub::bind_with_listener(dir.path(), config.clone(), listener).await,
+            Some(providers) => builder.providers(providers),
+            None => builder,
         }
+        .start()
+        .await
         .unwrap();
         Self {
             dir,
@@ -195,7 +196,9 @@ impl TestHub {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         self.hub = Some(
-            Hub::bind_with_listener(self.dir.path(), self.config.clone(), listener)
+            Hub::builder(self.dir.path(), self.config.clone())
+                .listener(listener)
+                .start()
                 .await
                 .unwrap(),
         );

@@ -13,7 +13,8 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     devices::{Devices, Pairings},
-    mesh::Mesh,
+    grpc_status,
+    tunnel::Tunnel,
 };
 
 /// Pairing ticket lifetime when the request gives none.
@@ -25,7 +26,7 @@ pub const MAX_PAIRING_TTL: Duration = Duration::from_secs(24 * 3600);
 pub struct AdminService {
     pub devices: Arc<Devices>,
     pub pairings: Arc<Pairings>,
-    pub mesh: Arc<Mesh>,
+    pub tunnel: Arc<Tunnel>,
 }
 
 fn parse_device(raw: &str) -> Result<EndpointId, Status> {
@@ -50,7 +51,7 @@ impl HubAdmin for AdminService {
             ));
         }
         let secret = self.pairings.create(ttl);
-        let ticket = self.mesh.pairing_ticket(secret).await;
+        let ticket = self.tunnel.pairing_ticket(secret).await;
         let expires = now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         tracing::info!(ttl_s = ttl.as_secs(), "pairing ticket created");
         Ok(Response::new(pb::PairingTicket {
@@ -71,7 +72,8 @@ impl HubAdmin for AdminService {
                 device_id: id.to_string(),
                 name: record.name,
                 paired_at: Some(ms_to_timestamp(record.paired_at_ms)),
-                live_connections: u32::try_from(self.mesh.tracker().count(id)).unwrap_or(u32::MAX),
+                live_connections: u32::try_from(self.tunnel.tracker().count(id))
+                    .unwrap_or(u32::MAX),
             })
             .collect();
         Ok(Response::new(pb::ListDevicesResponse { devices }))
@@ -83,14 +85,11 @@ impl HubAdmin for AdminService {
     ) -> Result<Response<pb::RevokeDeviceResponse>, Status> {
         let raw = request.into_inner().device_id;
         let id = parse_device(&raw)?;
-        let found = self
-            .devices
-            .remove(&id)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let found = self.devices.remove(&id).map_err(grpc_status::devices)?;
         if !found {
             return Err(Status::not_found(format!("no paired device {raw}")));
         }
-        let closed = self.mesh.tracker().close_peer(
+        let closed = self.tunnel.tracker().close_peer(
             id,
             CLOSE_REVOKED,
             "this device was revoked on the hub: pair it again to use it",
@@ -105,10 +104,10 @@ impl HubAdmin for AdminService {
         &self,
         _request: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::HubTicket>, Status> {
-        let ticket = self.mesh.ticket().await;
+        let ticket = self.tunnel.ticket().await;
         Ok(Response::new(pb::HubTicket {
             ticket: ticket.encode(),
-            hub_id: self.mesh.endpoint().id().to_string(),
+            hub_id: self.tunnel.endpoint().id().to_string(),
         }))
     }
 }

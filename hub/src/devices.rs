@@ -44,8 +44,16 @@ pub const MAX_DEVICE_NAME: usize = 64;
 pub enum DevicesError {
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// An entry of the file is not a paired device.
     #[error("device list {path} is corrupt ({problem}); it was left untouched: fix or move it")]
     Corrupt { path: PathBuf, problem: String },
+    /// The file is not a device list at all.
+    #[error("device list {path} is corrupt ({source}); it was left untouched: fix or move it")]
+    Unparsable {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// One paired device.
@@ -80,7 +88,10 @@ impl Devices {
                 problem,
             };
             let file: DevicesFile =
-                serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+                serde_json::from_slice(&bytes).map_err(|source| DevicesError::Unparsable {
+                    path: path.clone(),
+                    source,
+                })?;
             for (id, record) in file.devices {
                 let id: EndpointId = id
                     .parse()

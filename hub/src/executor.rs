@@ -134,7 +134,8 @@ struct State {
 
 impl Executor {
     /// Creates the executor with the commands recovered from the journal already queued, and
-    /// starts its dispatcher.
+    /// starts its dispatcher. Cancelling `stop` stops it at once, as a drain deadline would (the
+    /// hub cancels it when it is dropped instead of shut down).
     pub fn start(
         journal: Journal,
         bus: Bus,
@@ -142,6 +143,7 @@ impl Executor {
         credentials: CredentialStore,
         config: Arc<HubConfig>,
         recovered: Vec<PendingCommand>,
+        stop: CancellationToken,
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent as usize));
         let refresher = Refresher::new(credentials.clone(), &config.providers.openai_codex.issuer);
@@ -158,8 +160,8 @@ impl Executor {
             wake: Notify::new(),
             permits,
             tasks: TaskTracker::new(),
-            stop_dispatch: CancellationToken::new(),
-            abort: CancellationToken::new(),
+            stop_dispatch: stop.child_token(),
+            abort: stop.child_token(),
         });
         let executor = Executor { inner };
         executor.inner.tasks.spawn(executor.clone().dispatch());

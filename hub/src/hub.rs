@@ -1,42 +1,30 @@
 //! A running hub: the journal, the executor, and the gRPC listener, with a staged shutdown.
 //!
-//! `Hub::bind` takes the data dir and config; `Hub::bind_with_listener` takes an already-bound
-//! TCP listener so tests use port 0. While running, `<data-dir>/hub.json` says where the hub
-//! listens (spokes on this machine read it); a lock on `<data-dir>/hub.lock` keeps a second hub
-//! off the same data dir.
+//! `Hub::bind` takes the data dir and config; `Hub::builder` also takes an already-bound TCP
+//! listener (tests use port 0) or other providers. While running, `<data-dir>/hub.json` says
+//! where the hub listens (spokes on this machine read it); a lock on `<data-dir>/hub.lock`
+//! keeps a second hub off the same data dir.
 
-use std::{
-    fs::File,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
+use std::{fs::File, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use helix_mesh::fsutil::FsError;
+use tokio_util::{
+    sync::{CancellationToken, DropGuard},
+    task::AbortOnDropHandle,
 };
-
-use helix_mesh::fsutil::{self, FsError};
-use tokio::{net::TcpListener, task::JoinHandle};
-use tokio_util::sync::CancellationToken;
 
 use crate::{
-    admin::AdminService,
-    bearer::BearerToken,
-    bus::Bus,
-    config::HubConfig,
-    credentials::CredentialStore,
-    devices::{Devices, Pairings},
-    executor::Executor,
-    journal::{Journal, JournalError},
-    mesh::Mesh,
-    provider::Providers,
-    service::RemoteExecutionService,
+    background::BackgroundTask, cloud_route::CloudRouteHandle, context::HubContext,
+    journal::JournalError, tunnel::Tunnel,
 };
 
+mod builder;
 mod data_dir;
 mod services;
+mod start;
 
-use data_dir::lock_data_dir;
+pub use builder::HubBuilder;
 pub use data_dir::read_runtime_info;
-use services::grpc_router;
 pub use services::providers_from_config;
 
 pub use helix_discovery::local::{RUNTIME_FILE, RuntimeInfo};
@@ -68,9 +56,9 @@ pub enum HubError {
         source: std::io::Error,
     },
     #[error("setting up the {0} provider: {1}")]
-    Provider(&'static str, String),
+    Provider(&'static str, #[source] crate::provider::ProviderError),
     #[error("setting up gRPC reflection: {0}")]
-    Reflection(String),
+    Reflection(#[source] tonic_reflection::server::Error),
     #[error(transparent)]
     Key(#[from] helix_mesh::transport::KeyError),
     #[error(transparent)]
@@ -78,264 +66,73 @@ pub enum HubError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Mesh(#[from] crate::mesh::MeshError),
+    Tunnel(#[from] crate::tunnel::TunnelError),
 }
 
-/// A running hub.
+/// A running hub. Dropping it instead of awaiting [`Hub::shutdown`] stops its background work
+/// at once (no drain, no withdrawn presence, `hub.json` left behind).
+///
+/// Its background work hangs off one root token, with a child per shutdown stage: the
+/// executor, live streams, the cloud route, presence, the iroh side and the gRPC server.
+/// Shutdown cancels the stages one by one, in that order; a drop cancels the root.
 #[derive(Debug)]
 pub struct Hub {
     data_dir: PathBuf,
-    hub_id: String,
     local_addr: SocketAddr,
-    executor: Executor,
-    config: Arc<HubConfig>,
+    context: Arc<HubContext>,
+    /// Cancels the root token when the hub is dropped. Declared before the tasks, so they see
+    /// their tokens cancelled before their handles abort them.
+    _root: DropGuard,
     streams_shutdown: CancellationToken,
-    server_shutdown: CancellationToken,
-    server: JoinHandle<Result<(), tonic::transport::Error>>,
-    mesh: Option<Arc<Mesh>>,
-    presence: Option<(CancellationToken, JoinHandle<()>)>,
-    relay: Option<(CancellationToken, JoinHandle<()>)>,
-    relay_wake: tokio::sync::mpsc::Sender<()>,
+    cloud_route: Option<CloudRouteHandle>,
+    presence: Option<BackgroundTask>,
+    tunnel: Option<Arc<Tunnel>>,
+    server: GrpcServer,
     _lock: File,
 }
 
+/// The TCP listener's gRPC server: its stage token and its task.
+#[derive(Debug)]
+struct GrpcServer {
+    shutdown: CancellationToken,
+    task: AbortOnDropHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl GrpcServer {
+    /// Stops accepting and closes the connections, dropping those still open after
+    /// [`SERVER_CLOSE_TIMEOUT`].
+    async fn close(self) {
+        self.shutdown.cancel();
+        let mut task = self.task;
+        match tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
+            Err(_) => {
+                tracing::warn!("gRPC connections did not close in time; dropping them");
+                task.abort();
+            }
+        }
+    }
+}
+
 impl Hub {
-    /// Starts a hub on `config.grpc_addr`.
-    pub async fn bind(data_dir: &Path, config: HubConfig) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        let listener = TcpListener::bind(config.grpc_addr)
-            .await
-            .map_err(|source| HubError::Bind {
-                addr: config.grpc_addr,
-                source,
-            })?;
-        Self::start(data_dir, config, listener, lock, None).await
-    }
-
-    /// Starts a hub on an already-bound listener.
-    pub async fn bind_with_listener(
-        data_dir: &Path,
-        config: HubConfig,
-        listener: TcpListener,
-    ) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        Self::start(data_dir, config, listener, lock, None).await
-    }
-
-    /// Like [`Hub::bind_with_listener`] with the given providers instead of those built from
-    /// the config (benchmarks use an instant local provider).
-    pub async fn bind_with_providers(
-        data_dir: &Path,
-        config: HubConfig,
-        listener: TcpListener,
-        providers: Providers,
-    ) -> Result<Hub, HubError> {
-        let lock = lock_data_dir(data_dir)?;
-        Self::start(data_dir, config, listener, lock, Some(providers)).await
-    }
-
-    async fn start(
-        data_dir: &Path,
-        config: HubConfig,
-        listener: TcpListener,
-        lock: File,
-        providers: Option<Providers>,
-    ) -> Result<Hub, HubError> {
-        let config = Arc::new(config);
-        let endpoint_options = config.iroh.endpoint_options()?;
-        let secret = helix_mesh::transport::load_or_create_secret_key(&data_dir.join(KEY_FILE))?;
-        let hub_id = secret.public().to_string();
-        let devices = Arc::new(Devices::load(data_dir)?);
-        let pairings = Arc::new(Pairings::default());
-        let token = BearerToken::load_or_create(data_dir)?;
-        let providers = match providers {
-            Some(p) => p,
-            None => providers_from_config(&config)?,
-        };
-        let credentials = CredentialStore::in_dir(data_dir);
-        let bus = Bus::new();
-        let (journal, recovery) = Journal::open(data_dir, bus.clone())?;
-        if !recovery.interrupted.is_empty() {
-            tracing::warn!(
-                count = recovery.interrupted.len(),
-                "finished commands interrupted by the last stop as failed"
-            );
-        }
-        if !recovery.pending.is_empty() {
-            tracing::info!(count = recovery.pending.len(), "re-queued pending commands");
-        }
-        let executor = Executor::start(
-            journal.clone(),
-            bus.clone(),
-            providers.clone(),
-            credentials.clone(),
-            config.clone(),
-            recovery.pending,
-        );
-        let streams_shutdown = CancellationToken::new();
-        let provider_names: Vec<String> = helix_mesh::pb::Provider::ALL
-            .into_iter()
-            .filter(|p| providers.get(*p).is_some())
-            .map(|p| p.name().to_owned())
-            .collect();
-        let service = RemoteExecutionService::new(
-            executor.clone(),
-            journal.clone(),
-            bus.clone(),
-            config.clone(),
-            credentials,
-            providers,
-            hub_id.clone(),
-            streams_shutdown.clone(),
-        );
-
-        let local_addr = listener.local_addr().map_err(|source| HubError::Bind {
-            addr: config.grpc_addr,
-            source,
-        })?;
-        let hub_name = config.name.clone().unwrap_or_else(|| {
-            helix_discovery::local::host_name().unwrap_or_else(|| "helix-hub".to_owned())
-        });
-        let mesh = if config.iroh.enabled {
-            Some(Arc::new(
-                Mesh::start(
-                    secret.clone(),
-                    &endpoint_options,
-                    devices.clone(),
-                    pairings.clone(),
-                    service.clone(),
-                    hub_name.clone(),
-                )
-                .await?,
-            ))
-        } else {
-            None
-        };
-        // The table relay, when this hub has cloud settings. The wake sender is kept so the
-        // worker's channel stays open (Realtime, when running, sends on it).
-        let (relay_wake, wake_rx) = tokio::sync::mpsc::channel(1);
-        let relay_cloud = helix_discovery::cloud::Cloud::in_dir(data_dir);
-        let relay = match relay_cloud.config() {
-            Ok(Some(supabase)) => {
-                let cancel = CancellationToken::new();
-                let relay_cancel = cancel.clone();
-                let config_poll = config.cloud.poll_interval;
-                let token = match relay_cloud.rest().await {
-                    Ok(Some((_, session))) => session.access_token,
-                    _ => String::new(),
-                };
-                let (token_tx, token_rx) = tokio::sync::watch::channel(token.clone());
-                // Realtime is only a wake-up: without it (or a session) the safety poll runs.
-                let realtime = if token.is_empty() {
-                    None
-                } else {
-                    match helix_discovery::realtime::RealtimeConfig::from_supabase(
-                        &supabase, &hub_id,
-                    ) {
-                        Ok(rt) => Some(helix_discovery::realtime::spawn(
-                            rt,
-                            token_rx,
-                            relay_wake.clone(),
-                            cancel.clone(),
-                        )),
-                        Err(error) => {
-                            tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
-                            None
-                        }
-                    }
-                };
-                let worker = crate::relay::Relay {
-                    cloud: relay_cloud,
-                    secret: secret.clone(),
-                    devices: devices.clone(),
-                    executor: executor.clone(),
-                    journal: journal.clone(),
-                    bus: bus.clone(),
-                    config: config.clone(),
-                    token: token_tx,
-                };
-                let task = tokio::spawn(async move {
-                    worker.run(wake_rx, config_poll, cancel.clone()).await;
-                    if let Some(rt) = realtime {
-                        let _ = rt.await;
-                    }
-                });
-                Some((relay_cancel, task))
-            }
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, "cloud settings unreadable: no table relay");
-                None
-            }
-        };
-        let presence = mesh.as_ref().map(|mesh| {
-            let cancel = CancellationToken::new();
-            let task = tokio::spawn(crate::presence::heartbeat(
-                data_dir.to_owned(),
-                mesh.endpoint().clone(),
-                hub_name.clone(),
-                provider_names.clone(),
-                cancel.clone(),
-            ));
-            (cancel, task)
-        });
-        let admin = mesh.clone().map(|mesh| AdminService {
-            devices,
-            pairings,
-            mesh,
-        });
-        let server_shutdown = CancellationToken::new();
-        let router = grpc_router(service, admin, token).await?;
-        let incoming = helix_mesh::transport::tcp_incoming(listener);
-        let server = tokio::spawn(
-            router
-                .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
-        );
-
-        let info = RuntimeInfo {
-            hub_id: hub_id.clone(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            pid: std::process::id(),
-            grpc_addr: local_addr,
-            started_at_ms: helix_mesh::proto_ext::now_ms(),
-        };
-        let json = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        fsutil::write_private_atomic(&data_dir.join(RUNTIME_FILE), &json)?;
-        tracing::info!(%local_addr, %hub_id, data_dir = %data_dir.display(), "hub ready");
-
-        Ok(Hub {
-            data_dir: data_dir.to_owned(),
-            hub_id,
-            local_addr,
-            executor,
-            config,
-            streams_shutdown,
-            server_shutdown,
-            server,
-            mesh,
-            presence,
-            relay,
-            relay_wake,
-            _lock: lock,
-        })
-    }
-
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     pub fn hub_id(&self) -> &str {
-        &self.hub_id
+        &self.context.hub_id
     }
 
     /// The hub's iroh address (`None` when iroh is disabled in the config).
     pub fn endpoint_addr(&self) -> Option<iroh::EndpointAddr> {
-        self.mesh.as_ref().map(|m| m.endpoint().addr())
+        self.tunnel.as_ref().map(|m| m.endpoint().addr())
     }
 
     /// Drops every live iroh connection (devices reconnect and resume); returns how many.
     pub fn drop_connections(&self) -> usize {
-        self.mesh.as_ref().map_or(0, |m| {
+        self.tunnel.as_ref().map_or(0, |m| {
             m.tracker().close_all(
                 helix_mesh::transport::CLOSE_DROPPED,
                 "the hub dropped the connection",
@@ -343,45 +140,35 @@ impl Hub {
         })
     }
 
-    /// Wakes the table relay worker now (what a Realtime insert notification does).
-    pub fn wake_relay(&self) {
-        let _ = self.relay_wake.try_send(());
+    /// Wakes the cloud route's worker now (what a Realtime insert notification does).
+    pub fn wake_cloud_route(&self) {
+        if let Some(cloud_route) = &self.cloud_route {
+            cloud_route.wake();
+        }
     }
 
     /// Staged stop: refuse new commands, let running ones finish (up to the configured drain
     /// timeout, then stop them), end live streams, close the listener, remove `hub.json`.
     pub async fn shutdown(self) {
-        let drain = self.config.drain_timeout;
+        let drain = self.context.config.drain_timeout;
         self.shutdown_with_drain(drain).await;
     }
 
     /// [`Hub::shutdown`] with an explicit drain timeout.
     pub async fn shutdown_with_drain(self, drain: Duration) {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
-        self.executor.shutdown(drain).await;
+        self.context.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
-        if let Some((cancel, task)) = self.relay {
-            cancel.cancel();
-            let _ = task.await;
+        if let Some(cloud_route) = self.cloud_route {
+            cloud_route.stop().await;
         }
-        if let Some((cancel, task)) = self.presence {
-            cancel.cancel();
-            let _ = task.await;
+        if let Some(presence) = self.presence {
+            presence.stop().await;
         }
-        if let Some(mesh) = &self.mesh {
-            mesh.shutdown().await;
+        if let Some(tunnel) = &self.tunnel {
+            tunnel.shutdown().await;
         }
-        self.server_shutdown.cancel();
-        let mut server = self.server;
-        match tokio::time::timeout(SERVER_CLOSE_TIMEOUT, &mut server).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "gRPC server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "gRPC server task failed"),
-            Err(_) => {
-                tracing::warn!("gRPC connections did not close in time; dropping them");
-                server.abort();
-            }
-        }
+        self.server.close().await;
         let _ = std::fs::remove_file(self.data_dir.join(RUNTIME_FILE));
         tracing::info!("hub stopped");
     }

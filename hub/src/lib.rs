@@ -1,12 +1,15 @@
 //! The Helix Mesh hub: the desktop service that keeps the credentials and runs commands.
 //!
 //! Module map:
-//! - [`hub`]: a running hub (journal + executor + gRPC listeners) and its staged shutdown.
-//! - [`mesh`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
+//! - [`hub`]: a running hub (journal + executor + gRPC listeners), its builder and its staged
+//!   shutdown; [`context`]: what its command paths share; [`background`]: a task with an
+//!   owner (stopped by its token, aborted on drop).
+//! - [`tunnel`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
 //!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service;
-//!   [`presence`]: the presence heartbeat when cloud is configured; [`relay`]: the hub's side
-//!   of the Supabase table relay.
-//! - [`service`]: the `RemoteExecution` gRPC service; [`status`] maps errors to statuses.
+//!   [`presence`]: the presence heartbeat when cloud is configured; [`cloud_route`]: the
+//!   hub's side of the cloud route (commands through the Supabase tables).
+//! - [`service`]: the `RemoteExecution` gRPC service; [`grpc_status`] maps errors to
+//!   `tonic::Status`.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
 //! - [`journal`]: the SQLite journal of commands and events (its writer thread, its SQL, its
 //!   queries).
@@ -22,27 +25,29 @@
 //!   sign-in flows, OpenClaw import and credential report behind it.
 
 pub mod admin;
+pub mod background;
 pub mod bearer;
 pub mod bus;
 pub mod cli;
+pub mod cloud_route;
 pub mod command;
 pub mod config;
+pub mod context;
 pub mod credentials;
 pub mod devices;
 pub mod executor;
+pub mod grpc_status;
 pub mod hub;
 pub mod journal;
 pub mod login;
-pub mod mesh;
 pub mod oauth;
 pub mod presence;
 pub mod provider;
 pub mod refresh;
-pub mod relay;
 pub mod retry;
 pub mod service;
 pub mod sse;
-pub mod status;
+pub mod tunnel;
 
 pub use config::HubConfig;
 pub use hub::{Hub, HubError, RuntimeInfo};

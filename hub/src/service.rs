@@ -1,6 +1,6 @@
 //! The `RemoteExecution` gRPC service: validation, then the executor and the journal.
 //!
-//! Every error a caller can see is mapped to a `tonic::Status` in [`status`], and only there.
+//! Every error a caller can see is mapped to a `tonic::Status` in [`grpc_status`], and only there.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -13,14 +13,11 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::{
-    bus::Bus,
     command::{NewCommand, parse_command_id},
-    config::HubConfig,
-    credentials::CredentialStore,
-    executor::{Executor, Submitted},
-    journal::{Journal, ListFilter},
-    provider::Providers,
-    status,
+    context::HubContext,
+    executor::Submitted,
+    grpc_status,
+    journal::ListFilter,
 };
 
 /// Events read from the journal per query while replaying history.
@@ -36,45 +33,16 @@ type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusChange, Status>> 
 /// The service; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RemoteExecutionService {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    executor: Executor,
-    journal: Journal,
-    bus: Bus,
-    config: Arc<HubConfig>,
-    credentials: CredentialStore,
-    providers: Providers,
-    hub_id: String,
+    inner: Arc<HubContext>,
     /// Ends live streams (Attach, Watch) when the hub stops.
     shutdown: CancellationToken,
 }
 
 impl RemoteExecutionService {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        executor: Executor,
-        journal: Journal,
-        bus: Bus,
-        config: Arc<HubConfig>,
-        credentials: CredentialStore,
-        providers: Providers,
-        hub_id: String,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn new(context: Arc<HubContext>, shutdown: CancellationToken) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                executor,
-                journal,
-                bus,
-                config,
-                credentials,
-                providers,
-                hub_id,
-                shutdown,
-            }),
+            inner: context,
+            shutdown,
         }
     }
 
@@ -97,6 +65,7 @@ impl RemoteExecutionService {
         history: bool,
     ) -> EventStream {
         let inner = self.inner.clone();
+        let shutdown = self.shutdown.clone();
         Box::pin(stream! {
             let mut last = after_seq;
             // `catch_up` replays the journal from `last`; it is the whole story for finished
@@ -109,7 +78,7 @@ impl RemoteExecutionService {
                         let page = match inner.journal.events_after(command_id, last, HISTORY_PAGE).await {
                             Ok(page) => page,
                             Err(e) => {
-                                yield Err(status::journal(e));
+                                yield Err(grpc_status::journal(e));
                                 return;
                             }
                         };
@@ -128,7 +97,7 @@ impl RemoteExecutionService {
                     }
                 }
                 let received = tokio::select! {
-                    _ = inner.shutdown.cancelled() => {
+                    _ = shutdown.cancelled() => {
                         yield Err(Status::unavailable(
                             "the hub is shutting down; attach again with after_seq once it is back",
                         ));
@@ -159,7 +128,7 @@ impl RemoteExecutionService {
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, Status> {
-    parse_command_id(raw).map_err(status::invalid)
+    parse_command_id(raw).map_err(grpc_status::invalid)
 }
 
 #[tonic::async_trait]
@@ -184,7 +153,7 @@ impl RemoteExecution for RemoteExecutionService {
             |agent| config.default_provider(agent),
             device,
         )
-        .map_err(status::invalid)?;
+        .map_err(grpc_status::invalid)?;
         let command_id = cmd.command_id;
         tracing::trace!(%command_id, "execute received");
         // Subscribe before submitting: a new command's events then all arrive live, from its
@@ -195,7 +164,7 @@ impl RemoteExecution for RemoteExecutionService {
             .executor
             .submit(cmd)
             .await
-            .map_err(status::submit)?;
+            .map_err(grpc_status::submit)?;
         let attached = matches!(submitted, Submitted::Existing(_));
         tracing::info!(%command_id, attached, "execute");
         Ok(Response::new(
@@ -214,9 +183,9 @@ impl RemoteExecution for RemoteExecutionService {
             .journal
             .command(command_id)
             .await
-            .map_err(status::journal)?;
+            .map_err(grpc_status::journal)?;
         let Some(record) = record else {
-            return Err(status::not_found(command_id));
+            return Err(grpc_status::not_found(command_id));
         };
         if req.after_seq > record.last_seq && record.status.is_terminal() {
             return Err(Status::out_of_range(format!(
@@ -236,7 +205,7 @@ impl RemoteExecution for RemoteExecutionService {
         _request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let mut rx = self.inner.bus.subscribe_status();
-        let shutdown = self.inner.shutdown.clone();
+        let shutdown = self.shutdown.clone();
         Ok(Response::new(Box::pin(stream! {
             loop {
                 let received = tokio::select! {
@@ -270,7 +239,7 @@ impl RemoteExecution for RemoteExecutionService {
             .executor
             .cancel(command_id)
             .await
-            .map_err(status::cancel)?;
+            .map_err(grpc_status::cancel)?;
         tracing::info!(%command_id, status = %done.status, "cancel");
         Ok(Response::new(pb::CancelResponse {
             status: done.status as i32,
@@ -288,10 +257,10 @@ impl RemoteExecution for RemoteExecutionService {
             .journal
             .command_with_output(command_id)
             .await
-            .map_err(status::journal)?
+            .map_err(grpc_status::journal)?
         {
             Some(record) => Ok(Response::new(record.to_proto())),
-            None => Err(status::not_found(command_id)),
+            None => Err(grpc_status::not_found(command_id)),
         }
     }
 
@@ -329,7 +298,7 @@ impl RemoteExecution for RemoteExecutionService {
                 limit,
             })
             .await
-            .map_err(status::journal)?;
+            .map_err(grpc_status::journal)?;
         Ok(Response::new(pb::ListCommandsResponse {
             commands: page.commands.iter().map(|c| c.to_proto()).collect(),
             next_page_token: page

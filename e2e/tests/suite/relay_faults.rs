@@ -2,7 +2,7 @@
 //! again, with the same envelopes, until they go through; events that another writer already
 //! stored under the hub's seqs fail the row with the conflict reason.
 
-use helix_hub::relay::CONFLICTING_EVENTS;
+use helix_hub::cloud_route::CONFLICTING_EVENTS;
 use helix_mesh::proto_ext::now_ms;
 
 use crate::support::{
@@ -85,7 +85,7 @@ async fn events_already_in_the_cloud_under_the_hubs_seqs_fail_the_row_as_a_confl
         ))
         .await
         .unwrap();
-    hub.hub().wake_relay();
+    hub.hub().wake_cloud_route();
 
     assert_eq!(
         wait_status(&cloud, &id, "failed").await,

@@ -175,7 +175,7 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
     )
     .await;
     insert(sealed_row(&device, &hub_key, &replayed, now_ms() + 60_000)).await;
-    hub.hub().wake_relay();
+    hub.hub().wake_cloud_route();
 
     assert!(
         wait_status(&cloud, &unpaired, "failed")

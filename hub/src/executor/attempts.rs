@@ -1,6 +1,8 @@
 //! One command's attempts: credentials, the provider's stream into the journal, retries with
 //! backoff, the one refresh-and-retry of a refused OAuth token, and cancellation.
 
+use std::{sync::Arc, time::Duration};
+
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -9,9 +11,36 @@ use super::{Executor, SHUTDOWN_ERROR, finished};
 use crate::{
     command::{EventKind, FinalStatus, NewCommand},
     credentials::{Credential, Secret, default_profile_id},
-    provider::{ErrorKind, ProviderError, ProviderRequest},
+    provider::{ErrorKind, ProviderError, ProviderExec, ProviderRequest},
     retry,
 };
+
+/// What every attempt of one command sends, besides the credential.
+struct Plan {
+    cmd: NewCommand,
+    exec: Arc<dyn ProviderExec>,
+    model: String,
+    system: Option<String>,
+}
+
+/// An attempt that failed and may be tried again.
+struct Failed {
+    failure: ProviderError,
+    /// Whether any of the answer got out before it failed (then it is not retried).
+    streamed: bool,
+    /// The OAuth access token it sent to OpenAI Codex, which may be refreshed after a 401.
+    used_access: Option<Secret>,
+}
+
+/// What a failed attempt leads to.
+enum Next {
+    /// The provider refused this OAuth token: refresh it, then try again at once.
+    Refresh(Secret),
+    /// Try again after this delay.
+    Retry(Duration),
+    /// The command ends.
+    Finish(EventKind),
+}
 
 impl Executor {
     /// Runs the attempts of one command; returns its `finished` event.
@@ -33,22 +62,10 @@ impl Executor {
                 Err(e) => return finished(FinalStatus::Failed, &e.to_string(), 0),
             },
         };
-        let Some(exec) = self.inner.providers.get(cmd.provider).cloned() else {
-            return finished(
-                FinalStatus::Failed,
-                &format!("provider {} is not supported by this hub", cmd.provider),
-                0,
-            );
+        let plan = match self.plan(cmd) {
+            Ok(plan) => plan,
+            Err(end) => return end,
         };
-        let config = &self.inner.config;
-        let agent = config.agents.get(&cmd.agent_id);
-        let anthropic = &config.providers.anthropic;
-        let model = cmd
-            .model
-            .clone()
-            .or_else(|| agent.and_then(|a| a.model.clone()))
-            .unwrap_or_else(|| config.default_model(cmd.provider).to_owned());
-        let max_retries = config.retry.max_retries;
         // The OAuth access token the provider refused with a 401, to refresh once.
         let mut refused: Option<Secret> = None;
         let mut refreshed_after_401 = false;
@@ -67,107 +84,178 @@ impl Executor {
             {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }
-            let credential = match self
-                .inner
-                .refresher
-                .ensure_fresh(cmd.provider, refused.take().as_ref())
+            let failed = match self
+                .attempt(command_id, attempt, &plan, refused.take(), token)
                 .await
             {
-                Ok(Some((c, _))) => Ok(c),
-                Ok(None) => {
-                    return finished(
-                        FinalStatus::Failed,
-                        &format!(
-                            "no credential for {p} (profile {id}): run `helix-hub login {p}{flag}` on the hub",
-                            p = cmd.provider,
-                            id = default_profile_id(cmd.provider),
-                            flag = login_flag(cmd.provider),
-                        ),
-                        attempt,
-                    );
-                }
-                // A refresh that failed for now (network, 5xx) is retried like a provider error.
-                Err(e) if e.is_transient() => {
-                    Err(ProviderError::new(ErrorKind::Connection, e.to_string()))
-                }
-                Err(e) => return finished(FinalStatus::Failed, &e.to_string(), attempt),
+                Ok(failed) => failed,
+                Err(end) => return end,
             };
-            let mut streamed = false;
-            let mut used_access = None;
-            let failure = match credential {
-                Err(e) => e,
-                Ok(credential) => {
-                    if let Credential::OAuth { access, .. } = &credential
-                        && cmd.provider == helix_mesh::pb::Provider::OpenaiCodex
-                    {
-                        used_access = Some(access.clone());
-                    }
-                    let output = exec.execute(ProviderRequest {
-                        command_id,
-                        content: cmd.content.clone(),
-                        model: model.clone(),
-                        max_tokens: anthropic.max_tokens,
-                        system: agent.and_then(|a| a.system.clone()),
-                        credential,
-                    });
-                    match self
-                        .stream_attempt(command_id, attempt, output, token, &mut streamed)
-                        .await
-                    {
-                        Ok(failure) => failure,
-                        Err(end) => return end,
-                    }
+            let message = failed.failure.message.clone();
+            let (retrying, delay) = match self.next(failed, attempt, !refreshed_after_401) {
+                Next::Finish(end) => return end,
+                Next::Refresh(used_access) => {
+                    refreshed_after_401 = true;
+                    refused = Some(used_access);
+                    tracing::info!(%command_id, attempt, "the provider refused the token; refreshing it once");
+                    let retrying = EventKind::Retrying {
+                        attempt: attempt + 1,
+                        delay_ms: 0,
+                        reason: format!("{message} (refreshing the token)"),
+                    };
+                    (retrying, None)
                 }
-            };
-            // A refused OAuth token (401; not a 403, which a new token would get too) is
-            // refreshed once and tried again at once.
-            if failure.kind == ErrorKind::Unauthorized
-                && !streamed
-                && !refreshed_after_401
-                && used_access.is_some()
-            {
-                refreshed_after_401 = true;
-                refused = used_access;
-                tracing::info!(%command_id, attempt, "the provider refused the token; refreshing it once");
-                let retrying = EventKind::Retrying {
-                    attempt: attempt + 1,
-                    delay_ms: 0,
-                    reason: format!("{} (refreshing the token)", failure.message),
-                };
-                if let Err(e) = journal.append(command_id, retrying).await {
-                    return finished(FinalStatus::Failed, &e.to_string(), attempt);
+                Next::Retry(delay) => {
+                    tracing::info!(%command_id, attempt, delay_ms = delay.as_millis() as u64, reason = %message, "retrying");
+                    let retrying = EventKind::Retrying {
+                        attempt: attempt + 1,
+                        delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        reason: message,
+                    };
+                    (retrying, Some(delay))
                 }
-                continue;
-            }
-            let retries_done = attempt - 1;
-            if !failure.is_retryable() || retries_done >= max_retries {
-                return finished(FinalStatus::Failed, &failure.to_string(), attempt);
-            }
-            if streamed {
-                return finished(
-                    FinalStatus::Failed,
-                    &format!(
-                        "{} (not retried: part of the answer had already been streamed)",
-                        failure.message
-                    ),
-                    attempt,
-                );
-            }
-            let delay = retry::delay(&config.retry, retries_done + 1, failure.retry_after);
-            tracing::info!(%command_id, attempt, delay_ms = delay.as_millis() as u64, reason = %failure.message, "retrying");
-            let retrying = EventKind::Retrying {
-                attempt: attempt + 1,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                reason: failure.message,
             };
             if let Err(e) = journal.append(command_id, retrying).await {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }
-            tokio::select! {
-                _ = token.cancelled() => return self.stopped(command_id, attempt),
-                _ = tokio::time::sleep(delay) => {}
+            if let Some(delay) = delay {
+                tokio::select! {
+                    _ = token.cancelled() => return self.stopped(command_id, attempt),
+                    _ = tokio::time::sleep(delay) => {}
+                }
             }
         }
+    }
+
+    /// The provider and settings for `cmd` (the agent's and the config's defaults filled in),
+    /// or its `finished` event when this hub does not support its provider.
+    fn plan(&self, cmd: NewCommand) -> Result<Plan, EventKind> {
+        let Some(exec) = self.inner.providers.get(cmd.provider).cloned() else {
+            return Err(finished(
+                FinalStatus::Failed,
+                &format!("provider {} is not supported by this hub", cmd.provider),
+                0,
+            ));
+        };
+        let config = &self.inner.config;
+        let agent = config.agents.get(&cmd.agent_id);
+        let model = cmd
+            .model
+            .clone()
+            .or_else(|| agent.and_then(|a| a.model.clone()))
+            .unwrap_or_else(|| config.default_model(cmd.provider).to_owned());
+        let system = agent.and_then(|a| a.system.clone());
+        Ok(Plan {
+            cmd,
+            exec,
+            model,
+            system,
+        })
+    }
+
+    /// One attempt: a fresh credential (`refused`: the token to replace), then the provider's
+    /// stream into the journal. `Ok(failed)`: it failed and may be retried; `Err(finished)`:
+    /// the command ended.
+    async fn attempt(
+        &self,
+        command_id: Uuid,
+        attempt: u32,
+        plan: &Plan,
+        refused: Option<Secret>,
+        token: &CancellationToken,
+    ) -> Result<Failed, EventKind> {
+        let provider = plan.cmd.provider;
+        let credential = match self
+            .inner
+            .refresher
+            .ensure_fresh(provider, refused.as_ref())
+            .await
+        {
+            Ok(Some((c, _))) => c,
+            Ok(None) => {
+                return Err(finished(
+                    FinalStatus::Failed,
+                    &format!(
+                        "no credential for {p} (profile {id}): run `helix-hub login {p}{flag}` on the hub",
+                        p = provider,
+                        id = default_profile_id(provider),
+                        flag = login_flag(provider),
+                    ),
+                    attempt,
+                ));
+            }
+            // A refresh that failed for now (network, 5xx) is retried like a provider error.
+            Err(e) if e.is_transient() => {
+                return Ok(Failed {
+                    failure: ProviderError::new(ErrorKind::Connection, e.to_string()),
+                    streamed: false,
+                    used_access: None,
+                });
+            }
+            Err(e) => return Err(finished(FinalStatus::Failed, &e.to_string(), attempt)),
+        };
+        let mut used_access = None;
+        if let Credential::OAuth { access, .. } = &credential
+            && provider == helix_mesh::pb::Provider::OpenaiCodex
+        {
+            used_access = Some(access.clone());
+        }
+        let output = plan.exec.execute(ProviderRequest {
+            command_id,
+            content: plan.cmd.content.clone(),
+            model: plan.model.clone(),
+            max_tokens: self.inner.config.providers.anthropic.max_tokens,
+            system: plan.system.clone(),
+            credential,
+        });
+        let mut streamed = false;
+        let failure = self
+            .stream_attempt(command_id, attempt, output, token, &mut streamed)
+            .await?;
+        Ok(Failed {
+            failure,
+            streamed,
+            used_access,
+        })
+    }
+
+    /// Decides what follows failed attempt number `attempt`. `may_refresh`: no token of this
+    /// command was refreshed after a 401 yet.
+    fn next(&self, failed: Failed, attempt: u32, may_refresh: bool) -> Next {
+        let Failed {
+            failure,
+            streamed,
+            used_access,
+        } = failed;
+        // A refused OAuth token (401; not a 403, which a new token would get too) is
+        // refreshed once and tried again at once.
+        if failure.kind == ErrorKind::Unauthorized
+            && !streamed
+            && may_refresh
+            && let Some(used_access) = used_access
+        {
+            return Next::Refresh(used_access);
+        }
+        let config = &self.inner.config;
+        let retries_done = attempt - 1;
+        if !failure.is_retryable() || retries_done >= config.retry.max_retries {
+            return Next::Finish(finished(FinalStatus::Failed, &failure.to_string(), attempt));
+        }
+        if streamed {
+            return Next::Finish(finished(
+                FinalStatus::Failed,
+                &format!(
+                    "{} (not retried: part of the answer had already been streamed)",
+                    failure.message
+                ),
+                attempt,
+            ));
+        }
+        Next::Retry(retry::delay(
+            &config.retry,
+            retries_done + 1,
+            failure.retry_after,
+        ))
     }
 
     /// Streams one attempt's output into the journal. `Ok(failure)`: the attempt failed

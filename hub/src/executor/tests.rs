@@ -41,6 +41,7 @@ async fn the_first_output_is_seen_before_the_worker_commits_what_follows() {
         credentials,
         Arc::new(HubConfig::default()),
         Vec::new(),
+        CancellationToken::new(),
     );
     let cmd = NewCommand::for_test(Uuid::new_v4());
     let mut live = bus.subscribe_command(cmd.command_id);

@@ -38,12 +38,12 @@ pub(super) async fn grpc_router(
         .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
-        .map_err(|e| HubError::Reflection(e.to_string()))?;
+        .map_err(HubError::Reflection)?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(helix_mesh::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
-        .map_err(|e| HubError::Reflection(e.to_string()))?;
+        .map_err(HubError::Reflection)?;
     let remote = RemoteExecutionServer::new(service)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
@@ -63,7 +63,7 @@ pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> 
     use helix_mesh::pb::Provider;
     let a = &config.providers.anthropic;
     let anthropic = Anthropic::new(&a.base_url, a.connect_timeout, a.idle_timeout)
-        .map_err(|e| HubError::Provider("anthropic", e.to_string()))?
+        .map_err(|e| HubError::Provider("anthropic", e))?
         .with_claude_code(ClaudeCode::new(
             &a.claude_binary,
             &a.base_url,
@@ -71,10 +71,10 @@ pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> 
         ));
     let c = &config.providers.openai_codex;
     let codex = Codex::new(&c.base_url, c.connect_timeout, c.idle_timeout)
-        .map_err(|e| HubError::Provider("openai-codex", e.to_string()))?;
+        .map_err(|e| HubError::Provider("openai-codex", e))?;
     let g = &config.providers.google_gemini;
     let gemini = Gemini::new(&g.base_url, g.connect_timeout, g.idle_timeout)
-        .map_err(|e| HubError::Provider("google-gemini", e.to_string()))?;
+        .map_err(|e| HubError::Provider("google-gemini", e))?;
     Ok(Providers::default()
         .with(Provider::Anthropic, Arc::new(anthropic))
         .with(Provider::OpenaiCodex, Arc::new(codex))

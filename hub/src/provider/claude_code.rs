@@ -11,23 +11,25 @@
 //! whole turn, not shown again), `result` (`subtype`, `is_error`, `result`,
 //! `api_error_status`). Dropping the stream kills the child.
 
-use std::{process::Stdio, time::Duration};
+use std::{path::Path, process::Stdio, time::Duration};
 
 use async_stream::stream;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
+use tokio::{
+    io::AsyncWriteExt,
+    process::{Child, ChildStdin},
+};
 
+mod output;
+
+use self::output::{ChildOutput, without_result};
 use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, kind_for_status,
 };
-use crate::{credentials::Credential, sse::MAX_LINE_BYTES};
+use crate::credentials::{Credential, Secret};
 
-/// How much of the child's stderr is kept to explain a failure.
-const STDERR_TAIL_BYTES: usize = 4096;
 /// How long a child that has sent its `result` may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
-/// Bytes read from a pipe at a time.
-const READ_CHUNK: usize = 16 * 1024;
 
 /// Runs the Claude Code CLI.
 #[derive(Debug, Clone)]
@@ -107,15 +109,86 @@ fn failure(kind: ErrorKind, message: String) -> ProviderError {
     ProviderError::new(kind, message)
 }
 
+/// The token Claude Code is started with: a setup-token or an OAuth access token.
+fn token_of(credential: &Credential) -> Result<Secret, ProviderError> {
+    match credential {
+        Credential::Token { token, .. } => Ok(token.clone()),
+        Credential::OAuth { access, .. } => Ok(access.clone()),
+        Credential::ApiKey(_) => Err(failure(
+            ErrorKind::Unsupported,
+            "anthropic: API keys use the Messages API, not Claude Code".into(),
+        )),
+    }
+}
+
+impl ClaudeCode {
+    /// Starts the CLI for `request`, with `token` in its environment and `home` as its `HOME`
+    /// and working directory; all three pipes open.
+    fn spawn(
+        &self,
+        request: &ProviderRequest,
+        token: &Secret,
+        home: &Path,
+    ) -> Result<Child, ProviderError> {
+        let mut cmd = tokio::process::Command::new(&self.binary);
+        cmd.args([
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+        ])
+        .arg("--model")
+        .arg(&request.model);
+        if let Some(system) = &request.system {
+            cmd.arg("--append-system-prompt").arg(system);
+        }
+        // The prompt goes on stdin, not argv: argv is capped (128 KiB per argument on
+        // Linux, below the 1 MiB prompt limit) and visible to every user in `ps`.
+        cmd.env_remove("ANTHROPIC_API_KEY")
+            .env_remove("ANTHROPIC_AUTH_TOKEN")
+            .env_remove("CLAUDE_CONFIG_DIR")
+            .env("CLAUDE_CODE_OAUTH_TOKEN", token.expose())
+            .env("ANTHROPIC_BASE_URL", &self.base_url)
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("HOME", home)
+            .current_dir(home)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        // Never log `cmd` itself: its Debug output includes the environment.
+        tracing::debug!(command_id = %request.command_id, binary = %self.binary, "starting claude code");
+        cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                failure(ErrorKind::Unsupported, format!(
+                    "anthropic: the Claude Code CLI ({}) was not found; setup-tokens run through it: install it (npm install -g @anthropic-ai/claude-code) or set providers.anthropic.claude_binary",
+                    self.binary
+                ))
+            } else {
+                failure(ErrorKind::Api, format!("anthropic: starting {}: {e}", self.binary))
+            }
+        })
+    }
+}
+
+/// Writes the prompt from a task of its own, so a large prompt cannot deadlock against the
+/// child's output; closing stdin tells the child the prompt is complete.
+fn write_prompt(mut stdin: ChildStdin, prompt: String) {
+    tokio::spawn(async move {
+        let _ = stdin.write_all(prompt.as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    });
+}
+
 impl ProviderExec for ClaudeCode {
     fn execute(&self, request: ProviderRequest) -> OutputStream {
         let this = self.clone();
         Box::pin(stream! {
-            let token = match &request.credential {
-                Credential::Token { token, .. } => token.clone(),
-                Credential::OAuth { access, .. } => access.clone(),
-                Credential::ApiKey(_) => {
-                    yield Err(failure(ErrorKind::Unsupported, "anthropic: API keys use the Messages API, not Claude Code".into()));
+            let token = match token_of(&request.credential) {
+                Ok(token) => token,
+                Err(e) => {
+                    yield Err(e);
                     return;
                 }
             };
@@ -128,128 +201,44 @@ impl ProviderExec for ClaudeCode {
                     return;
                 }
             };
-            let mut cmd = tokio::process::Command::new(&this.binary);
-            cmd.args(["-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"])
-                .arg("--model")
-                .arg(&request.model);
-            if let Some(system) = &request.system {
-                cmd.arg("--append-system-prompt").arg(system);
-            }
-            // The prompt goes on stdin, not argv: argv is capped (128 KiB per argument on
-            // Linux, below the 1 MiB prompt limit) and visible to every user in `ps`.
-            cmd.env_remove("ANTHROPIC_API_KEY")
-                .env_remove("ANTHROPIC_AUTH_TOKEN")
-                .env_remove("CLAUDE_CONFIG_DIR")
-                .env("CLAUDE_CODE_OAUTH_TOKEN", token.expose())
-                .env("ANTHROPIC_BASE_URL", &this.base_url)
-                .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-                .env("HOME", home.path())
-                .current_dir(home.path())
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true);
-            // Never log `cmd` itself: its Debug output includes the environment.
-            tracing::debug!(command_id = %request.command_id, binary = %this.binary, "starting claude code");
-            let mut child = match cmd.spawn() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    yield Err(failure(ErrorKind::Unsupported, format!(
-                        "anthropic: the Claude Code CLI ({}) was not found; setup-tokens run through it: install it (npm install -g @anthropic-ai/claude-code) or set providers.anthropic.claude_binary",
-                        this.binary
-                    )));
-                    return;
-                }
+            let mut child = match this.spawn(&request, &token, home.path()) {
+                Ok(child) => child,
                 Err(e) => {
-                    yield Err(failure(ErrorKind::Api, format!("anthropic: starting {}: {e}", this.binary)));
+                    yield Err(e);
                     return;
                 }
             };
-            let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+            let (Some(stdin), Some(stdout), Some(stderr)) =
                 (child.stdin.take(), child.stdout.take(), child.stderr.take())
             else {
                 yield Err(failure(ErrorKind::Api, "anthropic (claude code): no pipes to the child".into()));
                 return;
             };
-            // Written by its own task so a large prompt cannot deadlock against the child's
-            // output; closing stdin tells the child the prompt is complete.
-            let prompt = request.content.clone();
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let _ = stdin.write_all(prompt.as_bytes()).await;
-                let _ = stdin.shutdown().await;
-            });
-            let mut line = Vec::new();
-            let mut buf = vec![0u8; READ_CHUNK];
-            let mut err_buf = vec![0u8; READ_CHUNK];
-            let mut err_tail: Vec<u8> = Vec::new();
-            let mut stderr_open = true;
-            let mut outcome: Option<Result<(), ProviderError>> = None;
-            while outcome.is_none() {
-                let read = tokio::select! {
-                    r = tokio::time::timeout(this.idle_timeout, stdout.read(&mut buf)) => r,
-                    r = stderr.read(&mut err_buf), if stderr_open => {
-                        match r {
-                            Ok(0) | Err(_) => stderr_open = false,
-                            Ok(n) => {
-                                err_tail.extend_from_slice(&err_buf[..n]);
-                                let excess = err_tail.len().saturating_sub(STDERR_TAIL_BYTES);
-                                err_tail.drain(..excess);
-                            }
-                        }
-                        continue;
-                    }
-                };
-                let n = match read {
-                    Err(_) => {
-                        yield Err(failure(ErrorKind::Timeout, format!(
-                            "anthropic (claude code): no output for {}",
-                            humantime::format_duration(this.idle_timeout)
-                        )));
+            write_prompt(stdin, request.content.clone());
+            let mut output = ChildOutput::new(stdout, stderr, this.idle_timeout);
+            let outcome = loop {
+                let line = match output.next_line().await {
+                    Ok(Some(line)) => interpret(line),
+                    Ok(None) => break None,
+                    Err(e) => {
+                        yield Err(e);
                         return;
                     }
-                    Ok(Err(e)) => {
-                        yield Err(failure(ErrorKind::Connection, format!("anthropic (claude code): reading its output: {e}")));
-                        return;
-                    }
-                    Ok(Ok(0)) => break,
-                    Ok(Ok(n)) => n,
                 };
-                let mut rest = &buf[..n];
-                while let Some(pos) = rest.iter().position(|b| *b == b'\n') {
-                    line.extend_from_slice(&rest[..pos]);
-                    rest = &rest[pos + 1..];
-                    match interpret(&line) {
-                        Line::Text(t) => yield Ok(t),
-                        Line::Success => outcome = Some(Ok(())),
-                        Line::Failed(kind, message) => outcome = Some(Err(failure(kind, scrub(&message)))),
-                        Line::Nothing => {}
-                    }
-                    line.clear();
-                    if outcome.is_some() {
-                        break;
-                    }
+                match line {
+                    Line::Text(t) => yield Ok(t),
+                    Line::Success => break Some(Ok(())),
+                    Line::Failed(kind, message) => break Some(Err(failure(kind, scrub(&message)))),
+                    Line::Nothing => {}
                 }
-                if line.len() + rest.len() > MAX_LINE_BYTES {
-                    yield Err(failure(ErrorKind::Api, "anthropic (claude code): an output line is too long".into()));
-                    return;
-                }
-                line.extend_from_slice(rest);
-            }
+            };
             let status = tokio::time::timeout(EXIT_GRACE, child.wait()).await;
             match outcome {
                 Some(Ok(())) => {}
                 Some(Err(e)) => yield Err(e),
                 None => {
-                    let status = match status {
-                        Ok(Ok(s)) => s.to_string(),
-                        _ => "no exit status".to_owned(),
-                    };
-                    let tail = scrub(String::from_utf8_lossy(&err_tail).trim());
-                    yield Err(failure(ErrorKind::Api, format!(
-                        "anthropic (claude code): it ended ({status}) without a result{}{tail}",
-                        if tail.is_empty() { "" } else { ": " }
-                    )));
+                    let tail = scrub(String::from_utf8_lossy(&output.err_tail).trim());
+                    yield Err(without_result(status, &tail));
                 }
             }
             drop(home);

@@ -19,8 +19,7 @@ use iroh::{
     endpoint::Connection,
     protocol::{AcceptError, ProtocolHandler, Router},
 };
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
 use crate::{
     devices::{Devices, MAX_DEVICE_NAME, PairedOnly, Pairings},
@@ -36,20 +35,23 @@ const ONLINE_WAIT: Duration = Duration::from_secs(3);
 
 /// The running iroh side.
 #[derive(Debug)]
-pub struct Mesh {
+pub struct Tunnel {
     endpoint: Endpoint,
     router: Router,
     tracker: ConnectionTracker,
     relay_enabled: bool,
+    /// Stops the iroh gRPC server: the hub's iroh stage token.
     server_shutdown: CancellationToken,
-    server: std::sync::Mutex<Option<JoinHandle<Result<(), tonic::transport::Error>>>>,
+    /// Aborted when the last reference goes (a hub dropped without a shutdown).
+    server: std::sync::Mutex<Option<AbortOnDropHandle<Result<(), tonic::transport::Error>>>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct MeshError(#[from] helix_mesh::transport::EndpointError);
+pub struct TunnelError(#[from] helix_mesh::transport::EndpointError);
 
-impl Mesh {
+impl Tunnel {
+    /// Binds the endpoint and serves both protocols until [`Tunnel::shutdown`] or `cancel`.
     pub async fn start(
         secret: SecretKey,
         options: &EndpointOptions,
@@ -57,7 +59,8 @@ impl Mesh {
         pairings: Arc<Pairings>,
         service: RemoteExecutionService,
         hub_name: String,
-    ) -> Result<Mesh, MeshError> {
+        cancel: CancellationToken,
+    ) -> Result<Tunnel, TunnelError> {
         let endpoint = bind_endpoint(
             options,
             secret,
@@ -88,8 +91,8 @@ impl Mesh {
         let remote = RemoteExecutionServer::new(service)
             .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
-        let server_shutdown = CancellationToken::new();
-        let server = tokio::spawn(
+        let server_shutdown = cancel;
+        let server = AbortOnDropHandle::new(tokio::spawn(
             helix_mesh::transport::grpc_server()
                 .trace_fn(
                     |req| tracing::info_span!("rpc", transport = "iroh", path = %req.uri().path()),
@@ -97,9 +100,9 @@ impl Mesh {
                 .add_service(health)
                 .add_service(remote)
                 .serve_with_incoming_shutdown(incoming, server_shutdown.clone().cancelled_owned()),
-        );
+        ));
         tracing::info!(hub_id = %endpoint.id(), "iroh endpoint ready");
-        Ok(Mesh {
+        Ok(Tunnel {
             endpoint,
             router,
             tracker,

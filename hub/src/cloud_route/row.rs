@@ -85,7 +85,7 @@ pub(super) struct Row<'a> {
     pub command_id: &'a str,
     /// Retries stop when this passes (ms since the Unix epoch): the command's expiry.
     pub deadline_ms: i64,
-    /// The relay worker's token: retries stop when the hub stops (the first try still goes).
+    /// The cloud route worker's token: retries stop when the hub stops (the first try still goes).
     pub cancel: &'a CancellationToken,
 }
 
@@ -139,23 +139,23 @@ impl Row<'_> {
                 return Err(GaveUp::Refused(error));
             }
             if self.cancel.is_cancelled() {
-                tracing::warn!(%command_id, function, %error, "a table relay call failed while the hub stops; not retried");
+                tracing::warn!(%command_id, function, %error, "a cloud route call failed while the hub stops; not retried");
                 return Err(GaveUp::Stopping(error));
             }
             let left = self.deadline_ms.saturating_sub(now_ms());
             if left <= 0 {
-                tracing::warn!(%command_id, function, %error, "a table relay call kept failing until the command expired; gave up");
+                tracing::warn!(%command_id, function, %error, "a cloud route call kept failing until the command expired; gave up");
                 return Err(GaveUp::Expired(error));
             }
             retry = retry.saturating_add(1);
             let wait = backoff(retry).min(Duration::from_millis(left.unsigned_abs()));
-            tracing::warn!(%command_id, function, %error, retry, delay_ms = wait.as_millis() as u64, "a table relay call failed; sending it again");
+            tracing::warn!(%command_id, function, %error, retry, delay_ms = wait.as_millis() as u64, "a cloud route call failed; sending it again");
             if matches!(error, RestError::Api { status: 401, .. }) {
                 self.refresh_session().await;
             }
             tokio::select! {
                 _ = self.cancel.cancelled() => {
-                    tracing::warn!(%command_id, function, "the hub stops; gave up a failing table relay call");
+                    tracing::warn!(%command_id, function, "the hub stops; gave up a failing cloud route call");
                     return Err(GaveUp::Stopping(error));
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -167,9 +167,9 @@ impl Row<'_> {
     async fn refresh_session(&self) {
         match self.cloud.rest().await {
             Ok(Some((_, session))) => self.rest.set_token(session.access_token).await,
-            Ok(None) => tracing::warn!("table relay: the hub is no longer signed in to the cloud"),
+            Ok(None) => tracing::warn!("cloud route: the hub is no longer signed in to the cloud"),
             Err(error) => {
-                tracing::warn!(%error, "table relay: refreshing the cloud session failed")
+                tracing::warn!(%error, "cloud route: refreshing the cloud session failed")
             }
         }
     }

@@ -2,7 +2,7 @@
 //! up writing to a failing cloud (at the command's expiry, or when it stopped). The claim only
 //! takes `pending` rows, so without this a spoke following one would wait for nothing.
 //!
-//! At start, and every [`ORPHAN_SCAN`] after, the relay worker reads its own `executing` rows
+//! At start, and every [`ORPHAN_SCAN`] after, the cloud route's worker reads its own `executing` rows
 //! and resumes each one no handler of this process works on, from the journal:
 //! - a command the journal has: its events after the row's `last_seq` (never sent, so sealed
 //!   now; those up to `last_seq` were sent and are not sealed again: the cloud refuses a re-sent
@@ -26,7 +26,7 @@ use serde_json::Value;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use uuid::Uuid;
 
-use super::{Relay, row::Row};
+use super::{CloudRoute, row::Row};
 use crate::{executor::SHUTDOWN_ERROR, journal::RESTARTED_ERROR};
 
 /// How often a running hub looks for its `executing` rows that nothing here works on (rows it
@@ -36,29 +36,30 @@ pub const ORPHAN_SCAN: Duration = Duration::from_secs(300);
 /// next scan).
 pub const ORPHAN_BATCH: usize = 64;
 
-/// The command ids a handler of this process is working on.
+/// The rows (by command id) a handler of this process is working on: a row is handled by one
+/// handler at a time, whether it was claimed or is resumed.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Active(Arc<Mutex<HashSet<String>>>);
+pub(super) struct RowsInHand(Arc<Mutex<HashSet<String>>>);
 
-/// Marks a command id active until dropped.
+/// A row in hand: its command id is in the set until this is dropped.
 #[derive(Debug)]
-pub(super) struct ActiveGuard {
-    set: Active,
+pub(super) struct RowInHand {
+    set: RowsInHand,
     id: String,
 }
 
-impl Active {
-    /// Marks `id` active, unless a handler already has it.
-    pub fn begin(&self, id: &str) -> Option<ActiveGuard> {
+impl RowsInHand {
+    /// Takes the row of `id` in hand, unless a handler already has it.
+    pub fn begin(&self, id: &str) -> Option<RowInHand> {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        set.insert(id.to_owned()).then(|| ActiveGuard {
+        set.insert(id.to_owned()).then(|| RowInHand {
             set: self.clone(),
             id: id.to_owned(),
         })
     }
 }
 
-impl Drop for ActiveGuard {
+impl Drop for RowInHand {
     fn drop(&mut self) {
         let mut set = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
         set.remove(&self.id);
@@ -73,7 +74,7 @@ pub(super) fn clear_reason(error: &str) -> Option<String> {
         .then(|| error.to_owned())
 }
 
-impl Relay {
+impl CloudRoute {
     /// Resumes this hub's `executing` rows that no handler here has. Whether the rows could be
     /// read (if not, the caller tries again next round).
     pub(super) async fn resume_orphans(
@@ -82,7 +83,7 @@ impl Relay {
         hub_id: &str,
         cancel: &CancellationToken,
         handlers: &TaskTracker,
-        active: &Active,
+        in_hand: &RowsInHand,
     ) -> bool {
         let query = format!(
             "target_hub_id=eq.{hub_id}&status=eq.executing&select=command_id,source_device_id,last_seq&order=created_at.asc&limit={ORPHAN_BATCH}"
@@ -90,19 +91,19 @@ impl Relay {
         let rows = match rest.select::<Value>("remote_commands", &query).await {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!(%error, "table relay: reading this hub's executing rows failed");
+                tracing::warn!(%error, "cloud route: reading this hub's executing rows failed");
                 return false;
             }
         };
         for row in rows {
-            let Some(guard) = row["command_id"].as_str().and_then(|id| active.begin(id)) else {
+            let Some(guard) = row["command_id"].as_str().and_then(|id| in_hand.begin(id)) else {
                 continue;
             };
-            let relay = self.clone();
+            let route = self.clone();
             let rest = rest.clone();
             let cancel = cancel.clone();
             handlers.spawn(async move {
-                relay.resume(&rest, &row, &cancel).await;
+                route.resume(&rest, &row, &cancel).await;
                 drop(guard);
             });
         }
@@ -129,7 +130,7 @@ impl Relay {
                 .await;
             return;
         };
-        let record = match self.journal.command(id).await {
+        let record = match self.ctx.journal.command(id).await {
             Ok(Some(record)) => record,
             Ok(None) => {
                 tracing::warn!(%command_id, "a relayed command left executing is not in the journal; failing it");

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::{
     command::InvalidCommand,
+    devices::DevicesError,
     executor::{CancelError, SubmitError},
     journal::JournalError,
 };
@@ -47,4 +48,9 @@ pub fn cancel(e: CancelError) -> Status {
         e @ CancelError::AlreadyFinished { .. } => Status::failed_precondition(e.to_string()),
         CancelError::Journal(e) => journal(e),
     }
+}
+
+/// The device list could not be saved (the admin service's `RevokeDevice`).
+pub fn devices(e: DevicesError) -> Status {
+    Status::internal(e.to_string())
 }
