@@ -6,11 +6,13 @@
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
 //! - [`envelope`]: end-to-end-encrypted, signed envelopes for the Supabase table relay.
-//! - [`fsutil`]: private files written atomically (keys, stores).
+//! - [`fsutil`]: private files written atomically (keys, stores); [`hex`]: hex text of keys
+//!   and secrets.
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
 pub mod envelope;
 pub mod fsutil;
+pub mod hex;
 pub mod hub_channel;
 pub mod iroh_grpc;
 pub mod proto_ext;

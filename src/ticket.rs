@@ -36,21 +36,12 @@ impl fmt::Debug for PairingSecret {
 
 impl PairingSecret {
     pub fn to_hex(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0)
+        crate::hex::encode(&self.0)
     }
 
     pub fn from_hex(text: &str) -> Option<Self> {
-        decode_hex32(text).map(Self)
+        crate::hex::decode32(text).map(Self)
     }
-}
-
-/// Exactly 32 bytes from hex (either case); `None` for anything else. Never panics on
-/// untrusted input (`decode_mut` would, for a wrong length).
-pub fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let bytes = data_encoding::HEXLOWER_PERMISSIVE
-        .decode(text.as_bytes())
-        .ok()?;
-    bytes.try_into().ok()
 }
 
 /// A decoded ticket.

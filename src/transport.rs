@@ -207,7 +207,7 @@ pub enum KeyError {
 pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
     if let Some(bytes) = fsutil::read_optional(path)? {
         let text = String::from_utf8_lossy(&bytes);
-        return match crate::ticket::decode_hex32(text.trim()) {
+        return match crate::hex::decode32(text.trim()) {
             Some(raw) => Ok(SecretKey::from_bytes(&raw)),
             None => Err(KeyError::Corrupt(path.to_owned())),
         };
@@ -216,7 +216,7 @@ pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
         fsutil::ensure_private_dir(dir)?;
     }
     let key = SecretKey::generate();
-    let text = format!("{}\n", data_encoding::HEXLOWER.encode(&key.to_bytes()));
+    let text = format!("{}\n", crate::hex::encode(&key.to_bytes()));
     fsutil::write_private_atomic(path, text.as_bytes())?;
     Ok(key)
 }

@@ -18,6 +18,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::{
     config::SpokeConfig,
     exit::{CliError, Exit},
+    render::Printer,
 };
 
 /// How long closing the iroh endpoint may delay the exit (a clean close takes milliseconds;
@@ -219,6 +220,36 @@ impl Spoke {
             .hubs()
             .map(|f| f.hubs)
             .map_err(|e| CliError::new(Exit::Failed, e.to_string()))
+    }
+
+    /// Connects to the hub `--hub` names (see [`Spoke::resolve`]), saying nothing.
+    pub async fn connect_quietly(&self, hub: Option<&str>) -> Result<Connected, CliError> {
+        let target = self.resolve(hub)?;
+        self.connect(&target).await
+    }
+
+    /// Connects to `target` and says so (with the route) on stderr.
+    pub async fn connect_with_progress(
+        &self,
+        target: &Target,
+        printer: &mut Printer,
+    ) -> Result<Connected, CliError> {
+        match target {
+            Target::Local(dir) => {
+                printer.progress(&format!("connecting to the hub ({})…", dir.display()))
+            }
+            Target::Remote { label, .. } => {
+                printer.progress(&format!("connecting to hub {label}…"))
+            }
+        }
+        let conn = self.connect(target).await?;
+        if let Target::Remote { label, .. } = target {
+            printer.progress(&format!(
+                "connected to hub {label} (route {})",
+                conn.route()
+            ));
+        }
+        Ok(conn)
     }
 
     /// Connects to `target`.

@@ -1,0 +1,136 @@
+//! `helix run` (send a prompt and follow it) and `helix attach` (follow a command sent before),
+//! over iroh or the local listener, or through the table relay ([`crate::relay`]) with
+//! `--via cloud`, or when [`crate::fallback`] finds no iroh route in time.
+
+use std::{
+    io::{IsTerminal, Read},
+    time::SystemTime,
+};
+
+use helix_mesh::{
+    pb::{self, Provider},
+    proto_ext::{ms_to_timestamp, system_time_to_ms},
+};
+
+use crate::{
+    cli::{RunArgs, Via},
+    client::{Spoke, Target},
+    exit::{CliError, Exit},
+    fallback::{Route, direct_or_relay, no_route},
+    follow::{Start, follow},
+    render::Printer,
+};
+
+/// Runs `helix run`.
+pub async fn run(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    args: RunArgs,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let content = if args.prompt == "-" {
+        read_prompt_from_stdin()?
+    } else {
+        args.prompt.clone()
+    };
+    if content.trim().is_empty() {
+        return Err(CliError::new(Exit::Usage, "the prompt is empty"));
+    }
+    let mut printer = Printer::new(args.json, quiet);
+    let target = spoke.resolve(hub)?;
+    let now = SystemTime::now();
+    let command_id = uuid::Uuid::new_v4().to_string();
+    let request = pb::ExecuteRequest {
+        command_id,
+        source_device_id: String::new(),
+        source_user_id: String::new(),
+        agent_id: args.agent.clone(),
+        provider: args
+            .provider
+            .map(Provider::from)
+            .unwrap_or(Provider::Unspecified) as i32,
+        content,
+        session_id: args.session.clone().unwrap_or_default(),
+        channel_id: None,
+        created_at: Some(ms_to_timestamp(system_time_to_ms(now))),
+        expires_at: Some(ms_to_timestamp(system_time_to_ms(now + args.ttl))),
+        model: args.model.clone(),
+    };
+    let remote_hub = match &target {
+        Target::Remote { addr, .. } => Some(addr.id),
+        Target::Local(_) => None,
+    };
+    if args.via == Via::Cloud {
+        let hub = remote_hub.ok_or_else(|| {
+            CliError::new(
+                Exit::Usage,
+                "--via cloud needs --hub (a paired hub's name, id or ticket)",
+            )
+        })?;
+        return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+    }
+    let conn = match remote_hub {
+        Some(hub) if args.via == Via::Auto => {
+            let connecting = spoke.connect_with_progress(&target, &mut printer);
+            match direct_or_relay(connecting, crate::relay::available(spoke)).await? {
+                Route::Direct { conn, .. } => conn,
+                Route::Relay => {
+                    printer.progress(&no_route("using the table relay"));
+                    return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+                }
+            }
+        }
+        _ => spoke.connect_with_progress(&target, &mut printer).await?,
+    };
+    follow(
+        spoke,
+        &target,
+        conn,
+        Start::Execute(Box::new(request)),
+        &mut printer,
+        args.detach,
+    )
+    .await
+}
+
+/// Runs `helix attach ID`.
+pub async fn attach(
+    spoke: &Spoke,
+    hub: Option<&str>,
+    id: String,
+    after_seq: u64,
+    json: bool,
+    via: Via,
+    quiet: bool,
+) -> Result<Exit, CliError> {
+    let mut printer = Printer::new(json, quiet);
+    let target = spoke.resolve(hub)?;
+    if via == Via::Cloud {
+        let Target::Remote { addr, .. } = &target else {
+            return Err(CliError::new(Exit::Usage, "--via cloud needs --hub"));
+        };
+        return crate::relay::attach(spoke, addr.id, &id, after_seq, &mut printer).await;
+    }
+    let conn = spoke.connect_with_progress(&target, &mut printer).await?;
+    let start = Start::Attach {
+        command_id: id,
+        after_seq,
+    };
+    follow(spoke, &target, conn, start, &mut printer, false).await
+}
+
+fn read_prompt_from_stdin() -> Result<String, CliError> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"helix: type the prompt, then Ctrl-D\n",
+        );
+    }
+    let mut text = String::new();
+    stdin
+        .lock()
+        .read_to_string(&mut text)
+        .map_err(|e| CliError::new(Exit::Usage, format!("reading the prompt from stdin: {e}")))?;
+    Ok(text)
+}
