@@ -1,5 +1,5 @@
-//! End-to-end-encrypted, signed envelopes: how commands and output events cross the Supabase
-//! table relay without Supabase ever reading them.
+//! End-to-end-encrypted, signed envelopes: how commands and output events cross the cloud
+//! route (the Supabase tables) without Supabase ever reading them.
 //!
 //! Construction (standard parts, from the RustCrypto and dalek crates; nothing home-made below
 //! the composition):
@@ -10,8 +10,8 @@
 //! - **Signature by the sender**: the sender's iroh (ed25519) key signs the header and the
 //!   ciphertext, so the recipient knows which device wrote it and that nothing was changed.
 //!
-//! The header (kind, sender, recipient, context id, seq, expiry) stays readable so the relay can
-//! route; opening checks, in order: version, addressed to us, sender allowed, signature,
+//! The header (kind, sender, recipient, context id, seq, expiry) stays readable so the cloud
+//! route can deliver it; opening checks, in order: version, addressed to us, sender allowed, signature,
 //! expiry, decryption. Replays (the same context and seq twice) are the caller's to refuse: it
 //! knows what it has seen.
 

@@ -5,7 +5,7 @@
 //! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
-//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the Supabase table relay.
+//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase tables).
 //! - [`fsutil`]: private files written atomically (keys, stores); [`hex`]: hex text of keys
 //!   and secrets.
 //! - constants: protocol version, header names, limits that both sides must agree on.

@@ -47,8 +47,8 @@ pub struct Spoke {
     pub hub_dir: Option<PathBuf>,
     pub options: EndpointOptions,
     pub dial_timeout: Duration,
-    /// How long a command followed through the table relay may go without news from the hub.
-    pub relay_silence: Duration,
+    /// How long a command followed through the cloud route may go without news from the hub.
+    pub cloud_silence: Duration,
     endpoint: OnceCell<Endpoint>,
 }
 
@@ -92,14 +92,14 @@ impl Spoke {
         hub_dir: Option<PathBuf>,
         options: EndpointOptions,
         dial_timeout: Duration,
-        relay_silence: Duration,
+        cloud_silence: Duration,
     ) -> Self {
         Self {
             config,
             hub_dir,
             options,
             dial_timeout,
-            relay_silence,
+            cloud_silence,
             endpoint: OnceCell::new(),
         }
     }

@@ -81,6 +81,6 @@ fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
         cli.hub_dir.clone(),
         options,
         cli.connect_timeout,
-        cli.relay_silence,
+        cli.cloud_silence,
     ))
 }

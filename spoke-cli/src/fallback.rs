@@ -1,5 +1,5 @@
-//! Direct or table relay: with `--via auto`, a spoke dials its hub over iroh and, at the same
-//! time, checks that it may use the table relay (signed in to the cloud; that check may have to
+//! The hub or the cloud route: with `--via auto`, a spoke dials its hub over iroh and, at the
+//! same time, checks that it may use the cloud route (signed in to the cloud; that check may have to
 //! refresh the session over the network). When no iroh route comes up within
 //! [`IROH_WINDOW`], or the dial fails as unreachable, the command goes through the table
 //! instead, so that a command is on its way within [`FALLBACK_WITHIN`] of the spoke starting
@@ -9,7 +9,7 @@ use std::{future::Future, time::Duration};
 
 use crate::exit::{CliError, Exit};
 
-/// The promise: a command without an iroh route is on its way through the table relay within
+/// The promise: a command without an iroh route is on its way through the cloud route within
 /// this long.
 pub const FALLBACK_WITHIN: Duration = Duration::from_secs(3);
 
@@ -17,23 +17,23 @@ pub const FALLBACK_WITHIN: Duration = Duration::from_secs(3);
 /// [`FALLBACK_WITHIN`]; iroh gets the rest.
 const START_RESERVE: Duration = Duration::from_millis(50);
 
-/// How long iroh may take to reach the hub before the table relay takes over, counted from
+/// How long iroh may take to reach the hub before the cloud route takes over, counted from
 /// when the dial and the cloud check start (together).
 pub const IROH_WINDOW: Duration = FALLBACK_WITHIN.saturating_sub(START_RESERVE);
 
 /// Which way a command goes.
 #[derive(Debug)]
 pub enum Route<C> {
-    /// iroh (or the local listener) reached the hub; `cloud` says whether the table relay
+    /// iroh (or the local listener) reached the hub; `cloud` says whether the cloud route
     /// is available too.
-    Direct { conn: C, cloud: bool },
-    /// No route came up in time, and the table relay is available.
-    Relay,
+    Hub { conn: C, cloud: bool },
+    /// No route to the hub came up in time, and the cloud route is available.
+    Cloud,
 }
 
 /// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside, by
 /// the rules of `race` (below).
-pub async fn direct_or_relay<C>(
+pub async fn hub_or_cloud<C>(
     connecting: impl Future<Output = Result<C, CliError>>,
     cloud_available: impl Future<Output = bool>,
 ) -> Result<Route<C>, CliError> {
@@ -41,9 +41,9 @@ pub async fn direct_or_relay<C>(
 }
 
 /// The rules, with the window as a future so tests can decide when it ends:
-/// - the dial succeeds: [`Route::Direct`], after the cloud check has finished (it may be
+/// - the dial succeeds: [`Route::Hub`], after the cloud check has finished (it may be
 ///   writing a refreshed session, which must not be cut off half-way);
-/// - the dial fails as unreachable, or the window ends first: [`Route::Relay`] once the cloud
+/// - the dial fails as unreachable, or the window ends first: [`Route::Cloud`] once the cloud
 ///   check says yes; when it says no, the dial's own error (or, after the window, the dial
 ///   goes on to its own end);
 /// - the dial fails any other way (a refusal, say): that error, as it is.
@@ -64,20 +64,20 @@ async fn race<C>(
                     None => (&mut cloud_available).await,
                 };
                 return match dialed {
-                    Ok(conn) => Ok(Route::Direct { conn, cloud }),
-                    Err(e) if e.exit == Exit::Unreachable && cloud => Ok(Route::Relay),
+                    Ok(conn) => Ok(Route::Hub { conn, cloud }),
+                    Err(e) if e.exit == Exit::Unreachable && cloud => Ok(Route::Cloud),
                     Err(e) => Err(e),
                 };
             }
             known = &mut cloud_available, if cloud.is_none() => {
                 if known && window_over {
-                    return Ok(Route::Relay);
+                    return Ok(Route::Cloud);
                 }
                 cloud = Some(known);
             }
             () = &mut window, if !window_over => {
                 if cloud == Some(true) {
-                    return Ok(Route::Relay);
+                    return Ok(Route::Cloud);
                 }
                 window_over = true;
             }
@@ -85,7 +85,7 @@ async fn race<C>(
     }
 }
 
-/// The progress line when the table relay takes over: "…; `instead`".
+/// The progress line when the cloud route takes over: "…; `instead`".
 pub fn no_route(instead: &str) -> String {
     format!(
         "no iroh route to the hub within {}s; {instead}",
@@ -173,15 +173,15 @@ mod tests {
             settle().await;
             cloud_tx.send(true).unwrap();
             settle().await;
-            // Too late: the race has already chosen the relay.
+            // Too late: the race has already chosen the cloud route.
             let _ = dial_tx.send(Ok(7));
         };
         let route = decided(race(dial, cloud, window), driver).await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
-    async fn the_relay_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
+    async fn the_cloud_route_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
         let (_dial_tx, dial) = when::<Result<u32, CliError>>();
         let (window_tx, window) = when::<()>();
         let driver = async {
@@ -189,7 +189,7 @@ mod tests {
             window_tx.send(()).unwrap();
         };
         let route = decided(race(dial, async { true }, window), driver).await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
@@ -216,7 +216,7 @@ mod tests {
         assert!(
             matches!(
                 route,
-                Ok(Route::Direct {
+                Ok(Route::Hub {
                     conn: 7,
                     cloud: true
                 })
@@ -243,7 +243,7 @@ mod tests {
         assert!(
             matches!(
                 route,
-                Ok(Route::Direct {
+                Ok(Route::Hub {
                     conn: 7,
                     cloud: false
                 })
@@ -253,7 +253,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_hub_goes_to_the_relay_before_the_window_ends() {
+    async fn an_unreachable_hub_goes_to_the_cloud_route_before_the_window_ends() {
         let route = decided(
             race(
                 async { Err(unreachable()) },
@@ -263,7 +263,7 @@ mod tests {
             async {},
         )
         .await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
@@ -280,7 +280,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refusal_is_not_a_reason_to_use_the_relay() {
+    async fn a_refusal_is_not_a_reason_to_use_the_cloud_route() {
         let route = race(
             async { Err(CliError::new(Exit::Refused, "not paired")) },
             async { true },
@@ -296,8 +296,8 @@ mod tests {
     fn iroh_gets_the_promise_less_the_start_reserve() {
         assert_eq!(IROH_WINDOW, Duration::from_millis(2_950));
         assert_eq!(
-            no_route("using the table relay"),
-            "no iroh route to the hub within 3s; using the table relay"
+            no_route("using the cloud route"),
+            "no iroh route to the hub within 3s; using the cloud route"
         );
     }
 }

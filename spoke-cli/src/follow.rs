@@ -32,6 +32,27 @@ pub enum Start {
     Attach { command_id: String, after_seq: u64 },
 }
 
+/// How far a command is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// To its end: the exit code is the command's.
+    Finished,
+    /// Until the hub (or the cloud) has it: its id goes to stdout and `helix` returns
+    /// (`--detach`).
+    Accepted,
+}
+
+impl Until {
+    /// What `--detach` asks for.
+    pub fn detached(detach: bool) -> Self {
+        if detach {
+            Until::Accepted
+        } else {
+            Until::Finished
+        }
+    }
+}
+
 impl Start {
     fn command_id(&self) -> &str {
         match self {
@@ -42,14 +63,14 @@ impl Start {
 }
 
 /// Follows a command until its `finished` event and returns the exit code it means.
-/// With `detach`, returns after the hub has accepted the command, printing its id.
+/// With [`Until::Accepted`], returns after the hub has accepted the command, printing its id.
 pub async fn follow(
     spoke: &Spoke,
     target: &Target,
     mut conn: Connected,
     start: Start,
     printer: &mut Printer,
-    detach: bool,
+    until: Until,
 ) -> Result<Exit, CliError> {
     let command_id = start.command_id().to_owned();
     let mut last_seq = match &start {
@@ -134,7 +155,7 @@ pub async fn follow(
                 continue;
             }
             last_seq = event.seq;
-            if detach {
+            if until == Until::Accepted {
                 printer.progress(&format!(
                     "submitted; follow it with `helix attach {command_id}`"
                 ));

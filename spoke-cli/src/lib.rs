@@ -15,8 +15,8 @@
 //! - [`follow`]: streaming one command to its end: resume after a lost connection, Ctrl-C
 //!   cancels on the hub.
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
-//! - [`relay`]: the Supabase table relay route (send, follow, cancel); [`fallback`]: when a
-//!   command takes it instead of iroh.
+//! - [`cloud_route`]: the cloud route through the Supabase tables (send, follow, cancel);
+//!   [`fallback`]: when a command takes it instead of iroh.
 //! - [`exit`]: exit codes.
 //!
 //! Group files import the shared modules only, never each other or [`commands`].
@@ -24,6 +24,7 @@
 pub mod cancel;
 pub mod cli;
 pub mod client;
+pub mod cloud_route;
 pub mod commands;
 pub mod config;
 pub mod device;
@@ -33,6 +34,5 @@ pub mod follow;
 pub mod hub_info;
 pub mod pair;
 pub mod queries;
-pub mod relay;
 pub mod render;
 pub mod run;

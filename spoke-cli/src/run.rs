@@ -1,5 +1,5 @@
 //! `helix run` (send a prompt and follow it) and `helix attach` (follow a command sent before),
-//! over iroh or the local listener, or through the table relay ([`crate::relay`]) with
+//! over iroh or the local listener, or through the cloud route ([`crate::cloud_route`]) with
 //! `--via cloud`, or when [`crate::fallback`] finds no iroh route in time.
 
 use std::{
@@ -15,9 +15,10 @@ use helix_mesh::{
 use crate::{
     cli::{RunArgs, Via},
     client::{Spoke, Target},
+    cloud_route,
     exit::{CliError, Exit},
-    fallback::{Route, direct_or_relay, no_route},
-    follow::{Start, follow},
+    fallback::{Route, hub_or_cloud, no_route},
+    follow::{Start, Until, follow},
     render::Printer,
 };
 
@@ -37,6 +38,7 @@ pub async fn run(
         return Err(CliError::new(Exit::Usage, "the prompt is empty"));
     }
     let mut printer = Printer::new(args.json, quiet);
+    let until = Until::detached(args.detach);
     let target = spoke.resolve(hub)?;
     let now = SystemTime::now();
     let command_id = uuid::Uuid::new_v4().to_string();
@@ -67,16 +69,16 @@ pub async fn run(
                 "--via cloud needs --hub (a paired hub's name, id or ticket)",
             )
         })?;
-        return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+        return cloud_route::run(spoke, hub, request, &mut printer, until).await;
     }
     let conn = match remote_hub {
         Some(hub) if args.via == Via::Auto => {
             let connecting = spoke.connect_with_progress(&target, &mut printer);
-            match direct_or_relay(connecting, crate::relay::available(spoke)).await? {
-                Route::Direct { conn, .. } => conn,
-                Route::Relay => {
-                    printer.progress(&no_route("using the table relay"));
-                    return crate::relay::run(spoke, hub, request, &mut printer, args.detach).await;
+            match hub_or_cloud(connecting, cloud_route::available(spoke)).await? {
+                Route::Hub { conn, .. } => conn,
+                Route::Cloud => {
+                    printer.progress(&no_route("using the cloud route"));
+                    return cloud_route::run(spoke, hub, request, &mut printer, until).await;
                 }
             }
         }
@@ -88,7 +90,7 @@ pub async fn run(
         conn,
         Start::Execute(Box::new(request)),
         &mut printer,
-        args.detach,
+        until,
     )
     .await
 }
@@ -109,14 +111,14 @@ pub async fn attach(
         let Target::Remote { addr, .. } = &target else {
             return Err(CliError::new(Exit::Usage, "--via cloud needs --hub"));
         };
-        return crate::relay::attach(spoke, addr.id, &id, after_seq, &mut printer).await;
+        return cloud_route::attach(spoke, addr.id, &id, after_seq, &mut printer).await;
     }
     let conn = spoke.connect_with_progress(&target, &mut printer).await?;
     let start = Start::Attach {
         command_id: id,
         after_seq,
     };
-    follow(spoke, &target, conn, start, &mut printer, false).await
+    follow(spoke, &target, conn, start, &mut printer, Until::Finished).await
 }
 
 fn read_prompt_from_stdin() -> Result<String, CliError> {

@@ -1,5 +1,5 @@
-//! The spoke's side of the Supabase table relay (route `supabase`): seal the command to the
-//! hub, insert the row, then read the events by seq cursor, opening each (only the hub's
+//! The spoke's side of the cloud route (route `cloud`: the Supabase tables): seal the command
+//! to the hub, insert the row, then read the events by seq cursor, opening each (only the hub's
 //! signature is accepted), until `finished`.
 //!
 //! Cancelling goes through the row: `complete_remote_command` with `cancelled` (the hub
@@ -23,24 +23,24 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::{
     client::Spoke,
     exit::{CliError, Exit},
-    follow::show_event,
+    follow::{Until, show_event},
     render::Printer,
 };
 
-/// The route name of the table relay.
-pub const ROUTE_SUPABASE: &str = "supabase";
+/// The route name of the cloud route.
+pub const ROUTE_CLOUD: &str = "cloud";
 /// How often the event rows are read while a command runs.
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
-/// The row's reason when this device's Ctrl-C cancels a relayed command.
+/// The row's reason when this device's Ctrl-C cancels a command sent through the cloud.
 pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
-/// The row's reason when `helix cancel` cancels a relayed command.
+/// The row's reason when `helix cancel` cancels a command sent through the cloud.
 pub const CANCEL_REASON: &str = "cancelled with `helix cancel`";
 
 fn cloud_error(e: impl std::fmt::Display) -> CliError {
-    CliError::new(Exit::Unreachable, format!("table relay: {e}"))
+    CliError::new(Exit::Unreachable, format!("cloud route: {e}"))
 }
 
-/// Whether this device is signed in to the cloud (the relay is possible).
+/// Whether this device is signed in to the cloud (the cloud route is possible).
 pub async fn available(spoke: &Spoke) -> bool {
     matches!(Cloud::in_dir(spoke.config.path()).rest().await, Ok(Some(_)))
 }
@@ -53,20 +53,20 @@ async fn signed_in(spoke: &Spoke) -> Result<Rest, CliError> {
         .ok_or_else(|| {
             CliError::new(
                 Exit::Unreachable,
-                "the table relay needs the cloud: run `helix cloud login`",
+                "the cloud route needs the cloud: run `helix cloud login`",
             )
         })?
         .0)
 }
 
-/// Sends `request` to `hub` through the table and follows it to its end (or, with `detach`,
-/// prints its id and returns).
+/// Sends `request` to `hub` through the table and follows it to its end (or, with
+/// [`Until::Accepted`], prints its id and returns).
 pub async fn run(
     spoke: &Spoke,
     hub: PublicKey,
     request: pb::ExecuteRequest,
     printer: &mut Printer,
-    detach: bool,
+    until: Until,
 ) -> Result<Exit, CliError> {
     let rest = signed_in(spoke).await?;
     let secret = spoke
@@ -74,7 +74,10 @@ pub async fn run(
         .secret_key()
         .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
     // Before the row exists, so a Ctrl-C from then on cancels it rather than killing `helix`.
-    let interrupts = if detach { None } else { Some(interrupts()?) };
+    let interrupts = match until {
+        Until::Accepted => None,
+        Until::Finished => Some(interrupts()?),
+    };
     let expires_at_ms = request
         .expires_at
         .as_ref()
@@ -98,15 +101,15 @@ pub async fn run(
         .insert("remote_commands", &[row], None)
         .await
         .map_err(cloud_error)?;
-    if detach {
+    if until == Until::Accepted {
         printer.progress(&format!(
-            "sent through the cloud (route {ROUTE_SUPABASE}); follow it with `helix attach --via cloud {command_id}`"
+            "sent through the cloud (route {ROUTE_CLOUD}); follow it with `helix attach --via cloud {command_id}`"
         ));
         printer.out_line(&command_id);
         return Ok(Exit::Ok);
     }
     printer.progress(&format!(
-        "sent through the cloud (route {ROUTE_SUPABASE}); waiting for the hub…"
+        "sent through the cloud (route {ROUTE_CLOUD}); waiting for the hub…"
     ));
     let Some(interrupts) = interrupts else {
         return Ok(Exit::Ok);
@@ -118,12 +121,13 @@ pub async fn run(
         command_id: &command_id,
         interrupts,
         cancel_requested: false,
-        silence: spoke.relay_silence,
+        silence: spoke.cloud_silence,
     };
     follow.events(0, printer).await
 }
 
-/// Follows a relayed command's events after `after_seq` (`helix attach --via cloud`).
+/// Follows the events of a command sent through the cloud after `after_seq` (`helix attach
+/// --via cloud`).
 pub async fn attach(
     spoke: &Spoke,
     hub: PublicKey,
@@ -156,7 +160,7 @@ pub async fn attach(
         command_id,
         interrupts: interrupts()?,
         cancel_requested: false,
-        silence: spoke.relay_silence,
+        silence: spoke.cloud_silence,
     };
     follow.events(after_seq, printer).await
 }
@@ -232,7 +236,7 @@ async fn cancel_row(rest: &Rest, command_id: &str, reason: &str) -> Result<Cance
     }
 }
 
-/// Following one relayed command.
+/// Following one command sent through the cloud.
 struct Follow<'a> {
     rest: &'a Rest,
     secret: &'a iroh::SecretKey,
@@ -272,12 +276,11 @@ impl Follow<'_> {
                 if event.seq != last + 1 {
                     return Err(CliError::new(
                         Exit::Failed,
-                        format!("table relay: event {} after {last}", event.seq),
+                        format!("cloud route: event {} after {last}", event.seq),
                     ));
                 }
                 last = event.seq;
-                if let Some(exit) =
-                    show_event(printer, &event, ROUTE_SUPABASE, self.cancel_requested)
+                if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested)
                 {
                     return Ok(exit);
                 }
@@ -309,7 +312,7 @@ impl Follow<'_> {
                 return Err(CliError::new(
                     Exit::Unreachable,
                     format!(
-                        "table relay: nothing from the hub for {} (--relay-silence); the command may still run (follow it again with `helix attach --via cloud {command_id}`)",
+                        "cloud route: nothing from the hub for {} (--cloud-silence); the command may still run (follow it again with `helix attach --via cloud {command_id}`)",
                         humantime::format_duration(self.silence)
                     ),
                 ));
@@ -330,10 +333,10 @@ impl Follow<'_> {
         let text = row["envelope"].as_str().unwrap_or_default();
         let opened =
             envelope::open(self.secret, text, now_ms(), |k| *k == self.hub).map_err(|e| {
-                CliError::new(Exit::Failed, format!("table relay: refused an event: {e}"))
+                CliError::new(Exit::Failed, format!("cloud route: refused an event: {e}"))
             })?;
         pb::CommandEvent::decode(opened.plaintext.as_slice())
-            .map_err(|e| CliError::new(Exit::Failed, format!("table relay: bad event: {e}")))
+            .map_err(|e| CliError::new(Exit::Failed, format!("cloud route: bad event: {e}")))
     }
 
     /// Ctrl-C: the first cancels the row (and following goes on until it shows), a second
