@@ -126,8 +126,17 @@ impl EndpointOptions {
 
 /// Building an endpoint failed.
 #[derive(Debug, thiserror::Error)]
-#[error("starting the iroh endpoint: {0}")]
-pub struct EndpointError(String);
+#[non_exhaustive]
+pub enum EndpointError {
+    #[error("starting the iroh endpoint: bad UDP address {addr}: {source}")]
+    UdpAddr {
+        addr: SocketAddr,
+        #[source]
+        source: iroh::endpoint::InvalidSocketAddr,
+    },
+    #[error("starting the iroh endpoint: {0}")]
+    Bind(#[from] iroh::endpoint::BindError),
+}
 
 /// The QUIC transport settings both sides use (see the window constants).
 pub fn transport_config() -> QuicTransportConfig {
@@ -173,15 +182,12 @@ pub async fn bind_endpoint(
         builder = builder
             .clear_ip_transports()
             .bind_addr(addr)
-            .map_err(|e| EndpointError(format!("bad UDP address {addr}: {e}")))?;
+            .map_err(|source| EndpointError::UdpAddr { addr, source })?;
     }
     if let Some(apply) = hooks {
         builder = apply(builder);
     }
-    builder
-        .bind()
-        .await
-        .map_err(|e| EndpointError(e.to_string()))
+    Ok(builder.bind().await?)
 }
 
 /// Installs `hooks` on an endpoint builder (a helper for [`bind_endpoint`]'s `hooks`).

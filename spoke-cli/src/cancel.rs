@@ -11,12 +11,27 @@ use helix_mesh::pb::{self, CommandStatus};
 
 use crate::{
     cli::Via,
-    client::Spoke,
-    cloud_route,
-    exit::{CliError, Exit},
+    client::{ConnectError, HubStatus, ResolveError, Spoke},
+    cloud_route::{self, CloudRouteError},
+    exit::Exit,
     fallback::{Route, hub_or_cloud, no_route},
     render::Printer,
 };
+
+/// `helix cancel` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The hub answered with an error.
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+    #[error(transparent)]
+    Cloud(#[from] CloudRouteError),
+}
 
 /// Runs `helix cancel ID`.
 pub async fn cancel(
@@ -25,10 +40,10 @@ pub async fn cancel(
     id: String,
     via: Via,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, CancelError> {
     let mut printer = Printer::new(false, quiet);
     if via == Via::Cloud {
-        return cloud_route::cancel(spoke, &id, &mut printer).await;
+        return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
     }
     let target = spoke.resolve(hub)?;
     let (mut conn, cloud) = if via == Via::Auto {
@@ -36,7 +51,7 @@ pub async fn cancel(
             Route::Hub { conn, cloud } => (conn, cloud),
             Route::Cloud => {
                 printer.progress(&no_route("cancelling through the cloud"));
-                return cloud_route::cancel(spoke, &id, &mut printer).await;
+                return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
             }
         }
     } else {
@@ -52,9 +67,9 @@ pub async fn cancel(
         Ok(answer) => answer.into_inner(),
         Err(status) if cloud && status.code() == tonic::Code::NotFound => {
             printer.progress("the hub does not have it; cancelling it in the cloud");
-            return cloud_route::cancel(spoke, &id, &mut printer).await;
+            return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
         }
-        Err(status) => return Err(CliError::from_status(&status)),
+        Err(status) => return Err(HubStatus(status).into()),
     };
     let status = CommandStatus::try_from(answer.status).unwrap_or(CommandStatus::Unspecified);
     match (status, answer.was_queued) {

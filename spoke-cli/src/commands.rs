@@ -1,6 +1,7 @@
 //! The `helix` subcommands: [`dispatch`] builds the spoke context from the flags and hands each
 //! subcommand to the file of its group. Each group file imports only the shared modules
-//! (client, follow, render…), never another group or this dispatcher.
+//! (client, follow, render…), never another group or this dispatcher. Their errors end as an
+//! [`Error`], whose exit code is decided in [`crate::error`].
 
 use helix_mesh::transport::{EndpointOptions, RelayChoice};
 
@@ -10,54 +11,55 @@ use crate::{
     client::Spoke,
     config::{SpokeConfig, default_config_dir},
     device,
-    exit::{CliError, Exit},
+    error::Error,
+    exit::Exit,
     hub_info, pair, queries, run,
 };
 
 /// Runs one parsed command line.
-pub async fn dispatch(cli: Cli) -> Result<Exit, CliError> {
+pub async fn dispatch(cli: Cli) -> Result<Exit, Error> {
     let spoke = spoke_for(&cli)?;
     let result = dispatch_with(&spoke, cli).await;
     spoke.close().await;
     result
 }
 
-async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, CliError> {
+async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
     let quiet = cli.quiet;
     let hub = cli.hub.as_deref();
-    match cli.command {
-        Command::Run(args) => run::run(spoke, hub, args, quiet).await,
+    Ok(match cli.command {
+        Command::Run(args) => run::run(spoke, hub, args, quiet).await?,
         Command::Attach {
             id,
             after_seq,
             json,
             via,
-        } => run::attach(spoke, hub, id, after_seq, json, via, quiet).await,
-        Command::Cancel { id, via } => cancel::cancel(spoke, hub, id, via, quiet).await,
-        Command::Show { id, json } => queries::show(spoke, hub, id, json).await,
-        Command::Ls(args) => queries::ls(spoke, hub, args).await,
-        Command::Watch { json } => hub_info::watch(spoke, hub, json, quiet).await,
-        Command::Info { json } => hub_info::info(spoke, hub, json).await,
+        } => run::attach(spoke, hub, id, after_seq, json, via, quiet).await?,
+        Command::Cancel { id, via } => cancel::cancel(spoke, hub, id, via, quiet).await?,
+        Command::Show { id, json } => queries::show(spoke, hub, id, json).await?,
+        Command::Ls(args) => queries::ls(spoke, hub, args).await?,
+        Command::Watch { json } => hub_info::watch(spoke, hub, json, quiet).await?,
+        Command::Info { json } => hub_info::info(spoke, hub, json).await?,
         Command::Pair {
             ticket,
             name,
             device_name,
-        } => pair::pair(spoke, &ticket, name, device_name, quiet).await,
-        Command::Hubs { json } => pair::hubs(spoke, json).await,
-        Command::Cloud { command } => device::cloud(spoke, command, quiet).await,
-        Command::Whoami => device::whoami(spoke, quiet),
-    }
+        } => pair::pair(spoke, &ticket, name, device_name, quiet).await?,
+        Command::Hubs { json } => pair::hubs(spoke, json).await?,
+        Command::Cloud { command } => device::cloud(spoke, command, quiet).await?,
+        Command::Whoami => device::whoami(spoke, quiet)?,
+    })
 }
 
 /// The spoke context the flags describe.
-fn spoke_for(cli: &Cli) -> Result<Spoke, CliError> {
+fn spoke_for(cli: &Cli) -> Result<Spoke, Error> {
     let relay = match (&cli.relay_url, cli.no_relay || cli.local_only) {
-        (Some(url), _) => RelayChoice::Custom(vec![url.parse().map_err(|e| {
-            CliError::new(
-                Exit::Usage,
-                format!("--relay-url {url:?} is not a relay URL: {e}"),
-            )
-        })?]),
+        (Some(url), _) => {
+            RelayChoice::Custom(vec![url.parse().map_err(|source| Error::RelayUrl {
+                url: url.clone(),
+                source,
+            })?])
+        }
         (None, true) => RelayChoice::Disabled,
         (None, false) => RelayChoice::N0,
     };

@@ -5,29 +5,30 @@ use std::io::{IsTerminal, Read};
 
 use helix_discovery::cloud::{Cloud, CloudCommand, CloudError};
 
-use crate::{
-    client::Spoke,
-    exit::{CliError, Exit},
-    render::Printer,
-};
+use crate::{client::Spoke, config::ConfigError, exit::Exit, render::Printer};
+
+/// `helix whoami` or `helix cloud` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeviceError {
+    /// This device's key could not be read or created.
+    #[error(transparent)]
+    Key(#[from] ConfigError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
 
 /// Runs `helix whoami`: this device's id (its public key) as the last stdout line.
-pub fn whoami(spoke: &Spoke, quiet: bool) -> Result<Exit, CliError> {
-    let key = spoke
-        .config
-        .secret_key()
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+pub fn whoami(spoke: &Spoke, quiet: bool) -> Result<Exit, DeviceError> {
+    let key = spoke.config.secret_key()?;
     Printer::new(false, quiet).out_line(&key.public().to_string());
     Ok(Exit::Ok)
 }
 
 /// Runs `helix cloud …`, reading secrets from stdin.
-pub async fn cloud(spoke: &Spoke, command: CloudCommand, quiet: bool) -> Result<Exit, CliError> {
+pub async fn cloud(spoke: &Spoke, command: CloudCommand, quiet: bool) -> Result<Exit, DeviceError> {
     let cloud = Cloud::in_dir(spoke.config.path());
-    let lines = cloud
-        .run(command, read_secret)
-        .await
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    let lines = cloud.run(command, read_secret).await?;
     let mut printer = Printer::new(false, quiet);
     for line in lines {
         printer.out_line(&line);

@@ -7,7 +7,7 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::exit::{CliError, Exit};
+use crate::client::ConnectError;
 
 /// The promise: a command without an iroh route is on its way through the cloud route within
 /// this long.
@@ -34,9 +34,9 @@ pub enum Route<C> {
 /// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside, by
 /// the rules of `race` (below).
 pub async fn hub_or_cloud<C>(
-    connecting: impl Future<Output = Result<C, CliError>>,
+    connecting: impl Future<Output = Result<C, ConnectError>>,
     cloud_available: impl Future<Output = bool>,
-) -> Result<Route<C>, CliError> {
+) -> Result<Route<C>, ConnectError> {
     race(connecting, cloud_available, tokio::time::sleep(IROH_WINDOW)).await
 }
 
@@ -48,10 +48,10 @@ pub async fn hub_or_cloud<C>(
 ///   goes on to its own end);
 /// - the dial fails any other way (a refusal, say): that error, as it is.
 async fn race<C>(
-    connecting: impl Future<Output = Result<C, CliError>>,
+    connecting: impl Future<Output = Result<C, ConnectError>>,
     cloud_available: impl Future<Output = bool>,
     window: impl Future<Output = ()>,
-) -> Result<Route<C>, CliError> {
+) -> Result<Route<C>, ConnectError> {
     tokio::pin!(connecting, cloud_available, window);
     let mut cloud: Option<bool> = None;
     let mut window_over = false;
@@ -65,7 +65,7 @@ async fn race<C>(
                 };
                 return match dialed {
                     Ok(conn) => Ok(Route::Hub { conn, cloud }),
-                    Err(e) if e.exit == Exit::Unreachable && cloud => Ok(Route::Cloud),
+                    Err(e) if e.hub_unreachable() && cloud => Ok(Route::Cloud),
                     Err(e) => Err(e),
                 };
             }
@@ -100,6 +100,7 @@ mod tests {
         atomic::{AtomicBool, Ordering},
     };
 
+    use helix_mesh::iroh_grpc::DialError;
     use tokio::sync::oneshot;
 
     use super::*;
@@ -115,8 +116,12 @@ mod tests {
         })
     }
 
-    fn unreachable() -> CliError {
-        CliError::new(Exit::Unreachable, "no route")
+    fn unreachable() -> ConnectError {
+        ConnectError::Dial(DialError::Timeout(Duration::from_secs(1)))
+    }
+
+    fn refusal() -> ConnectError {
+        ConnectError::Dial(DialError::Refused("not paired".into()))
     }
 
     /// Lets the other side of a `join!`/`select!` run until it waits again.
@@ -129,9 +134,9 @@ mod tests {
     /// Polls `race` while `driver` sends its events one at a time. The race must have decided
     /// once the driver is done: a broken rule fails the test instead of hanging it.
     async fn decided(
-        race: impl Future<Output = Result<Route<u32>, CliError>>,
+        race: impl Future<Output = Result<Route<u32>, ConnectError>>,
         driver: impl Future<Output = ()>,
-    ) -> Result<Route<u32>, CliError> {
+    ) -> Result<Route<u32>, ConnectError> {
         use futures::FutureExt;
         tokio::pin!(race);
         tokio::select! {
@@ -142,17 +147,17 @@ mod tests {
         race.now_or_never().expect("the race had not decided")
     }
 
-    /// The error `route` must be.
-    fn error(route: Result<Route<u32>, CliError>) -> (Exit, String) {
+    /// The error `route` must be: whether it means unreachable, or refused, and its text.
+    fn error(route: Result<Route<u32>, ConnectError>) -> (bool, bool, String) {
         match route {
-            Err(e) => (e.exit, e.message),
+            Err(e) => (e.hub_unreachable(), e.refused_by_hub(), e.to_string()),
             Ok(other) => panic!("not an error: {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn the_window_runs_while_the_cloud_check_is_still_refreshing() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (cloud_tx, cloud) = when::<bool>();
         let (window_tx, window) = when::<()>();
         let started = Arc::new(AtomicBool::new(false));
@@ -182,7 +187,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_cloud_route_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
-        let (_dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (_dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (window_tx, window) = when::<()>();
         let driver = async {
             settle().await;
@@ -194,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_direct_route_waits_for_the_cloud_check_to_finish() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (cloud_tx, cloud) = when::<bool>();
         let finished = Arc::new(AtomicBool::new(false));
         let cloud = {
@@ -231,7 +236,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_the_cloud_the_dial_goes_on_past_the_window() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (window_tx, window) = when::<()>();
         let driver = async {
             settle().await;
@@ -275,20 +280,20 @@ mod tests {
         );
         assert_eq!(
             error(decided(route, async {}).await),
-            (Exit::Unreachable, "no route".to_owned())
+            (true, false, unreachable().to_string())
         );
     }
 
     #[tokio::test]
     async fn a_refusal_is_not_a_reason_to_use_the_cloud_route() {
         let route = race(
-            async { Err(CliError::new(Exit::Refused, "not paired")) },
+            async { Err(refusal()) },
             async { true },
             std::future::pending(),
         );
         assert_eq!(
             error(decided(route, async {}).await),
-            (Exit::Refused, "not paired".to_owned())
+            (false, true, "not paired".to_owned())
         );
     }
 

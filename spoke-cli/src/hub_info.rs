@@ -5,23 +5,36 @@ use helix_mesh::pb;
 use serde_json::json;
 
 use crate::{
-    client::Spoke,
-    exit::{CliError, Exit},
+    client::{HubStatus, ReachError, Spoke},
+    exit::Exit,
     render::{Printer, provider_name, status_name, time_text},
 };
+
+/// `helix watch` or `helix info` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HubInfoError {
+    #[error(transparent)]
+    Reach(#[from] ReachError),
+    /// The hub answered with an error.
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+    #[error("the hub ended the watch")]
+    WatchEnded,
+}
 
 pub async fn watch(
     spoke: &Spoke,
     hub: Option<&str>,
     json: bool,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, HubInfoError> {
     let mut conn = spoke.connect_quietly(hub).await?;
     let mut stream = conn
         .client
         .watch(pb::WatchRequest {})
         .await
-        .map_err(|s| CliError::from_status(&s))?
+        .map_err(HubStatus)?
         .into_inner();
     let mut printer = Printer::new(json, quiet);
     printer.progress("watching the hub's commands (Ctrl-C to stop)");
@@ -60,21 +73,19 @@ pub async fn watch(
                     printer.out_line(&line);
                 }
             }
-            Ok(None) => {
-                return Err(CliError::new(Exit::Unreachable, "the hub ended the watch"));
-            }
-            Err(status) => return Err(CliError::from_status(&status)),
+            Ok(None) => return Err(HubInfoError::WatchEnded),
+            Err(status) => return Err(HubStatus(status).into()),
         }
     }
 }
 
-pub async fn info(spoke: &Spoke, hub: Option<&str>, json: bool) -> Result<Exit, CliError> {
+pub async fn info(spoke: &Spoke, hub: Option<&str>, json: bool) -> Result<Exit, HubInfoError> {
     let mut conn = spoke.connect_quietly(hub).await?;
     let info = conn
         .client
         .get_hub_info(pb::GetHubInfoRequest {})
         .await
-        .map_err(|s| CliError::from_status(&s))?
+        .map_err(HubStatus)?
         .into_inner();
     let mut printer = Printer::new(json, false);
     let limits = info.limits.unwrap_or_default();

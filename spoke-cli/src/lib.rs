@@ -17,7 +17,8 @@
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
 //! - [`cloud_route`]: the cloud route through the Supabase tables (send, follow, cancel);
 //!   [`fallback`]: when a command takes it instead of iroh.
-//! - [`exit`]: exit codes.
+//! - [`error`]: the error a subcommand ends with, and the one place that decides its exit code;
+//!   [`exit`]: the exit codes.
 //!
 //! Group files import the shared modules only, never each other or [`commands`].
 
@@ -28,6 +29,7 @@ pub mod cloud_route;
 pub mod commands;
 pub mod config;
 pub mod device;
+pub mod error;
 pub mod exit;
 pub mod fallback;
 pub mod follow;

@@ -4,23 +4,34 @@ use helix_mesh::pb::{self, CommandStatus};
 
 use crate::{
     cli::LsArgs,
-    client::Spoke,
-    exit::{CliError, Exit},
+    client::{HubStatus, ReachError, Spoke},
+    exit::Exit,
     render::{Printer, command_json, provider_name, status_name, time_text},
 };
+
+/// `helix show` or `helix ls` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    #[error(transparent)]
+    Reach(#[from] ReachError),
+    /// The hub answered with an error.
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+}
 
 pub async fn show(
     spoke: &Spoke,
     hub: Option<&str>,
     id: String,
     json: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, QueryError> {
     let mut conn = spoke.connect_quietly(hub).await?;
     let command = conn
         .client
         .get_command(pb::GetCommandRequest { command_id: id })
         .await
-        .map_err(|s| CliError::from_status(&s))?
+        .map_err(HubStatus)?
         .into_inner();
     let mut printer = Printer::new(json, false);
     if json {
@@ -77,7 +88,7 @@ pub fn describe_command(c: &pb::Command) -> String {
     s
 }
 
-pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, CliError> {
+pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, QueryError> {
     let mut conn = spoke.connect_quietly(hub).await?;
     let page = conn
         .client
@@ -91,7 +102,7 @@ pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, 
             session_id: args.session.unwrap_or_default(),
         })
         .await
-        .map_err(|s| CliError::from_status(&s))?
+        .map_err(HubStatus)?
         .into_inner();
     let mut printer = Printer::new(args.json, false);
     if args.json {

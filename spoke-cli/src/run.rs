@@ -14,13 +14,35 @@ use helix_mesh::{
 
 use crate::{
     cli::{RunArgs, Via},
-    client::{Spoke, Target},
-    cloud_route,
-    exit::{CliError, Exit},
+    client::{ConnectError, ResolveError, Spoke, Target},
+    cloud_route::{self, CloudRouteError},
+    exit::Exit,
     fallback::{Route, hub_or_cloud, no_route},
-    follow::{Start, Until, follow},
+    follow::{FollowError, Start, Until, follow},
     render::Printer,
 };
+
+/// `helix run` or `helix attach` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error("reading the prompt from stdin: {0}")]
+    ReadPrompt(#[source] std::io::Error),
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    #[error("--via cloud needs --hub (a paired hub's name, id or ticket)")]
+    RunViaCloudWithoutHub,
+    #[error("--via cloud needs --hub")]
+    AttachViaCloudWithoutHub,
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    Follow(#[from] FollowError),
+    #[error(transparent)]
+    Cloud(#[from] CloudRouteError),
+}
 
 /// Runs `helix run`.
 pub async fn run(
@@ -28,14 +50,14 @@ pub async fn run(
     hub: Option<&str>,
     args: RunArgs,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, RunError> {
     let content = if args.prompt == "-" {
         read_prompt_from_stdin()?
     } else {
         args.prompt.clone()
     };
     if content.trim().is_empty() {
-        return Err(CliError::new(Exit::Usage, "the prompt is empty"));
+        return Err(RunError::EmptyPrompt);
     }
     let mut printer = Printer::new(args.json, quiet);
     let until = Until::detached(args.detach);
@@ -63,13 +85,8 @@ pub async fn run(
         Target::Local(_) => None,
     };
     if args.via == Via::Cloud {
-        let hub = remote_hub.ok_or_else(|| {
-            CliError::new(
-                Exit::Usage,
-                "--via cloud needs --hub (a paired hub's name, id or ticket)",
-            )
-        })?;
-        return cloud_route::run(spoke, hub, request, &mut printer, until).await;
+        let hub = remote_hub.ok_or(RunError::RunViaCloudWithoutHub)?;
+        return Ok(cloud_route::run(spoke, hub, request, &mut printer, until).await?);
     }
     let conn = match remote_hub {
         Some(hub) if args.via == Via::Auto => {
@@ -78,13 +95,13 @@ pub async fn run(
                 Route::Hub { conn, .. } => conn,
                 Route::Cloud => {
                     printer.progress(&no_route("using the cloud route"));
-                    return cloud_route::run(spoke, hub, request, &mut printer, until).await;
+                    return Ok(cloud_route::run(spoke, hub, request, &mut printer, until).await?);
                 }
             }
         }
         _ => spoke.connect_with_progress(&target, &mut printer).await?,
     };
-    follow(
+    Ok(follow(
         spoke,
         &target,
         conn,
@@ -92,7 +109,7 @@ pub async fn run(
         &mut printer,
         until,
     )
-    .await
+    .await?)
 }
 
 /// Runs `helix attach ID`.
@@ -104,24 +121,24 @@ pub async fn attach(
     json: bool,
     via: Via,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, RunError> {
     let mut printer = Printer::new(json, quiet);
     let target = spoke.resolve(hub)?;
     if via == Via::Cloud {
         let Target::Remote { addr, .. } = &target else {
-            return Err(CliError::new(Exit::Usage, "--via cloud needs --hub"));
+            return Err(RunError::AttachViaCloudWithoutHub);
         };
-        return cloud_route::attach(spoke, addr.id, &id, after_seq, &mut printer).await;
+        return Ok(cloud_route::attach(spoke, addr.id, &id, after_seq, &mut printer).await?);
     }
     let conn = spoke.connect_with_progress(&target, &mut printer).await?;
     let start = Start::Attach {
         command_id: id,
         after_seq,
     };
-    follow(spoke, &target, conn, start, &mut printer, Until::Finished).await
+    Ok(follow(spoke, &target, conn, start, &mut printer, Until::Finished).await?)
 }
 
-fn read_prompt_from_stdin() -> Result<String, CliError> {
+fn read_prompt_from_stdin() -> Result<String, RunError> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         let _ = std::io::Write::write_all(
@@ -133,6 +150,6 @@ fn read_prompt_from_stdin() -> Result<String, CliError> {
     stdin
         .lock()
         .read_to_string(&mut text)
-        .map_err(|e| CliError::new(Exit::Usage, format!("reading the prompt from stdin: {e}")))?;
+        .map_err(RunError::ReadPrompt)?;
     Ok(text)
 }
