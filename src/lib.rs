@@ -7,7 +7,7 @@
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
 //! - [`envelope`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase tables).
 //! - [`fsutil`]: private files written atomically (keys, stores); [`hex`]: hex text of keys
-//!   and secrets.
+//!   and secrets; [`secret_input`]: secrets read from stdin, for both binaries.
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
 pub mod envelope;
@@ -16,6 +16,7 @@ pub mod hex;
 pub mod hub_channel;
 pub mod iroh_grpc;
 pub mod proto_ext;
+pub mod secret_input;
 pub mod ticket;
 pub mod transport;
 pub mod urlenc;

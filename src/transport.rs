@@ -29,9 +29,9 @@ pub const CLOSE_DROPPED: u32 = 4034;
 /// Receive window of one QUIC stream. The default (~1.25 MB) caps a single stream at about
 /// 100 Mbit/s on a 100 ms path, and gRPC puts a whole HTTP/2 connection on one stream. 2 MiB
 /// lifts that to ~170 Mbit/s. Larger is not safe with noq 1.4: a burst of loss at the receiver
-/// (measured on loopback from 4 MiB up) leaves more than 1,024 gaps in the stream's reassembly
-/// buffer and noq closes the connection ("too many gaps in stream buffer"). See
-/// docs/performance.md.
+/// can leave more than 1,024 gaps in the stream's reassembly buffer, and noq then closes the
+/// connection ("too many gaps in stream buffer"); docs/performance.md has the window sizes
+/// where that was seen.
 pub const STREAM_RECEIVE_WINDOW: u32 = 2 << 20;
 /// Receive window of a whole connection (all streams), twice the stream window.
 pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
@@ -237,9 +237,9 @@ pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 /// Largest HTTP/2 frame a peer may send us (announced in SETTINGS; HTTP/2's default is
 /// 16 KiB). Every frame costs a header, a pass through h2's frame loop and, over iroh, a write
 /// into the QUIC stream: with 16 KiB frames a 64 KiB output event took four of each. 256 KiB
-/// carries any usual event in one frame (measured: gRPC over iroh +30 % throughput and −22 %
-/// CPU per MiB; docs/performance.md), while a long frame holds up the connection's other
-/// streams for at most 256 KiB (20 ms at 100 Mbit/s).
+/// carries any usual event in one frame, which gives gRPC over iroh more throughput for less
+/// CPU per MiB (docs/performance.md has the figures), while a long frame holds up the
+/// connection's other streams for at most 256 KiB (20 ms at 100 Mbit/s).
 pub const H2_MAX_FRAME: u32 = 256 << 10;
 
 /// The gRPC server settings every listener uses (TCP and iroh).

@@ -1,9 +1,11 @@
 //! The `helix` subcommands about this device: `whoami` (its id) and `cloud` (its optional
 //! cloud sign-in: login, status, logout).
 
-use std::io::{IsTerminal, Read};
-
 use helix_discovery::cloud::{Cloud, CloudCommand, CloudError};
+use helix_mesh::{
+    iroh_grpc::error_chain,
+    secret_input::{SecretRequest, Shape},
+};
 
 use crate::{client::Spoke, config::ConfigError, exit::Exit, render::Printer};
 
@@ -36,24 +38,12 @@ pub async fn cloud(spoke: &Spoke, command: CloudCommand, quiet: bool) -> Result<
     Ok(Exit::Ok)
 }
 
-/// One secret from stdin (a prompt on stderr when it is a terminal).
+/// One secret from stdin (a prompt on stderr when it is a terminal); only the line ending goes.
 fn read_secret(what: &str) -> Result<String, CloudError> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("helix: enter the {what}, then Enter and Ctrl-D\n").as_bytes(),
-        );
-    }
-    let mut text = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut text)
-        .map_err(|e| CloudError::Usage(format!("reading the {what} from stdin: {e}")))?;
-    // Only the line ending goes: passwords may contain spaces.
-    let secret = text.trim_end_matches(['\r', '\n']).to_owned();
-    if secret.is_empty() {
-        return Err(CloudError::Usage(format!("no {what} on stdin")));
-    }
-    Ok(secret)
+    helix_mesh::secret_input::read_secret(&SecretRequest {
+        what,
+        prompt: &format!("helix: enter the {what}, then Enter and Ctrl-D"),
+        shape: Shape::Passphrase,
+    })
+    .map_err(|e| CloudError::Usage(error_chain(&e)))
 }

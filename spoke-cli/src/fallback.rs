@@ -1,9 +1,12 @@
 //! The hub or the cloud route: with `--via auto`, a spoke dials its hub over iroh and, at the
-//! same time, checks that it may use the cloud route (signed in to the cloud; that check may have to
-//! refresh the session over the network). When no iroh route comes up within
+//! same time, checks that it may use the cloud route (signed in to the cloud; that check may
+//! have to refresh the session over the network). When no iroh route comes up within
 //! [`IROH_WINDOW`], or the dial fails as unreachable, the command goes through the table
-//! instead, so that a command is on its way within [`FALLBACK_WITHIN`] of the spoke starting
-//! to reach its hub (DESIGN.md's target; `helix-bench` measures it from process start).
+//! instead.
+//!
+//! The rule: a spoke that cannot reach its hub has its command on the way through the cloud
+//! route within [`FALLBACK_WITHIN`] (3 s), counted from the start of the `helix` process, which
+//! is how `helix-bench` measures it.
 
 use std::{future::Future, time::Duration};
 
@@ -13,8 +16,8 @@ use crate::client::ConnectError;
 /// this long.
 pub const FALLBACK_WITHIN: Duration = Duration::from_secs(3);
 
-/// What the process's start (before `main`: ~5 ms measured) and the spoke's set-up get of
-/// [`FALLBACK_WITHIN`]; iroh gets the rest.
+/// What the process's start (before `main`) and the spoke's set-up get of [`FALLBACK_WITHIN`]:
+/// a small share, well above what they take (docs/performance.md); iroh gets the rest.
 const START_RESERVE: Duration = Duration::from_millis(50);
 
 /// How long iroh may take to reach the hub before the cloud route takes over, counted from

@@ -2,10 +2,7 @@
 //! over iroh or the local listener, or through the cloud route ([`crate::cloud_route`]) with
 //! `--via cloud`, or when [`crate::fallback`] finds no iroh route in time.
 
-use std::{
-    io::{IsTerminal, Read},
-    time::SystemTime,
-};
+use std::time::SystemTime;
 
 use helix_mesh::{
     pb::{self, Provider},
@@ -139,17 +136,6 @@ pub async fn attach(
 }
 
 fn read_prompt_from_stdin() -> Result<String, RunError> {
-    let stdin = std::io::stdin();
-    if stdin.is_terminal() {
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            b"helix: type the prompt, then Ctrl-D\n",
-        );
-    }
-    let mut text = String::new();
-    stdin
-        .lock()
-        .read_to_string(&mut text)
-        .map_err(RunError::ReadPrompt)?;
-    Ok(text)
+    helix_mesh::secret_input::read_all("helix: type the prompt, then Ctrl-D")
+        .map_err(RunError::ReadPrompt)
 }
