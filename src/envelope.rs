@@ -1,5 +1,5 @@
-//! End-to-end-encrypted, signed envelopes: how commands and output events cross the Supabase
-//! table relay without Supabase ever reading them.
+//! End-to-end-encrypted, signed envelopes: how commands and output events cross the cloud
+//! route (the Supabase tables) without Supabase ever reading them.
 //!
 //! Construction (standard parts, from the RustCrypto and dalek crates; nothing home-made below
 //! the composition):
@@ -10,8 +10,8 @@
 //! - **Signature by the sender**: the sender's iroh (ed25519) key signs the header and the
 //!   ciphertext, so the recipient knows which device wrote it and that nothing was changed.
 //!
-//! The header (kind, sender, recipient, context id, seq, expiry) stays readable so the relay can
-//! route; opening checks, in order: version, addressed to us, sender allowed, signature,
+//! The header (kind, sender, recipient, context id, seq, expiry) stays readable so the cloud
+//! route can deliver it; opening checks, in order: version, addressed to us, sender allowed, signature,
 //! expiry, decryption. Replays (the same context and seq twice) are the caller's to refuse: it
 //! knows what it has seen.
 
@@ -64,11 +64,11 @@ pub struct Opened {
 }
 
 /// Why an envelope was refused. The texts are what a hub records as a command's reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
     #[error("malformed envelope: {0}")]
-    Malformed(String),
+    Malformed(#[from] Malformation),
     #[error("envelope version {0} is not supported (this side reads version {ENVELOPE_VERSION})")]
     Version(u8),
     #[error("envelope is addressed to another recipient")]
@@ -83,6 +83,22 @@ pub enum EnvelopeError {
     Undecryptable,
     #[error("envelope of {0} bytes is over the limit")]
     TooLarge(usize),
+}
+
+/// What is wrong with a malformed envelope.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformation {
+    /// A part that does not hold what it must; the text says which.
+    #[error("{0}")]
+    Part(String),
+    /// Not an envelope's JSON (or, sealing, not writable as JSON).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+fn malformed(part: impl Into<String>) -> EnvelopeError {
+    EnvelopeError::Malformed(Malformation::Part(part.into()))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,7 +151,7 @@ fn kind_name(kind: EnvelopeKind) -> &'static str {
 fn x25519_public(key: &PublicKey) -> Result<MontgomeryPoint, EnvelopeError> {
     ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes())
         .map(|k| k.to_montgomery())
-        .map_err(|_| EnvelopeError::Malformed("recipient key is not a valid ed25519 key".into()))
+        .map_err(|_| malformed("recipient key is not a valid ed25519 key"))
 }
 
 /// The X25519 secret scalar of an ed25519 secret key (unclamped; `mul_clamped` clamps).
@@ -197,12 +213,12 @@ pub fn seal(
                 aad: &aad,
             },
         )
-        .map_err(|_| EnvelopeError::Malformed("encryption failed".into()))?;
+        .map_err(|_| malformed("encryption failed"))?;
     let mut signed = aad;
     signed.extend_from_slice(&ct);
     wire.sig = BASE64URL_NOPAD.encode(&sender.sign(&signed).to_bytes());
     wire.ct = BASE64URL_NOPAD.encode(&ct);
-    serde_json::to_string(&wire).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    serde_json::to_string(&wire).map_err(|e| Malformation::Json(e).into())
 }
 
 /// Opens an envelope addressed to `recipient`, from a sender `sender_allowed` accepts, unexpired
@@ -216,8 +232,7 @@ pub fn open(
     if text.len() > 2 * MAX_PLAINTEXT {
         return Err(EnvelopeError::TooLarge(text.len()));
     }
-    let wire: Wire =
-        serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+    let wire: Wire = serde_json::from_str(text).map_err(Malformation::Json)?;
     if wire.v != ENVELOPE_VERSION {
         return Err(EnvelopeError::Version(wire.v));
     }
@@ -228,14 +243,14 @@ pub fn open(
     let sender: PublicKey = wire
         .sender
         .parse()
-        .map_err(|_| EnvelopeError::Malformed("sender is not a key".into()))?;
+        .map_err(|_| malformed("sender is not a key"))?;
     if !sender_allowed(&sender) {
         return Err(EnvelopeError::UnknownSender(sender.fmt_short().to_string()));
     }
     let decode = |field: &str, value: &str| {
         BASE64URL_NOPAD
             .decode(value.as_bytes())
-            .map_err(|_| EnvelopeError::Malformed(format!("{field} is not base64url")))
+            .map_err(|_| malformed(format!("{field} is not base64url")))
     };
     let ct = decode("ct", &wire.ct)?;
     let sig: [u8; 64] = decode("sig", &wire.sig)?
@@ -252,10 +267,10 @@ pub fn open(
     }
     let epk: [u8; 32] = decode("epk", &wire.epk)?
         .try_into()
-        .map_err(|_| EnvelopeError::Malformed("epk is not 32 bytes".into()))?;
+        .map_err(|_| malformed("epk is not 32 bytes"))?;
     let nonce: [u8; 12] = decode("nonce", &wire.nonce)?
         .try_into()
-        .map_err(|_| EnvelopeError::Malformed("nonce is not 12 bytes".into()))?;
+        .map_err(|_| malformed("nonce is not 12 bytes"))?;
     let shared = MontgomeryPoint(epk).mul_clamped(x25519_secret(recipient));
     let key = derive_key(&shared, &epk, &x25519_public(&me)?, &aad);
     let plaintext = ChaCha20Poly1305::new(&key.into())
@@ -308,14 +323,14 @@ mod tests {
             open(&hub, &sealed, 999, paired).unwrap().plaintext,
             b"prompt"
         );
-        assert_eq!(
+        assert!(matches!(
             open(&other_hub, &sealed, 999, paired),
             Err(EnvelopeError::NotForUs)
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             open(&hub, &sealed, 1000, paired),
             Err(EnvelopeError::Expired)
-        );
+        ));
         assert!(matches!(
             open(&hub, &sealed, 999, |_| false),
             Err(EnvelopeError::UnknownSender(_))
@@ -324,21 +339,30 @@ mod tests {
         let mut wire: serde_json::Value = serde_json::from_str(&sealed).unwrap();
         wire["sig"] =
             serde_json::Value::String(BASE64URL_NOPAD.encode(&key(9).sign(b"anything").to_bytes()));
-        assert_eq!(
+        assert!(matches!(
             open(&hub, &wire.to_string(), 999, paired),
             Err(EnvelopeError::BadSignature)
-        );
+        ));
         // A later expiry written into the header: the signature no longer matches.
         let mut wire: serde_json::Value = serde_json::from_str(&sealed).unwrap();
         wire["expires_at_ms"] = 5000.into();
-        assert_eq!(
+        assert!(matches!(
             open(&hub, &wire.to_string(), 1500, paired),
             Err(EnvelopeError::BadSignature)
-        );
+        ));
         assert!(matches!(
             open(&hub, "{", 0, paired),
             Err(EnvelopeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn malformed_json_is_kept_as_the_source() {
+        let err = open(&key(1), "{", 0, |_| true).unwrap_err();
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        assert_eq!(err.to_string(), format!("malformed envelope: {json}"));
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source, Some(json.to_string()));
     }
 
     proptest! {

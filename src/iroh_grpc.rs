@@ -209,11 +209,16 @@ pub enum DialError {
     #[error("no route to the hub within {0:?} (is it running and online? try `helix hubs`)")]
     Timeout(Duration),
     #[error("could not connect to the hub: {0}")]
-    Connect(String),
+    Connect(#[source] iroh::endpoint::ConnectError),
+    /// The hub closed the connection, saying why (not paired, revoked…).
     #[error("{0}")]
     Refused(String),
+    /// No stream for gRPC could be opened on the connection.
     #[error("setting up gRPC over the connection: {0}")]
-    Channel(String),
+    Channel(#[source] io::Error),
+    /// The HTTP/2 handshake on the stream failed.
+    #[error("setting up gRPC over the connection: {}", error_chain(.0))]
+    Handshake(#[source] hyper::Error),
 }
 
 /// Why the hub closed a connection, in words, if it said.
@@ -263,7 +268,7 @@ impl IrohConnector {
         let conn = tokio::time::timeout(self.timeout, dial)
             .await
             .map_err(|_| DialError::Timeout(self.timeout))?
-            .map_err(|e| DialError::Connect(e.to_string()))?;
+            .map_err(DialError::Connect)?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -285,17 +290,14 @@ impl IrohConnector {
     /// Opened now (within the dial timeout), so an unpaired device learns it here.
     pub async fn channel(&self) -> Result<DirectChannel, DialError> {
         let opened = tokio::time::timeout(self.timeout, async {
-            let io = self
-                .open()
-                .await
-                .map_err(|e| DialError::Channel(e.to_string()))?;
+            let io = self.open().await.map_err(DialError::Channel)?;
             hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                 .initial_stream_window_size(crate::transport::H2_STREAM_WINDOW)
                 .initial_connection_window_size(crate::transport::H2_CONNECTION_WINDOW)
                 .max_frame_size(crate::transport::H2_MAX_FRAME)
                 .handshake(hyper_util::rt::TokioIo::new(io))
                 .await
-                .map_err(|e| DialError::Channel(error_chain(&e)))
+                .map_err(DialError::Handshake)
         })
         .await
         .unwrap_or(Err(DialError::Timeout(self.timeout)));

@@ -5,18 +5,21 @@
 //! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
-//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the Supabase table relay;
+//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase tables);
 //!   [`envelope_v2`]: the v2 format (sealed commands and content keys, content under a
 //!   per-command key) that relay v2 moves to.
-//! - [`fsutil`]: private files written atomically (keys, stores).
+//! - [`fsutil`]: private files written atomically (keys, stores); [`hex`]: hex text of keys
+//!   and secrets; [`secret_input`]: secrets read from stdin, for both binaries.
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
 pub mod envelope;
 pub mod envelope_v2;
 pub mod fsutil;
+pub mod hex;
 pub mod hub_channel;
 pub mod iroh_grpc;
 pub mod proto_ext;
+pub mod secret_input;
 pub mod ticket;
 pub mod transport;
 pub mod urlenc;

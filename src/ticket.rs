@@ -10,7 +10,7 @@ use std::fmt;
 use data_encoding::BASE32_NOPAD;
 use iroh::{
     EndpointAddr,
-    endpoint::{RecvStream, SendStream},
+    endpoint::{ClosedStream, ReadToEndError, RecvStream, SendStream, WriteError},
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -36,21 +36,12 @@ impl fmt::Debug for PairingSecret {
 
 impl PairingSecret {
     pub fn to_hex(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0)
+        crate::hex::encode(&self.0)
     }
 
     pub fn from_hex(text: &str) -> Option<Self> {
-        decode_hex32(text).map(Self)
+        crate::hex::decode32(text).map(Self)
     }
-}
-
-/// Exactly 32 bytes from hex (either case); `None` for anything else. Never panics on
-/// untrusted input (`decode_mut` would, for a wrong length).
-pub fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let bytes = data_encoding::HEXLOWER_PERMISSIVE
-        .decode(text.as_bytes())
-        .ok()?;
-    bytes.try_into().ok()
 }
 
 /// A decoded ticket.
@@ -167,11 +158,16 @@ pub struct PairResponse {
 
 /// Reading or writing a pairing message failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PairWireError {
     #[error("pairing stream: {0}")]
-    Io(String),
+    Write(#[from] WriteError),
+    #[error("pairing stream: {0}")]
+    Finish(#[from] ClosedStream),
+    #[error("pairing stream: {0}")]
+    Read(#[from] ReadToEndError),
     #[error("pairing message is malformed: {0}")]
-    Malformed(String),
+    Malformed(#[from] serde_json::Error),
 }
 
 /// Writes one message and finishes the stream.
@@ -179,22 +175,17 @@ pub async fn write_pair_message<T: Serialize>(
     send: &mut SendStream,
     message: &T,
 ) -> Result<(), PairWireError> {
-    let bytes = serde_json::to_vec(message).map_err(|e| PairWireError::Malformed(e.to_string()))?;
-    send.write_all(&bytes)
-        .await
-        .map_err(|e| PairWireError::Io(e.to_string()))?;
-    send.finish().map_err(|e| PairWireError::Io(e.to_string()))
+    let bytes = serde_json::to_vec(message)?;
+    send.write_all(&bytes).await?;
+    Ok(send.finish()?)
 }
 
 /// Reads one message (the whole stream, at most [`MAX_PAIR_MESSAGE`] bytes).
 pub async fn read_pair_message<T: DeserializeOwned>(
     recv: &mut RecvStream,
 ) -> Result<T, PairWireError> {
-    let bytes = recv
-        .read_to_end(MAX_PAIR_MESSAGE)
-        .await
-        .map_err(|e| PairWireError::Io(e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| PairWireError::Malformed(e.to_string()))
+    let bytes = recv.read_to_end(MAX_PAIR_MESSAGE).await?;
+    Ok(serde_json::from_slice(&bytes)?)
 }
 
 #[cfg(test)]

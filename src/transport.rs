@@ -29,9 +29,9 @@ pub const CLOSE_DROPPED: u32 = 4034;
 /// Receive window of one QUIC stream. The default (~1.25 MB) caps a single stream at about
 /// 100 Mbit/s on a 100 ms path, and gRPC puts a whole HTTP/2 connection on one stream. 2 MiB
 /// lifts that to ~170 Mbit/s. Larger is not safe with noq 1.4: a burst of loss at the receiver
-/// (measured on loopback from 4 MiB up) leaves more than 1,024 gaps in the stream's reassembly
-/// buffer and noq closes the connection ("too many gaps in stream buffer"). See
-/// docs/performance.md.
+/// can leave more than 1,024 gaps in the stream's reassembly buffer, and noq then closes the
+/// connection ("too many gaps in stream buffer"); docs/performance.md has the window sizes
+/// where that was seen.
 pub const STREAM_RECEIVE_WINDOW: u32 = 2 << 20;
 /// Receive window of a whole connection (all streams), twice the stream window.
 pub const CONNECTION_RECEIVE_WINDOW: u32 = 4 << 20;
@@ -126,8 +126,17 @@ impl EndpointOptions {
 
 /// Building an endpoint failed.
 #[derive(Debug, thiserror::Error)]
-#[error("starting the iroh endpoint: {0}")]
-pub struct EndpointError(String);
+#[non_exhaustive]
+pub enum EndpointError {
+    #[error("starting the iroh endpoint: bad UDP address {addr}: {source}")]
+    UdpAddr {
+        addr: SocketAddr,
+        #[source]
+        source: iroh::endpoint::InvalidSocketAddr,
+    },
+    #[error("starting the iroh endpoint: {0}")]
+    Bind(#[from] iroh::endpoint::BindError),
+}
 
 /// The QUIC transport settings both sides use (see the window constants).
 pub fn transport_config() -> QuicTransportConfig {
@@ -173,15 +182,12 @@ pub async fn bind_endpoint(
         builder = builder
             .clear_ip_transports()
             .bind_addr(addr)
-            .map_err(|e| EndpointError(format!("bad UDP address {addr}: {e}")))?;
+            .map_err(|source| EndpointError::UdpAddr { addr, source })?;
     }
     if let Some(apply) = hooks {
         builder = apply(builder);
     }
-    builder
-        .bind()
-        .await
-        .map_err(|e| EndpointError(e.to_string()))
+    Ok(builder.bind().await?)
 }
 
 /// Installs `hooks` on an endpoint builder (a helper for [`bind_endpoint`]'s `hooks`).
@@ -207,7 +213,7 @@ pub enum KeyError {
 pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
     if let Some(bytes) = fsutil::read_optional(path)? {
         let text = String::from_utf8_lossy(&bytes);
-        return match crate::ticket::decode_hex32(text.trim()) {
+        return match crate::hex::decode32(text.trim()) {
             Some(raw) => Ok(SecretKey::from_bytes(&raw)),
             None => Err(KeyError::Corrupt(path.to_owned())),
         };
@@ -216,7 +222,7 @@ pub fn load_or_create_secret_key(path: &Path) -> Result<SecretKey, KeyError> {
         fsutil::ensure_private_dir(dir)?;
     }
     let key = SecretKey::generate();
-    let text = format!("{}\n", data_encoding::HEXLOWER.encode(&key.to_bytes()));
+    let text = format!("{}\n", crate::hex::encode(&key.to_bytes()));
     fsutil::write_private_atomic(path, text.as_bytes())?;
     Ok(key)
 }
@@ -231,9 +237,9 @@ pub const H2_CONNECTION_WINDOW: u32 = 16 << 20;
 /// Largest HTTP/2 frame a peer may send us (announced in SETTINGS; HTTP/2's default is
 /// 16 KiB). Every frame costs a header, a pass through h2's frame loop and, over iroh, a write
 /// into the QUIC stream: with 16 KiB frames a 64 KiB output event took four of each. 256 KiB
-/// carries any usual event in one frame (measured: gRPC over iroh +30 % throughput and −22 %
-/// CPU per MiB; docs/performance.md), while a long frame holds up the connection's other
-/// streams for at most 256 KiB (20 ms at 100 Mbit/s).
+/// carries any usual event in one frame, which gives gRPC over iroh more throughput for less
+/// CPU per MiB (docs/performance.md has the figures), while a long frame holds up the
+/// connection's other streams for at most 256 KiB (20 ms at 100 Mbit/s).
 pub const H2_MAX_FRAME: u32 = 256 << 10;
 
 /// The gRPC server settings every listener uses (TCP and iroh).

@@ -155,7 +155,7 @@ pub async fn run(poll: Duration, refresh: Option<Duration>) -> anyhow::Result<Re
             .next_line()
             .await?
             .context("helix ended before falling back")?;
-        if line.contains("using the table relay") {
+        if line.contains("using the cloud route") {
             break started.elapsed();
         }
     };

@@ -1,5 +1,5 @@
 //! `helix cancel`: ask the hub (iroh, or the local listener), or cancel a command sent through
-//! the table relay in the cloud (its row completed `cancelled`; the hub stops the command when
+//! the cloud route in the cloud (its row completed `cancelled`; the hub stops the command when
 //! it notices). With `--via auto`, the cloud is used when this device is signed in and either no
 //! iroh route comes up in time ([`crate::fallback`]) or the hub does not have the command (it
 //! may still wait in the table, unclaimed).
@@ -11,12 +11,27 @@ use helix_mesh::pb::{self, CommandStatus};
 
 use crate::{
     cli::Via,
-    client::Spoke,
-    exit::{CliError, Exit},
-    fallback::{Route, direct_or_relay, no_route},
-    relay,
+    client::{ConnectError, HubStatus, ResolveError, Spoke},
+    cloud_route::{self, CloudRouteError},
+    exit::Exit,
+    fallback::{Route, hub_or_cloud, no_route},
     render::Printer,
 };
+
+/// `helix cancel` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CancelError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The hub answered with an error.
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+    #[error(transparent)]
+    Cloud(#[from] CloudRouteError),
+}
 
 /// Runs `helix cancel ID`.
 pub async fn cancel(
@@ -25,18 +40,18 @@ pub async fn cancel(
     id: String,
     via: Via,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, CancelError> {
     let mut printer = Printer::new(false, quiet);
     if via == Via::Cloud {
-        return relay::cancel(spoke, &id, &mut printer).await;
+        return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
     }
     let target = spoke.resolve(hub)?;
     let (mut conn, cloud) = if via == Via::Auto {
-        match direct_or_relay(spoke.connect(&target), relay::available(spoke)).await? {
-            Route::Direct { conn, cloud } => (conn, cloud),
-            Route::Relay => {
+        match hub_or_cloud(spoke.connect(&target), cloud_route::available(spoke)).await? {
+            Route::Hub { conn, cloud } => (conn, cloud),
+            Route::Cloud => {
                 printer.progress(&no_route("cancelling through the cloud"));
-                return relay::cancel(spoke, &id, &mut printer).await;
+                return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
             }
         }
     } else {
@@ -52,9 +67,9 @@ pub async fn cancel(
         Ok(answer) => answer.into_inner(),
         Err(status) if cloud && status.code() == tonic::Code::NotFound => {
             printer.progress("the hub does not have it; cancelling it in the cloud");
-            return relay::cancel(spoke, &id, &mut printer).await;
+            return Ok(cloud_route::cancel(spoke, &id, &mut printer).await?);
         }
-        Err(status) => return Err(CliError::from_status(&status)),
+        Err(status) => return Err(HubStatus(status).into()),
     };
     let status = CommandStatus::try_from(answer.status).unwrap_or(CommandStatus::Unspecified);
     match (status, answer.was_queued) {

@@ -43,10 +43,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub connect_timeout: std::time::Duration,
 
-    /// Through the table relay: how long to keep following a command while nothing new comes
+    /// Through the cloud route: how long to keep following a command while nothing new comes
     /// from the hub, e.g. 30m (the command's expiry also ends the wait).
-    #[arg(long, global = true, default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub relay_silence: std::time::Duration,
+    #[arg(long, global = true, alias = "relay-silence", default_value = "1h", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub cloud_silence: std::time::Duration,
 
     /// Diagnostics and tests: no UDP of our own, relays only.
     #[arg(long, global = true, hide = true)]
@@ -79,14 +79,14 @@ pub enum Command {
         /// One JSON object per event on stdout instead of the output text.
         #[arg(long)]
         json: bool,
-        /// `cloud` reads a command sent through the table relay from the table.
+        /// `cloud` reads a command sent through the cloud route from the table.
         #[arg(long, value_enum, default_value = "auto")]
         via: Via,
     },
     /// Cancel a queued or running command.
     Cancel {
         id: String,
-        /// `iroh` asks the hub; `cloud` cancels a command sent through the table relay in the
+        /// `iroh` asks the hub; `cloud` cancels a command sent through the cloud route in the
         /// cloud (the hub then stops it); `auto` asks the hub, and uses the cloud when no iroh
         /// route comes up within 3 s or the hub does not have the command (still in the table),
         /// if this device is signed in to the cloud.
@@ -173,9 +173,9 @@ pub struct RunArgs {
     #[arg(long)]
     pub detach: bool,
 
-    /// Route: `iroh` (direct or relay), `cloud` (the Supabase table relay), or `auto` (iroh,
-    /// falling back to the table when no iroh route comes up within 3 s and this device is
-    /// signed in to the cloud).
+    /// Route: `iroh` (direct or relay), `cloud` (the cloud route, through the Supabase tables),
+    /// or `auto` (iroh, falling back to the cloud route when no iroh route comes up within 3 s
+    /// and this device is signed in to the cloud).
     #[arg(long, value_enum, default_value = "auto")]
     pub via: Via,
 }
@@ -245,7 +245,26 @@ impl From<StatusArg> for CommandStatus {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
+
+    #[test]
+    fn cloud_silence_keeps_its_old_name_as_a_hidden_alias() {
+        for flag in ["--cloud-silence", "--relay-silence"] {
+            let cli = Cli::try_parse_from(["helix", flag, "90s", "hubs"]).unwrap();
+            assert_eq!(
+                cli.cloud_silence,
+                std::time::Duration::from_secs(90),
+                "{flag}"
+            );
+        }
+        let cli = Cli::try_parse_from(["helix", "hubs"]).unwrap();
+        assert_eq!(cli.cloud_silence, std::time::Duration::from_secs(3600));
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("--cloud-silence"), "{help}");
+        assert!(!help.contains("relay-silence"), "{help}");
+    }
 
     #[test]
     fn run_with_every_documented_flag() {

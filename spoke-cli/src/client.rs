@@ -3,21 +3,21 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use helix_discovery::local::{AddBearer, LocalHub};
+use helix_discovery::local::{self, AddBearer, LocalHub, LocalHubError};
 use helix_mesh::{
     hub_channel::HubChannel,
     iroh_grpc::{DialError, IrohConnector},
     pb::remote_execution_client::RemoteExecutionClient,
-    ticket::Ticket,
-    transport::{EndpointOptions, bind_endpoint, current_route},
+    ticket::{BadTicket, Ticket},
+    transport::{EndpointError, EndpointOptions, bind_endpoint, current_route},
 };
 use iroh::{Endpoint, EndpointAddr, EndpointId, endpoint::Connection};
 use tokio::sync::OnceCell;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::{
-    config::SpokeConfig,
-    exit::{CliError, Exit},
+    config::{ConfigError, KnownHub, SpokeConfig},
+    render::Printer,
 };
 
 /// How long closing the iroh endpoint may delay the exit (a clean close takes milliseconds;
@@ -28,6 +28,102 @@ const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
 pub const ROUTE_LOCAL: &str = "local";
 
 pub type HubClient = RemoteExecutionClient<InterceptedService<HubChannel, AddBearer>>;
+
+/// Which hub `--hub` names could not be decided.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResolveError {
+    #[error(
+        "no hub to talk to: none runs on this machine (start one with `helix-hub serve`) and none is paired (pair with `helix pair TICKET`, the ticket comes from `helix-hub pair`)"
+    )]
+    NoHub,
+    #[error("several hubs are known ({}): choose one with --hub NAME", .0.join(", "))]
+    SeveralHubs(Vec<String>),
+    #[error(transparent)]
+    Ticket(#[from] BadTicket),
+    #[error(
+        "unknown hub {hub:?}: known hubs are [{}] (see `helix hubs`); or pass a ticket or a hub id",
+        known.join(", ")
+    )]
+    UnknownHub { hub: String, known: Vec<String> },
+    /// The known-hubs file could not be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// This device's iroh endpoint could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// This device's key could not be read or created.
+    #[error(transparent)]
+    Key(ConfigError),
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+}
+
+/// Connecting to a hub failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// Over iroh; [`DialError::Refused`] when the hub refuses this device.
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    /// The hub on this machine could not be found through its data dir.
+    #[error(transparent)]
+    LocalHub(#[from] LocalHubError),
+    /// The hub on this machine did not answer.
+    #[error(transparent)]
+    LocalDial(#[from] local::DialError),
+}
+
+impl ConnectError {
+    /// The hub refuses this device (not paired, revoked): trying again will not help.
+    pub fn refused_by_hub(&self) -> bool {
+        matches!(self, ConnectError::Dial(DialError::Refused(_)))
+    }
+
+    /// The hub could not be reached (as opposed to refusing this device, or a problem on this
+    /// device such as its key): another route may get through.
+    pub fn hub_unreachable(&self) -> bool {
+        !matches!(
+            self,
+            ConnectError::Bind(BindError::Key(_)) | ConnectError::Dial(DialError::Refused(_))
+        )
+    }
+}
+
+/// Finding or connecting to the hub `--hub` names failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReachError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}
+
+/// The hub answered a call with an error status. The text is the status's message (or its
+/// code when it has none).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", status_text(.0))]
+pub struct HubStatus(#[source] pub tonic::Status);
+
+fn status_text(status: &tonic::Status) -> String {
+    if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        status.message().to_owned()
+    }
+}
+
+impl From<tonic::Status> for HubStatus {
+    fn from(status: tonic::Status) -> Self {
+        Self(status)
+    }
+}
 
 /// Which hub to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +142,8 @@ pub struct Spoke {
     pub hub_dir: Option<PathBuf>,
     pub options: EndpointOptions,
     pub dial_timeout: Duration,
-    /// How long a command followed through the table relay may go without news from the hub.
-    pub relay_silence: Duration,
+    /// How long a command followed through the cloud route may go without news from the hub.
+    pub cloud_silence: Duration,
     endpoint: OnceCell<Endpoint>,
 }
 
@@ -91,26 +187,23 @@ impl Spoke {
         hub_dir: Option<PathBuf>,
         options: EndpointOptions,
         dial_timeout: Duration,
-        relay_silence: Duration,
+        cloud_silence: Duration,
     ) -> Self {
         Self {
             config,
             hub_dir,
             options,
             dial_timeout,
-            relay_silence,
+            cloud_silence,
             endpoint: OnceCell::new(),
         }
     }
 
     /// This device's iroh endpoint (bound once).
-    pub async fn endpoint(&self) -> Result<&Endpoint, CliError> {
+    pub async fn endpoint(&self) -> Result<&Endpoint, BindError> {
         self.endpoint
             .get_or_try_init(|| async {
-                let secret = self
-                    .config
-                    .secret_key()
-                    .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+                let secret = self.config.secret_key().map_err(BindError::Key)?;
                 // Signed in to the cloud: hub keys also resolve through presence rows.
                 let lookup = match helix_discovery::cloud::Cloud::in_dir(self.config.path())
                     .rest()
@@ -130,9 +223,7 @@ impl Spoke {
                         Box::new(move |builder| builder.address_lookup(lookup))
                     },
                 );
-                bind_endpoint(&self.options, secret, Vec::new(), hooks)
-                    .await
-                    .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))
+                Ok(bind_endpoint(&self.options, secret, Vec::new(), hooks).await?)
             })
             .await
     }
@@ -146,39 +237,29 @@ impl Spoke {
     }
 
     /// Which hub `--hub` names; without it, the hub on this machine, else the only known hub.
-    pub fn resolve(&self, hub: Option<&str>) -> Result<Target, CliError> {
+    pub fn resolve(&self, hub: Option<&str>) -> Result<Target, ResolveError> {
         let Some(hub) = hub else {
-            let dir = self
-                .hub_dir
-                .clone()
-                .unwrap_or_else(helix_discovery::local::default_hub_dir);
-            if self.hub_dir.is_some() || dir.join(helix_discovery::local::RUNTIME_FILE).exists() {
+            let dir = self.hub_dir.clone().unwrap_or_else(local::default_hub_dir);
+            if self.hub_dir.is_some() || dir.join(local::RUNTIME_FILE).exists() {
                 return Ok(Target::Local(dir));
             }
             let known = self.known_hubs()?;
             return match known.len() {
                 1 => {
-                    let (name, hub) = known.into_iter().next().ok_or_else(no_hub)?;
+                    let (name, hub) = known.into_iter().next().ok_or(ResolveError::NoHub)?;
                     Ok(Target::Remote {
                         label: name,
                         addr: hub.addr,
                     })
                 }
-                0 => Err(no_hub()),
-                _ => Err(CliError::new(
-                    Exit::Usage,
-                    format!(
-                        "several hubs are known ({}): choose one with --hub NAME",
-                        known.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                )),
+                0 => Err(ResolveError::NoHub),
+                _ => Err(ResolveError::SeveralHubs(known.into_keys().collect())),
             };
         };
         if hub.starts_with(helix_mesh::ticket::HUB_PREFIX)
             || hub.starts_with(helix_mesh::ticket::PAIR_PREFIX)
         {
-            let ticket =
-                Ticket::decode(hub).map_err(|e| CliError::new(Exit::Usage, e.to_string()))?;
+            let ticket = Ticket::decode(hub)?;
             let addr = ticket.addr().clone();
             return Ok(Target::Remote {
                 label: addr.id.fmt_short().to_string(),
@@ -203,39 +284,55 @@ impl Spoke {
                 addr,
             });
         }
-        Err(CliError::new(
-            Exit::Usage,
-            format!(
-                "unknown hub {hub:?}: known hubs are [{}] (see `helix hubs`); or pass a ticket or a hub id",
-                known.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-        ))
+        Err(ResolveError::UnknownHub {
+            hub: hub.to_owned(),
+            known: known.into_keys().collect(),
+        })
     }
 
-    fn known_hubs(
+    fn known_hubs(&self) -> Result<std::collections::BTreeMap<String, KnownHub>, ConfigError> {
+        Ok(self.config.hubs()?.hubs)
+    }
+
+    /// Connects to the hub `--hub` names (see [`Spoke::resolve`]), saying nothing.
+    pub async fn connect_quietly(&self, hub: Option<&str>) -> Result<Connected, ReachError> {
+        let target = self.resolve(hub)?;
+        Ok(self.connect(&target).await?)
+    }
+
+    /// Connects to `target` and says so (with the route) on stderr.
+    pub async fn connect_with_progress(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::config::KnownHub>, CliError> {
-        self.config
-            .hubs()
-            .map(|f| f.hubs)
-            .map_err(|e| CliError::new(Exit::Failed, e.to_string()))
+        target: &Target,
+        printer: &mut Printer,
+    ) -> Result<Connected, ConnectError> {
+        match target {
+            Target::Local(dir) => {
+                printer.progress(&format!("connecting to the hub ({})…", dir.display()))
+            }
+            Target::Remote { label, .. } => {
+                printer.progress(&format!("connecting to hub {label}…"))
+            }
+        }
+        let conn = self.connect(target).await?;
+        if let Target::Remote { label, .. } = target {
+            printer.progress(&format!(
+                "connected to hub {label} (route {})",
+                conn.route()
+            ));
+        }
+        Ok(conn)
     }
 
     /// Connects to `target`.
-    pub async fn connect(&self, target: &Target) -> Result<Connected, CliError> {
+    pub async fn connect(&self, target: &Target) -> Result<Connected, ConnectError> {
         match target {
             Target::Local(dir) => connect_local(dir).await,
             Target::Remote { addr, .. } => {
                 let endpoint = self.endpoint().await?.clone();
                 let connector = IrohConnector::new(endpoint, addr.clone(), self.dial_timeout);
-                let channel = connector.channel().await.map_err(|e| match e {
-                    DialError::Refused(reason) => CliError::new(Exit::Refused, reason),
-                    other => CliError::new(Exit::Unreachable, other.to_string()),
-                })?;
-                let conn = connector
-                    .connection()
-                    .await
-                    .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
+                let channel = connector.channel().await?;
+                let conn = connector.connection().await?;
                 let client = RemoteExecutionClient::with_interceptor(
                     HubChannel::from(channel),
                     AddBearer::none(),
@@ -254,20 +351,10 @@ impl Spoke {
     }
 }
 
-fn no_hub() -> CliError {
-    CliError::new(
-        Exit::Unreachable,
-        "no hub to talk to: none runs on this machine (start one with `helix-hub serve`) and none is paired (pair with `helix pair TICKET`, the ticket comes from `helix-hub pair`)",
-    )
-}
-
 /// Finds the hub through its data dir and dials it.
-pub async fn connect_local(dir: &std::path::Path) -> Result<Connected, CliError> {
-    let hub = LocalHub::find(dir).map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
-    let (channel, bearer) = hub
-        .dial()
-        .await
-        .map_err(|e| CliError::new(Exit::Unreachable, e.to_string()))?;
+pub async fn connect_local(dir: &std::path::Path) -> Result<Connected, ConnectError> {
+    let hub = LocalHub::find(dir)?;
+    let (channel, bearer) = hub.dial().await?;
     let client = RemoteExecutionClient::with_interceptor(HubChannel::from(channel), bearer)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);

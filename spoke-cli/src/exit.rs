@@ -1,6 +1,4 @@
-//! Exit codes and the error type that carries one.
-
-use std::fmt;
+//! Exit codes. Which error means which is decided in one place: `Error::exit` in `error.rs`.
 
 /// What `helix` exits with. Documented in `helix --help` and the README.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,49 +26,3 @@ impl Exit {
         self as u8
     }
 }
-
-/// An error for the person at the terminal, with the exit code it means.
-#[derive(Debug)]
-pub struct CliError {
-    pub exit: Exit,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
-        Self {
-            exit,
-            message: message.into(),
-        }
-    }
-
-    /// A gRPC status from the hub, with what to do about it where we know.
-    pub fn from_status(status: &tonic::Status) -> Self {
-        use tonic::Code;
-        let exit = match status.code() {
-            Code::Unavailable | Code::Unknown | Code::DeadlineExceeded => Exit::Unreachable,
-            Code::InvalidArgument
-            | Code::NotFound
-            | Code::AlreadyExists
-            | Code::Unauthenticated
-            | Code::PermissionDenied
-            | Code::ResourceExhausted
-            | Code::FailedPrecondition
-            | Code::OutOfRange => Exit::Refused,
-            _ => Exit::Failed,
-        };
-        let mut message = status.message().to_owned();
-        if message.is_empty() {
-            message = format!("{:?}", status.code());
-        }
-        Self { exit, message }
-    }
-}
-
-impl fmt::Display for CliError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CliError {}

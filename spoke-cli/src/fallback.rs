@@ -1,57 +1,60 @@
-//! Direct or table relay: with `--via auto`, a spoke dials its hub over iroh and, at the same
-//! time, checks that it may use the table relay (signed in to the cloud; that check may have to
-//! refresh the session over the network). When no iroh route comes up within
+//! The hub or the cloud route: with `--via auto`, a spoke dials its hub over iroh and, at the
+//! same time, checks that it may use the cloud route (signed in to the cloud; that check may
+//! have to refresh the session over the network). When no iroh route comes up within
 //! [`IROH_WINDOW`], or the dial fails as unreachable, the command goes through the table
-//! instead, so that a command is on its way within [`FALLBACK_WITHIN`] of the spoke starting
-//! to reach its hub (DESIGN.md's target; `helix-bench` measures it from process start).
+//! instead.
+//!
+//! The rule: a spoke that cannot reach its hub has its command on the way through the cloud
+//! route within [`FALLBACK_WITHIN`] (3 s), counted from the start of the `helix` process, which
+//! is how `helix-bench` measures it.
 
 use std::{future::Future, time::Duration};
 
-use crate::exit::{CliError, Exit};
+use crate::client::ConnectError;
 
-/// The promise: a command without an iroh route is on its way through the table relay within
+/// The promise: a command without an iroh route is on its way through the cloud route within
 /// this long.
 pub const FALLBACK_WITHIN: Duration = Duration::from_secs(3);
 
-/// What the process's start (before `main`: ~5 ms measured) and the spoke's set-up get of
-/// [`FALLBACK_WITHIN`]; iroh gets the rest.
+/// What the process's start (before `main`) and the spoke's set-up get of [`FALLBACK_WITHIN`]:
+/// a small share, well above what they take (docs/performance.md); iroh gets the rest.
 const START_RESERVE: Duration = Duration::from_millis(50);
 
-/// How long iroh may take to reach the hub before the table relay takes over, counted from
+/// How long iroh may take to reach the hub before the cloud route takes over, counted from
 /// when the dial and the cloud check start (together).
 pub const IROH_WINDOW: Duration = FALLBACK_WITHIN.saturating_sub(START_RESERVE);
 
 /// Which way a command goes.
 #[derive(Debug)]
 pub enum Route<C> {
-    /// iroh (or the local listener) reached the hub; `cloud` says whether the table relay
+    /// iroh (or the local listener) reached the hub; `cloud` says whether the cloud route
     /// is available too.
-    Direct { conn: C, cloud: bool },
-    /// No route came up in time, and the table relay is available.
-    Relay,
+    Hub { conn: C, cloud: bool },
+    /// No route to the hub came up in time, and the cloud route is available.
+    Cloud,
 }
 
 /// Races `connecting` against [`IROH_WINDOW`] while `cloud_available` runs alongside, by
 /// the rules of `race` (below).
-pub async fn direct_or_relay<C>(
-    connecting: impl Future<Output = Result<C, CliError>>,
+pub async fn hub_or_cloud<C>(
+    connecting: impl Future<Output = Result<C, ConnectError>>,
     cloud_available: impl Future<Output = bool>,
-) -> Result<Route<C>, CliError> {
+) -> Result<Route<C>, ConnectError> {
     race(connecting, cloud_available, tokio::time::sleep(IROH_WINDOW)).await
 }
 
 /// The rules, with the window as a future so tests can decide when it ends:
-/// - the dial succeeds: [`Route::Direct`], after the cloud check has finished (it may be
+/// - the dial succeeds: [`Route::Hub`], after the cloud check has finished (it may be
 ///   writing a refreshed session, which must not be cut off half-way);
-/// - the dial fails as unreachable, or the window ends first: [`Route::Relay`] once the cloud
+/// - the dial fails as unreachable, or the window ends first: [`Route::Cloud`] once the cloud
 ///   check says yes; when it says no, the dial's own error (or, after the window, the dial
 ///   goes on to its own end);
 /// - the dial fails any other way (a refusal, say): that error, as it is.
 async fn race<C>(
-    connecting: impl Future<Output = Result<C, CliError>>,
+    connecting: impl Future<Output = Result<C, ConnectError>>,
     cloud_available: impl Future<Output = bool>,
     window: impl Future<Output = ()>,
-) -> Result<Route<C>, CliError> {
+) -> Result<Route<C>, ConnectError> {
     tokio::pin!(connecting, cloud_available, window);
     let mut cloud: Option<bool> = None;
     let mut window_over = false;
@@ -64,20 +67,20 @@ async fn race<C>(
                     None => (&mut cloud_available).await,
                 };
                 return match dialed {
-                    Ok(conn) => Ok(Route::Direct { conn, cloud }),
-                    Err(e) if e.exit == Exit::Unreachable && cloud => Ok(Route::Relay),
+                    Ok(conn) => Ok(Route::Hub { conn, cloud }),
+                    Err(e) if e.hub_unreachable() && cloud => Ok(Route::Cloud),
                     Err(e) => Err(e),
                 };
             }
             known = &mut cloud_available, if cloud.is_none() => {
                 if known && window_over {
-                    return Ok(Route::Relay);
+                    return Ok(Route::Cloud);
                 }
                 cloud = Some(known);
             }
             () = &mut window, if !window_over => {
                 if cloud == Some(true) {
-                    return Ok(Route::Relay);
+                    return Ok(Route::Cloud);
                 }
                 window_over = true;
             }
@@ -85,7 +88,7 @@ async fn race<C>(
     }
 }
 
-/// The progress line when the table relay takes over: "…; `instead`".
+/// The progress line when the cloud route takes over: "…; `instead`".
 pub fn no_route(instead: &str) -> String {
     format!(
         "no iroh route to the hub within {}s; {instead}",
@@ -100,6 +103,7 @@ mod tests {
         atomic::{AtomicBool, Ordering},
     };
 
+    use helix_mesh::iroh_grpc::DialError;
     use tokio::sync::oneshot;
 
     use super::*;
@@ -115,8 +119,12 @@ mod tests {
         })
     }
 
-    fn unreachable() -> CliError {
-        CliError::new(Exit::Unreachable, "no route")
+    fn unreachable() -> ConnectError {
+        ConnectError::Dial(DialError::Timeout(Duration::from_secs(1)))
+    }
+
+    fn refusal() -> ConnectError {
+        ConnectError::Dial(DialError::Refused("not paired".into()))
     }
 
     /// Lets the other side of a `join!`/`select!` run until it waits again.
@@ -129,9 +137,9 @@ mod tests {
     /// Polls `race` while `driver` sends its events one at a time. The race must have decided
     /// once the driver is done: a broken rule fails the test instead of hanging it.
     async fn decided(
-        race: impl Future<Output = Result<Route<u32>, CliError>>,
+        race: impl Future<Output = Result<Route<u32>, ConnectError>>,
         driver: impl Future<Output = ()>,
-    ) -> Result<Route<u32>, CliError> {
+    ) -> Result<Route<u32>, ConnectError> {
         use futures::FutureExt;
         tokio::pin!(race);
         tokio::select! {
@@ -142,17 +150,17 @@ mod tests {
         race.now_or_never().expect("the race had not decided")
     }
 
-    /// The error `route` must be.
-    fn error(route: Result<Route<u32>, CliError>) -> (Exit, String) {
+    /// The error `route` must be: whether it means unreachable, or refused, and its text.
+    fn error(route: Result<Route<u32>, ConnectError>) -> (bool, bool, String) {
         match route {
-            Err(e) => (e.exit, e.message),
+            Err(e) => (e.hub_unreachable(), e.refused_by_hub(), e.to_string()),
             Ok(other) => panic!("not an error: {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn the_window_runs_while_the_cloud_check_is_still_refreshing() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (cloud_tx, cloud) = when::<bool>();
         let (window_tx, window) = when::<()>();
         let started = Arc::new(AtomicBool::new(false));
@@ -173,28 +181,28 @@ mod tests {
             settle().await;
             cloud_tx.send(true).unwrap();
             settle().await;
-            // Too late: the race has already chosen the relay.
+            // Too late: the race has already chosen the cloud route.
             let _ = dial_tx.send(Ok(7));
         };
         let route = decided(race(dial, cloud, window), driver).await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
-    async fn the_relay_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
-        let (_dial_tx, dial) = when::<Result<u32, CliError>>();
+    async fn the_cloud_route_is_taken_as_the_window_ends_when_the_cloud_already_said_yes() {
+        let (_dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (window_tx, window) = when::<()>();
         let driver = async {
             settle().await;
             window_tx.send(()).unwrap();
         };
         let route = decided(race(dial, async { true }, window), driver).await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
     async fn a_direct_route_waits_for_the_cloud_check_to_finish() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (cloud_tx, cloud) = when::<bool>();
         let finished = Arc::new(AtomicBool::new(false));
         let cloud = {
@@ -216,7 +224,7 @@ mod tests {
         assert!(
             matches!(
                 route,
-                Ok(Route::Direct {
+                Ok(Route::Hub {
                     conn: 7,
                     cloud: true
                 })
@@ -231,7 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_the_cloud_the_dial_goes_on_past_the_window() {
-        let (dial_tx, dial) = when::<Result<u32, CliError>>();
+        let (dial_tx, dial) = when::<Result<u32, ConnectError>>();
         let (window_tx, window) = when::<()>();
         let driver = async {
             settle().await;
@@ -243,7 +251,7 @@ mod tests {
         assert!(
             matches!(
                 route,
-                Ok(Route::Direct {
+                Ok(Route::Hub {
                     conn: 7,
                     cloud: false
                 })
@@ -253,7 +261,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_hub_goes_to_the_relay_before_the_window_ends() {
+    async fn an_unreachable_hub_goes_to_the_cloud_route_before_the_window_ends() {
         let route = decided(
             race(
                 async { Err(unreachable()) },
@@ -263,7 +271,7 @@ mod tests {
             async {},
         )
         .await;
-        assert!(matches!(route, Ok(Route::Relay)), "{route:?}");
+        assert!(matches!(route, Ok(Route::Cloud)), "{route:?}");
     }
 
     #[tokio::test]
@@ -275,20 +283,20 @@ mod tests {
         );
         assert_eq!(
             error(decided(route, async {}).await),
-            (Exit::Unreachable, "no route".to_owned())
+            (true, false, unreachable().to_string())
         );
     }
 
     #[tokio::test]
-    async fn a_refusal_is_not_a_reason_to_use_the_relay() {
+    async fn a_refusal_is_not_a_reason_to_use_the_cloud_route() {
         let route = race(
-            async { Err(CliError::new(Exit::Refused, "not paired")) },
+            async { Err(refusal()) },
             async { true },
             std::future::pending(),
         );
         assert_eq!(
             error(decided(route, async {}).await),
-            (Exit::Refused, "not paired".to_owned())
+            (false, true, "not paired".to_owned())
         );
     }
 
@@ -296,8 +304,8 @@ mod tests {
     fn iroh_gets_the_promise_less_the_start_reserve() {
         assert_eq!(IROH_WINDOW, Duration::from_millis(2_950));
         assert_eq!(
-            no_route("using the table relay"),
-            "no iroh route to the hub within 3s; using the table relay"
+            no_route("using the cloud route"),
+            "no iroh route to the hub within 3s; using the cloud route"
         );
     }
 }

@@ -12,8 +12,8 @@ use tokio::{
 use helix_mesh::iroh_grpc::refusal;
 
 use crate::{
-    client::{Connected, Link, Spoke, Target},
-    exit::{CliError, Exit},
+    client::{ConnectError, Connected, HubStatus, Link, Spoke, Target},
+    exit::Exit,
     render::{Printer, event_json},
 };
 
@@ -23,6 +23,37 @@ pub const RECONNECT_WINDOW: Duration = Duration::from_secs(30);
 const RECONNECT_FIRST_PAUSE: Duration = Duration::from_millis(100);
 const RECONNECT_MAX_PAUSE: Duration = Duration::from_secs(2);
 
+/// Following a command over iroh (or the local listener) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FollowError {
+    #[error("installing the Ctrl-C handler: {0}")]
+    CtrlC(#[source] std::io::Error),
+    /// The hub answered with an error.
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+    /// The hub closed the connection on purpose (revoked, not paired), saying why.
+    #[error("{0}")]
+    Refused(String),
+    /// Reconnecting failed in a way waiting cannot fix (the hub refuses this device).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(
+        "lost the hub and could not resume within {}s ({})",
+        RECONNECT_WINDOW.as_secs(),
+        .0.message()
+    )]
+    NotResumed(#[source] tonic::Status),
+    #[error(
+        "lost the hub and could not reconnect within {}s: {source}",
+        RECONNECT_WINDOW.as_secs()
+    )]
+    NotReconnected {
+        #[source]
+        source: ConnectError,
+    },
+}
+
 /// How a follow begins.
 #[derive(Debug, Clone)]
 pub enum Start {
@@ -30,6 +61,27 @@ pub enum Start {
     Execute(Box<pb::ExecuteRequest>),
     /// Attach to an existing command.
     Attach { command_id: String, after_seq: u64 },
+}
+
+/// How far a command is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// To its end: the exit code is the command's.
+    Finished,
+    /// Until the hub (or the cloud) has it: its id goes to stdout and `helix` returns
+    /// (`--detach`).
+    Accepted,
+}
+
+impl Until {
+    /// What `--detach` asks for.
+    pub fn detached(detach: bool) -> Self {
+        if detach {
+            Until::Accepted
+        } else {
+            Until::Finished
+        }
+    }
 }
 
 impl Start {
@@ -42,23 +94,22 @@ impl Start {
 }
 
 /// Follows a command until its `finished` event and returns the exit code it means.
-/// With `detach`, returns after the hub has accepted the command, printing its id.
+/// With [`Until::Accepted`], returns after the hub has accepted the command, printing its id.
 pub async fn follow(
     spoke: &Spoke,
     target: &Target,
     mut conn: Connected,
     start: Start,
     printer: &mut Printer,
-    detach: bool,
-) -> Result<Exit, CliError> {
+    until: Until,
+) -> Result<Exit, FollowError> {
     let command_id = start.command_id().to_owned();
     let mut last_seq = match &start {
         Start::Attach { after_seq, .. } => *after_seq,
         Start::Execute(_) => 0,
     };
     let mut submitted = matches!(start, Start::Attach { .. });
-    let mut interrupts = signal(SignalKind::interrupt())
-        .map_err(|e| CliError::new(Exit::Failed, format!("installing the Ctrl-C handler: {e}")))?;
+    let mut interrupts = signal(SignalKind::interrupt()).map_err(FollowError::CtrlC)?;
     let mut cancel_requested = false;
     let mut lost_since: Option<Instant> = None;
 
@@ -81,7 +132,7 @@ pub async fn follow(
                 conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
                 continue;
             }
-            Err(status) => return Err(CliError::from_status(&status)),
+            Err(status) => return Err(HubStatus(status).into()),
         };
         if lost_since.take().is_some() {
             printer.progress(&format!("reconnected; resuming after event {last_seq}"));
@@ -127,14 +178,14 @@ pub async fn follow(
                     conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
                     break;
                 }
-                Err(status) => return Err(CliError::from_status(&status)),
+                Err(status) => return Err(HubStatus(status).into()),
             };
             submitted = true;
             if event.seq <= last_seq {
                 continue;
             }
             last_seq = event.seq;
-            if detach {
+            if until == Until::Accepted {
                 printer.progress(&format!(
                     "submitted; follow it with `helix attach {command_id}`"
                 ));
@@ -254,13 +305,13 @@ async fn finished_before(
 
 /// Whether the hub closed our connection on purpose (revoked, not paired): then reconnecting
 /// cannot help.
-fn refused_by_hub(conn: &Connected) -> Result<(), CliError> {
+fn refused_by_hub(conn: &Connected) -> Result<(), FollowError> {
     if let Link::Iroh { conn, .. } = &conn.link
         && let Some(reason) = conn.close_reason().as_ref().and_then(refusal)
         && reason != "the hub closed the connection: the hub dropped the connection"
         && !reason.contains("shutting down")
     {
-        return Err(CliError::new(Exit::Refused, reason));
+        return Err(FollowError::Refused(reason));
     }
     Ok(())
 }
@@ -273,7 +324,7 @@ async fn reconnect(
     lost_since: &mut Option<Instant>,
     printer: &mut Printer,
     why: &tonic::Status,
-) -> Result<Connected, CliError> {
+) -> Result<Connected, FollowError> {
     let since = *lost_since.get_or_insert_with(|| {
         printer.progress(&format!(
             "connection to the hub lost ({}); reconnecting…",
@@ -286,28 +337,15 @@ async fn reconnect(
         // Bounded whatever fails: connecting, or calls on a hub that keeps refusing (e.g.
         // one that is draining and accepts no new commands).
         if since.elapsed() >= RECONNECT_WINDOW {
-            return Err(CliError::new(
-                Exit::Unreachable,
-                format!(
-                    "lost the hub and could not resume within {}s ({})",
-                    RECONNECT_WINDOW.as_secs(),
-                    why.message()
-                ),
-            ));
+            return Err(FollowError::NotResumed(why.clone()));
         }
         tokio::time::sleep(pause).await;
         match spoke.connect(target).await {
             Ok(conn) => return Ok(conn),
             // The hub refuses this device: waiting will not change that.
-            Err(e) if e.exit == Exit::Refused => return Err(e),
-            Err(e) if since.elapsed() >= RECONNECT_WINDOW => {
-                return Err(CliError::new(
-                    Exit::Unreachable,
-                    format!(
-                        "lost the hub and could not reconnect within {}s: {e}",
-                        RECONNECT_WINDOW.as_secs()
-                    ),
-                ));
+            Err(e) if e.refused_by_hub() => return Err(e.into()),
+            Err(source) if since.elapsed() >= RECONNECT_WINDOW => {
+                return Err(FollowError::NotReconnected { source });
             }
             Err(_) => pause = (pause * 2).min(RECONNECT_MAX_PAUSE),
         }

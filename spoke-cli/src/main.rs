@@ -28,8 +28,8 @@ fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(e) => {
-            report(&e.message);
-            ExitCode::from(e.exit.code())
+            report(&e.to_string());
+            ExitCode::from(e.exit().code())
         }
     }
 }

@@ -2,20 +2,25 @@
 //! `helix hubs` (the paired hubs and whether they answer now).
 
 use futures::StreamExt;
+use std::time::Duration;
+
 use helix_mesh::{
     iroh_grpc::error_chain,
     pb,
     proto_ext::now_ms,
-    ticket::{PairRequest, PairResponse, Ticket, read_pair_message, write_pair_message},
+    ticket::{
+        BadTicket, PairRequest, PairResponse, PairWireError, Ticket, read_pair_message,
+        write_pair_message,
+    },
     transport::ALPN_PAIR,
 };
-use iroh::endpoint::VarInt;
+use iroh::endpoint::{ConnectionError, VarInt};
 use serde_json::json;
 
 use crate::{
-    client::{Spoke, Target},
-    config::KnownHub,
-    exit::{CliError, Exit},
+    client::{BindError, ConnectError, HubStatus, Spoke, Target},
+    config::{ConfigError, KnownHub},
+    exit::Exit,
     render::Printer,
 };
 
@@ -26,44 +31,66 @@ const MAX_HUB_NAME: usize = 64;
 /// of hubs in one wait without opening an unbounded number of dials.
 const PROBE_CONCURRENCY: usize = 8;
 
+/// `helix pair` or `helix hubs` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PairError {
+    #[error(transparent)]
+    Ticket(#[from] BadTicket),
+    #[error(
+        "that is an address ticket, which grants nothing: create a pairing ticket on the hub with `helix-hub pair`"
+    )]
+    AddressTicket,
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("could not reach the hub to pair: no route within {0:?}")]
+    NoRoute(Duration),
+    #[error("could not reach the hub to pair: {}", error_chain(.0))]
+    Dial(#[source] iroh::endpoint::ConnectError),
+    #[error("could not reach the hub to pair: {0}")]
+    Stream(#[source] ConnectionError),
+    #[error("could not reach the hub to pair: {0}")]
+    Exchange(#[source] PairWireError),
+    #[error("the hub refused to pair: {0}")]
+    Refused(String),
+    /// The known-hubs file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why `helix hubs` shows a paired hub as not reachable.
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("connected, but no answer within {}", humantime::format_duration(*.0))]
+    NoAnswer(Duration),
+    #[error(transparent)]
+    Status(#[from] HubStatus),
+}
+
 pub async fn pair(
     spoke: &Spoke,
     ticket: &str,
     name: Option<String>,
     device_name: Option<String>,
     quiet: bool,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, PairError> {
     let mut printer = Printer::new(false, quiet);
-    let (addr, secret) = match Ticket::decode(ticket)
-        .map_err(|e| CliError::new(Exit::Usage, e.to_string()))?
-    {
+    let (addr, secret) = match Ticket::decode(ticket)? {
         Ticket::Pair { addr, secret } => (addr, secret),
-        Ticket::Hub(_) => {
-            return Err(CliError::new(
-                Exit::Usage,
-                "that is an address ticket, which grants nothing: create a pairing ticket on the hub with `helix-hub pair`",
-            ));
-        }
+        Ticket::Hub(_) => return Err(PairError::AddressTicket),
     };
     let endpoint = spoke.endpoint().await?;
     printer.progress(&format!("pairing with hub {}…", addr.id.fmt_short()));
-    let unreachable = |e: String| {
-        CliError::new(
-            Exit::Unreachable,
-            format!("could not reach the hub to pair: {e}"),
-        )
-    };
     let conn = tokio::time::timeout(
         spoke.dial_timeout,
         endpoint.connect(addr.clone(), ALPN_PAIR),
     )
     .await
-    .map_err(|_| unreachable(format!("no route within {:?}", spoke.dial_timeout)))?
-    .map_err(|e| unreachable(error_chain(&e)))?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    .map_err(|_| PairError::NoRoute(spoke.dial_timeout))?
+    .map_err(PairError::Dial)?;
+    let (mut send, mut recv) = conn.open_bi().await.map_err(PairError::Stream)?;
     let request = PairRequest {
         secret: secret.to_hex(),
         name: device_name.unwrap_or_else(|| {
@@ -72,16 +99,13 @@ pub async fn pair(
     };
     write_pair_message(&mut send, &request)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(PairError::Exchange)?;
     let response: PairResponse = read_pair_message(&mut recv)
         .await
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(PairError::Exchange)?;
     conn.close(VarInt::from_u32(0), b"paired");
     if !response.ok {
-        return Err(CliError::new(
-            Exit::Refused,
-            format!("the hub refused to pair: {}", response.error),
-        ));
+        return Err(PairError::Refused(response.error));
     }
     let name = name
         .or_else(|| (!response.hub_name.is_empty()).then(|| response.hub_name.clone()))
@@ -91,18 +115,15 @@ pub async fn pair(
         .filter(|c| !c.is_control())
         .take(MAX_HUB_NAME)
         .collect();
-    spoke
-        .config
-        .save_hub(
-            &name,
-            KnownHub {
-                hub_id: addr.id,
-                hub_name: response.hub_name.clone(),
-                addr: addr.clone(),
-                paired_at_ms: now_ms(),
-            },
-        )
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    spoke.config.save_hub(
+        &name,
+        KnownHub {
+            hub_id: addr.id,
+            hub_name: response.hub_name.clone(),
+            addr: addr.clone(),
+            paired_at_ms: now_ms(),
+        },
+    )?;
     printer.progress(&format!(
         "paired with hub {} ({}); run prompts with `helix run --hub {name} \"…\"`",
         response.hub_name,
@@ -112,12 +133,8 @@ pub async fn pair(
     Ok(Exit::Ok)
 }
 
-pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
-    let known = spoke
-        .config
-        .hubs()
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?
-        .hubs;
+pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, PairError> {
+    let known = spoke.config.hubs()?.hubs;
     let mut printer = Printer::new(json, false);
     // Hubs the cloud has seen online (when signed in): listed too, marked as such.
     let cloud_online: Vec<helix_discovery::presence::Presence> =
@@ -181,7 +198,7 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, CliError> {
             .any(|p| p.hub_id == hub.hub_id.to_string());
         let (reachable, route, detail) = match result {
             Ok((route, version)) => (true, route, format!("version {version}")),
-            Err(e) => (false, "-", e.message),
+            Err(e) => (false, "-", e.to_string()),
         };
         if json {
             printer.out_line(
@@ -215,7 +232,7 @@ async fn probe(
     spoke: &Spoke,
     name: &str,
     hub: &KnownHub,
-) -> Result<(&'static str, String), CliError> {
+) -> Result<(&'static str, String), ProbeError> {
     let target = Target::Remote {
         label: name.to_owned(),
         addr: hub.addr.clone(),
@@ -226,16 +243,8 @@ async fn probe(
         conn.client.get_hub_info(pb::GetHubInfoRequest {}),
     )
     .await
-    .map_err(|_| {
-        CliError::new(
-            Exit::Unreachable,
-            format!(
-                "connected, but no answer within {}",
-                humantime::format_duration(spoke.dial_timeout)
-            ),
-        )
-    })?
-    .map_err(|s| CliError::from_status(&s))?
+    .map_err(|_| ProbeError::NoAnswer(spoke.dial_timeout))?
+    .map_err(HubStatus)?
     .into_inner();
     Ok((conn.route(), info.version))
 }

@@ -1,7 +1,7 @@
 //! Relayed commands whose hub went away before it ended their rows: when the hub starts again
 //! it finds its rows still `executing` and ends them from its journal, so a spoke following
 //! one gets a clear end instead of waiting for an hour; and a spoke that hears nothing at all
-//! stops following after `--relay-silence`, leaving the command in the table.
+//! stops following after `--cloud-silence`, leaving the command in the table.
 
 use std::time::{Duration, Instant};
 
@@ -154,6 +154,7 @@ async fn a_relayed_command_with_no_news_from_the_hub_is_left_after_the_silence_l
         "desk",
         "--via",
         "cloud",
+        // The old name, a hidden alias of --cloud-silence: still accepted.
         "--relay-silence",
         "1s",
         "anyone there?",
@@ -162,7 +163,7 @@ async fn a_relayed_command_with_no_news_from_the_hub_is_left_after_the_silence_l
     assert_eq!(done.code, Some(3), "unreachable: {}", done.stderr);
     assert!(
         done.stderr
-            .contains("table relay: nothing from the hub for 1s (--relay-silence)"),
+            .contains("cloud route: nothing from the hub for 1s (--cloud-silence)"),
         "{}",
         done.stderr
     );

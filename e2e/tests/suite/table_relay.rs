@@ -44,10 +44,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
     let done = run_helix(cmd, None).await;
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     let records = json_lines(&done.stdout);
-    assert!(
-        records.iter().all(|r| r["route"] == "supabase"),
-        "{records:?}"
-    );
+    assert!(records.iter().all(|r| r["route"] == "cloud"), "{records:?}");
     let seqs: Vec<u64> = records.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
     assert_eq!(
         seqs,
@@ -263,11 +260,11 @@ async fn without_an_iroh_route_the_spoke_falls_back_to_the_table_within_3s() {
     );
     assert!(
         done.stderr
-            .contains("no iroh route to the hub within 3s; using the table relay"),
+            .contains("no iroh route to the hub within 3s; using the cloud route"),
         "{}",
         done.stderr
     );
-    assert!(done.stderr.contains("route supabase"), "{}", done.stderr);
+    assert!(done.stderr.contains("route cloud"), "{}", done.stderr);
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "took {:?}",

@@ -1,5 +1,5 @@
-//! The spoke's side of the Supabase table relay (route `supabase`): seal the command to the
-//! hub, insert the row, then read the events by seq cursor, opening each (only the hub's
+//! The spoke's side of the cloud route (route `cloud`: the Supabase tables): seal the command
+//! to the hub, insert the row, then read the events by seq cursor, opening each (only the hub's
 //! signature is accepted), until `finished`.
 //!
 //! Cancelling goes through the row: `complete_remote_command` with `cancelled` (the hub
@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use helix_discovery::cloud::Cloud;
+use helix_discovery::cloud::{Cloud, CloudError};
 use helix_discovery::rest::{Rest, RestError};
 use helix_mesh::{
-    envelope::{self, EnvelopeKind, Header},
+    envelope::{self, EnvelopeError, EnvelopeKind, Header},
     pb,
     proto_ext::{ms_to_system_time, now_ms, timestamp_to_ms},
 };
@@ -22,59 +22,89 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::{
     client::Spoke,
-    exit::{CliError, Exit},
-    follow::show_event,
+    config::ConfigError,
+    exit::Exit,
+    follow::{Until, show_event},
     render::Printer,
 };
 
-/// The route name of the table relay.
-pub const ROUTE_SUPABASE: &str = "supabase";
+/// The route name of the cloud route.
+pub const ROUTE_CLOUD: &str = "cloud";
 /// How often the event rows are read while a command runs.
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
-/// The row's reason when this device's Ctrl-C cancels a relayed command.
+/// The row's reason when this device's Ctrl-C cancels a command sent through the cloud.
 pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
-/// The row's reason when `helix cancel` cancels a relayed command.
+/// The row's reason when `helix cancel` cancels a command sent through the cloud.
 pub const CANCEL_REASON: &str = "cancelled with `helix cancel`";
 
-fn cloud_error(e: impl std::fmt::Display) -> CliError {
-    CliError::new(Exit::Unreachable, format!("table relay: {e}"))
+/// Sending, following or cancelling a command through the cloud route failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudRouteError {
+    /// The cloud settings or session could not be read or refreshed.
+    #[error("cloud route: {0}")]
+    Cloud(#[from] CloudError),
+    #[error("the cloud route needs the cloud: run `helix cloud login`")]
+    SignedOut,
+    /// A table read or write failed.
+    #[error("cloud route: {0}")]
+    Rest(#[from] RestError),
+    #[error("cloud route: {0}")]
+    Seal(#[source] EnvelopeError),
+    /// This device's key could not be read or created.
+    #[error(transparent)]
+    Key(ConfigError),
+    #[error("installing the Ctrl-C handler: {0}")]
+    CtrlC(#[source] std::io::Error),
+    #[error("no relayed command {0} in the cloud")]
+    UnknownCommand(String),
+    #[error("command_id: {0:?} is not a UUID")]
+    NotAUuid(String),
+    #[error("cloud route: event {seq} after {last}")]
+    OutOfOrder { seq: u64, last: u64 },
+    #[error("cloud route: refused an event: {0}")]
+    RefusedEvent(#[source] EnvelopeError),
+    #[error("cloud route: bad event: {0}")]
+    BadEvent(#[source] prost::DecodeError),
+    #[error(
+        "cloud route: nothing from the hub for {} (--cloud-silence); the command may still run (follow it again with `helix attach --via cloud {command_id}`)",
+        humantime::format_duration(*silence)
+    )]
+    Silent {
+        silence: Duration,
+        command_id: String,
+    },
 }
 
-/// Whether this device is signed in to the cloud (the relay is possible).
+/// Whether this device is signed in to the cloud (the cloud route is possible).
 pub async fn available(spoke: &Spoke) -> bool {
     matches!(Cloud::in_dir(spoke.config.path()).rest().await, Ok(Some(_)))
 }
 
-async fn signed_in(spoke: &Spoke) -> Result<Rest, CliError> {
+async fn signed_in(spoke: &Spoke) -> Result<Rest, CloudRouteError> {
     Ok(Cloud::in_dir(spoke.config.path())
         .rest()
-        .await
-        .map_err(cloud_error)?
-        .ok_or_else(|| {
-            CliError::new(
-                Exit::Unreachable,
-                "the table relay needs the cloud: run `helix cloud login`",
-            )
-        })?
+        .await?
+        .ok_or(CloudRouteError::SignedOut)?
         .0)
 }
 
-/// Sends `request` to `hub` through the table and follows it to its end (or, with `detach`,
-/// prints its id and returns).
+/// Sends `request` to `hub` through the table and follows it to its end (or, with
+/// [`Until::Accepted`], prints its id and returns).
 pub async fn run(
     spoke: &Spoke,
     hub: PublicKey,
     request: pb::ExecuteRequest,
     printer: &mut Printer,
-    detach: bool,
-) -> Result<Exit, CliError> {
+    until: Until,
+) -> Result<Exit, CloudRouteError> {
     let rest = signed_in(spoke).await?;
-    let secret = spoke
-        .config
-        .secret_key()
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    let secret = spoke.config.secret_key().map_err(CloudRouteError::Key)?;
     // Before the row exists, so a Ctrl-C from then on cancels it rather than killing `helix`.
-    let interrupts = if detach { None } else { Some(interrupts()?) };
+    let interrupts = match until {
+        Until::Accepted => None,
+        Until::Finished => Some(interrupts()?),
+    };
     let expires_at_ms = request
         .expires_at
         .as_ref()
@@ -87,26 +117,23 @@ pub async fn run(
         seq: 0,
         expires_at_ms,
     };
-    let sealed =
-        envelope::seal(&secret, &hub, &header, &request.encode_to_vec()).map_err(cloud_error)?;
+    let sealed = envelope::seal(&secret, &hub, &header, &request.encode_to_vec())
+        .map_err(CloudRouteError::Seal)?;
     let expires = humantime::format_rfc3339_millis(ms_to_system_time(expires_at_ms)).to_string();
     let row = json!({
         "command_id": command_id, "source_device_id": secret.public().to_string(),
         "target_hub_id": hub.to_string(), "envelope": sealed, "expires_at": expires,
     });
-    let _: Vec<Value> = rest
-        .insert("remote_commands", &[row], None)
-        .await
-        .map_err(cloud_error)?;
-    if detach {
+    let _: Vec<Value> = rest.insert("remote_commands", &[row], None).await?;
+    if until == Until::Accepted {
         printer.progress(&format!(
-            "sent through the cloud (route {ROUTE_SUPABASE}); follow it with `helix attach --via cloud {command_id}`"
+            "sent through the cloud (route {ROUTE_CLOUD}); follow it with `helix attach --via cloud {command_id}`"
         ));
         printer.out_line(&command_id);
         return Ok(Exit::Ok);
     }
     printer.progress(&format!(
-        "sent through the cloud (route {ROUTE_SUPABASE}); waiting for the hub…"
+        "sent through the cloud (route {ROUTE_CLOUD}); waiting for the hub…"
     ));
     let Some(interrupts) = interrupts else {
         return Ok(Exit::Ok);
@@ -118,36 +145,30 @@ pub async fn run(
         command_id: &command_id,
         interrupts,
         cancel_requested: false,
-        silence: spoke.relay_silence,
+        silence: spoke.cloud_silence,
     };
     follow.events(0, printer).await
 }
 
-/// Follows a relayed command's events after `after_seq` (`helix attach --via cloud`).
+/// Follows the events of a command sent through the cloud after `after_seq` (`helix attach
+/// --via cloud`).
 pub async fn attach(
     spoke: &Spoke,
     hub: PublicKey,
     command_id: &str,
     after_seq: u64,
     printer: &mut Printer,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, CloudRouteError> {
     let rest = signed_in(spoke).await?;
-    let secret = spoke
-        .config
-        .secret_key()
-        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    let secret = spoke.config.secret_key().map_err(CloudRouteError::Key)?;
     let known: Vec<Value> = rest
         .select(
             "remote_commands",
             &format!("command_id=eq.{command_id}&select=command_id"),
         )
-        .await
-        .map_err(cloud_error)?;
+        .await?;
     if known.is_empty() {
-        return Err(CliError::new(
-            Exit::Refused,
-            format!("no relayed command {command_id} in the cloud"),
-        ));
+        return Err(CloudRouteError::UnknownCommand(command_id.to_owned()));
     }
     let follow = Follow {
         rest: &rest,
@@ -156,14 +177,13 @@ pub async fn attach(
         command_id,
         interrupts: interrupts()?,
         cancel_requested: false,
-        silence: spoke.relay_silence,
+        silence: spoke.cloud_silence,
     };
     follow.events(after_seq, printer).await
 }
 
-fn interrupts() -> Result<Signal, CliError> {
-    signal(SignalKind::interrupt())
-        .map_err(|e| CliError::new(Exit::Failed, format!("installing the Ctrl-C handler: {e}")))
+fn interrupts() -> Result<Signal, CloudRouteError> {
+    signal(SignalKind::interrupt()).map_err(CloudRouteError::CtrlC)
 }
 
 /// `helix cancel` through the cloud: completes the row `cancelled`. Prints the status the
@@ -172,7 +192,7 @@ pub async fn cancel(
     spoke: &Spoke,
     command_id: &str,
     printer: &mut Printer,
-) -> Result<Exit, CliError> {
+) -> Result<Exit, CloudRouteError> {
     let rest = signed_in(spoke).await?;
     match cancel_row(&rest, command_id, CANCEL_REASON).await? {
         Cancelled::Now { claimed: false } => printer.progress(&format!(
@@ -201,7 +221,11 @@ enum Cancelled {
     Already(String),
 }
 
-async fn cancel_row(rest: &Rest, command_id: &str, reason: &str) -> Result<Cancelled, CliError> {
+async fn cancel_row(
+    rest: &Rest,
+    command_id: &str,
+    reason: &str,
+) -> Result<Cancelled, CloudRouteError> {
     let args = json!({"p_command_id": command_id, "p_status": "cancelled", "p_reason": reason});
     match rest.rpc::<Value>("complete_remote_command", &args).await {
         Ok(row) => Ok(Cancelled::Now {
@@ -214,25 +238,22 @@ async fn cancel_row(rest: &Rest, command_id: &str, reason: &str) -> Result<Cance
                     "remote_commands",
                     &format!("command_id=eq.{command_id}&select=status"),
                 )
-                .await
-                .map_err(cloud_error)?;
+                .await?;
             let status = rows.first().and_then(|r| r["status"].as_str());
             Ok(Cancelled::Already(status.unwrap_or("already").to_owned()))
         }
-        Err(e) if e.code() == Some("P0002") => Err(CliError::new(
-            Exit::Refused,
-            format!("no relayed command {command_id} in the cloud"),
-        )),
+        Err(e) if e.code() == Some("P0002") => {
+            Err(CloudRouteError::UnknownCommand(command_id.to_owned()))
+        }
         // Not a UUID (invalid_text_representation).
-        Err(e @ RestError::Api { .. }) if e.code() == Some("22P02") => Err(CliError::new(
-            Exit::Refused,
-            format!("command_id: {command_id:?} is not a UUID"),
-        )),
-        Err(e) => Err(cloud_error(e)),
+        Err(e @ RestError::Api { .. }) if e.code() == Some("22P02") => {
+            Err(CloudRouteError::NotAUuid(command_id.to_owned()))
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Following one relayed command.
+/// Following one command sent through the cloud.
 struct Follow<'a> {
     rest: &'a Rest,
     secret: &'a iroh::SecretKey,
@@ -249,7 +270,11 @@ struct Follow<'a> {
 
 impl Follow<'_> {
     /// Prints the events after `after_seq` until the command or its row ends.
-    async fn events(mut self, after_seq: u64, printer: &mut Printer) -> Result<Exit, CliError> {
+    async fn events(
+        mut self,
+        after_seq: u64,
+        printer: &mut Printer,
+    ) -> Result<Exit, CloudRouteError> {
         let command_id = self.command_id;
         let mut heard = tokio::time::Instant::now();
         let mut last = after_seq;
@@ -266,18 +291,17 @@ impl Follow<'_> {
                 }
                 read = self.rest.select::<Value>("remote_command_events", &query) => read,
             };
-            let rows = read.map_err(cloud_error)?;
+            let rows = read?;
             for row in &rows {
                 let event = self.open(row)?;
                 if event.seq != last + 1 {
-                    return Err(CliError::new(
-                        Exit::Failed,
-                        format!("table relay: event {} after {last}", event.seq),
-                    ));
+                    return Err(CloudRouteError::OutOfOrder {
+                        seq: event.seq,
+                        last,
+                    });
                 }
                 last = event.seq;
-                if let Some(exit) =
-                    show_event(printer, &event, ROUTE_SUPABASE, self.cancel_requested)
+                if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested)
                 {
                     return Ok(exit);
                 }
@@ -294,8 +318,7 @@ impl Follow<'_> {
                     "remote_commands",
                     &format!("command_id=eq.{command_id}&select=status,reason,last_seq"),
                 )
-                .await
-                .map_err(cloud_error)?;
+                .await?;
             if let Some(s) = status.first()
                 && let Some(status @ ("failed" | "expired" | "cancelled")) = s["status"].as_str()
                 && s["last_seq"].as_u64() == Some(last)
@@ -306,13 +329,10 @@ impl Follow<'_> {
                 return Ok(row_exit(status, self.cancel_requested));
             }
             if heard.elapsed() > self.silence {
-                return Err(CliError::new(
-                    Exit::Unreachable,
-                    format!(
-                        "table relay: nothing from the hub for {} (--relay-silence); the command may still run (follow it again with `helix attach --via cloud {command_id}`)",
-                        humantime::format_duration(self.silence)
-                    ),
-                ));
+                return Err(CloudRouteError::Silent {
+                    silence: self.silence,
+                    command_id: command_id.to_owned(),
+                });
             }
             tokio::select! {
                 _ = self.interrupts.recv() => {
@@ -326,14 +346,11 @@ impl Follow<'_> {
     }
 
     /// Opens one event row (only the hub's signature is accepted).
-    fn open(&self, row: &Value) -> Result<pb::CommandEvent, CliError> {
+    fn open(&self, row: &Value) -> Result<pb::CommandEvent, CloudRouteError> {
         let text = row["envelope"].as_str().unwrap_or_default();
-        let opened =
-            envelope::open(self.secret, text, now_ms(), |k| *k == self.hub).map_err(|e| {
-                CliError::new(Exit::Failed, format!("table relay: refused an event: {e}"))
-            })?;
-        pb::CommandEvent::decode(opened.plaintext.as_slice())
-            .map_err(|e| CliError::new(Exit::Failed, format!("table relay: bad event: {e}")))
+        let opened = envelope::open(self.secret, text, now_ms(), |k| *k == self.hub)
+            .map_err(CloudRouteError::RefusedEvent)?;
+        pb::CommandEvent::decode(opened.plaintext.as_slice()).map_err(CloudRouteError::BadEvent)
     }
 
     /// Ctrl-C: the first cancels the row (and following goes on until it shows), a second
