@@ -50,7 +50,25 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stderr)]
 fn report(e: &anyhow::Error) {
-    eprintln!("helix-hub: error: {e:#}");
+    eprintln!("helix-hub: error: {}", chain_text(e));
+}
+
+/// The error and its causes joined with `: `, leaving out a cause whose text the message
+/// already holds: library errors keep their source and also name it in their own text (the
+/// spoke prints only that text), so `{:#}` would repeat it.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn init_tracing(cli: &Cli) {
@@ -101,7 +119,7 @@ async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
             let lines = cloud
                 .run(command, |what| {
                     read_password_from_stdin(what)
-                        .map_err(|e| helix_discovery::cloud::CloudError::Usage(format!("{e:#}")))
+                        .map_err(|e| helix_discovery::cloud::CloudError::Usage(chain_text(&e)))
                 })
                 .await?;
             for line in lines {
@@ -172,4 +190,25 @@ fn load_plain_config(data_dir: &Path) -> anyhow::Result<HubConfig> {
     config.apply_env(|k| std::env::var(k).ok());
     config.validate()?;
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the iroh endpoint: {0}")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn a_cause_the_message_already_names_is_not_repeated() {
+        let e =
+            anyhow::Error::new(Outer(std::io::Error::other("address in use"))).context("serving");
+        assert_eq!(
+            chain_text(&e),
+            "serving: starting the iroh endpoint: address in use"
+        );
+        let plain = anyhow::anyhow!("disk full").context("writing the journal");
+        assert_eq!(chain_text(&plain), "writing the journal: disk full");
+    }
 }
