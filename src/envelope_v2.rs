@@ -34,7 +34,8 @@ use sha2::Sha256;
 mod error;
 mod wire;
 
-pub use error::EnvelopeError;
+use error::malformed;
+pub use error::{EnvelopeError, Malformation};
 use wire::{ContentWire, SealedWire, decode_fixed};
 
 /// The format version both shapes carry in `v`.
@@ -165,9 +166,7 @@ impl fmt::Debug for SealRandom {
 
 fn check_int(field: &str, value: u64) -> Result<(), EnvelopeError> {
     if value > MAX_SAFE_INTEGER {
-        return Err(EnvelopeError::Malformed(format!(
-            "{field} is over 2^53 - 1"
-        )));
+        return Err(malformed(format!("{field} is over 2^53 - 1")));
     }
     Ok(())
 }
@@ -176,7 +175,7 @@ fn check_int(field: &str, value: u64) -> Result<(), EnvelopeError> {
 fn x25519_public(key: &PublicKey) -> Result<MontgomeryPoint, EnvelopeError> {
     ed25519_dalek::VerifyingKey::from_bytes(key.as_bytes())
         .map(|k| k.to_montgomery())
-        .map_err(|_| EnvelopeError::Malformed("recipient key is not a valid ed25519 key".into()))
+        .map_err(|_| malformed("recipient key is not a valid ed25519 key"))
 }
 
 /// The X25519 secret scalar of an ed25519 secret key (unclamped; `mul_clamped` clamps).
@@ -301,7 +300,7 @@ pub fn open_sealed(
     let sender: PublicKey = wire
         .sender
         .parse()
-        .map_err(|_| EnvelopeError::Malformed("sender is not a key".into()))?;
+        .map_err(|_| malformed("sender is not a key"))?;
     if !sender_allowed(&sender) {
         return Err(EnvelopeError::UnknownSender(sender.fmt_short().to_string()));
     }
@@ -369,7 +368,7 @@ pub fn unwrap_content_key(
     let bytes: [u8; 32] = opened
         .plaintext
         .try_into()
-        .map_err(|_| EnvelopeError::Malformed("a content key is 32 bytes".into()))?;
+        .map_err(|_| malformed("a content key is 32 bytes"))?;
     Ok(ContentKey(bytes))
 }
 

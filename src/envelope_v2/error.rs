@@ -1,12 +1,14 @@
 //! Why an envelope was refused: the texts a hub records as a command's reason and a spoke
-//! prints before it exits non-zero.
+//! prints before it exits non-zero. [`Malformation`] is v1's (one type for both until v1 goes).
+
+pub use crate::envelope::Malformation;
 
 /// Why an envelope was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnvelopeError {
     #[error("malformed envelope: {0}")]
-    Malformed(String),
+    Malformed(#[from] Malformation),
     #[error("envelope version {0} is not supported (this side reads version 2)")]
     Version(u64),
     #[error("envelope is addressed to another recipient")]
@@ -32,4 +34,9 @@ pub enum EnvelopeError {
     WrongSeq { expected: u64, found: u64 },
     #[error("spliced envelope: it names another hub as its signer")]
     WrongSigner,
+}
+
+/// A part of the envelope that does not hold what it must.
+pub(super) fn malformed(part: impl Into<String>) -> EnvelopeError {
+    EnvelopeError::Malformed(Malformation::Part(part.into()))
 }

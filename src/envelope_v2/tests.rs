@@ -10,6 +10,11 @@ const VECTORS: &str = include_str!("../../proto/vectors/envelope-v2.json");
 const COMMAND: &str = "0b9f7a52-6a3c-4f3e-9c55-3f1c0d2e8a11";
 const OTHER_COMMAND: &str = "5d1c2b7e-0f4a-4e8b-9a61-7c3e2d1f0a99";
 
+/// The refusal's text (what a person reads).
+fn error_text<T: std::fmt::Debug>(result: Result<T, EnvelopeError>) -> String {
+    result.unwrap_err().to_string()
+}
+
 fn key(seed: u8) -> SecretKey {
     SecretKey::from_bytes(&[seed; 32])
 }
@@ -41,34 +46,34 @@ fn sealed_refusals_say_why() {
     let opened = open_sealed(&hub, &sealed, 999, paired).unwrap();
     assert_eq!(opened.plaintext, b"prompt");
     assert_eq!(opened.header, command_header(1000));
-    assert_eq!(
+    assert!(matches!(
         open_sealed(&other_hub, &sealed, 999, paired),
         Err(EnvelopeError::NotForUs)
-    );
-    assert_eq!(
+    ));
+    assert!(matches!(
         open_sealed(&hub, &sealed, 1000, paired),
         Err(EnvelopeError::Expired)
-    );
+    ));
     assert!(matches!(
         open_sealed(&hub, &sealed, 999, |_| false),
         Err(EnvelopeError::UnknownSender(_))
     ));
     let mut wire: Value = serde_json::from_str(&sealed).unwrap();
     wire["expires_at_ms"] = 5000.into();
-    assert_eq!(
+    assert!(matches!(
         open_sealed(&hub, &wire.to_string(), 1500, paired),
         Err(EnvelopeError::BadSignature)
-    );
+    ));
     let mut wire: Value = serde_json::from_str(&sealed).unwrap();
     wire["v"] = 3.into();
-    assert_eq!(
+    assert!(matches!(
         open_sealed(&hub, &wire.to_string(), 0, paired),
         Err(EnvelopeError::Version(3))
-    );
-    assert_eq!(
+    ));
+    assert!(matches!(
         open_sealed(&hub, &"x".repeat(MAX_ENVELOPE + 1), 0, paired),
-        Err(EnvelopeError::TooLarge(MAX_ENVELOPE + 1))
-    );
+        Err(EnvelopeError::TooLarge(n)) if n == MAX_ENVELOPE + 1
+    ));
 }
 
 #[test]
@@ -93,8 +98,8 @@ fn numbers_over_2_pow_53_are_refused_both_ways() {
     let mut wire: Value = serde_json::from_str(&sealed).unwrap();
     wire["seq"] = (MAX_SAFE_INTEGER + 1).into();
     assert_eq!(
-        open_sealed(&hub, &wire.to_string(), 0, |_| true),
-        Err(EnvelopeError::Malformed("seq is over 2^53 - 1".into()))
+        error_text(open_sealed(&hub, &wire.to_string(), 0, |_| true)),
+        "malformed envelope: seq is over 2^53 - 1"
     );
 }
 
@@ -114,10 +119,10 @@ fn content_keys_unwrap_only_for_their_device_command_and_hub() {
         unwrap_content_key(&device, &hub.public(), COMMAND, &wrapped).unwrap(),
         content
     );
-    assert_eq!(
+    assert!(matches!(
         unwrap_content_key(&other_device, &hub.public(), COMMAND, &wrapped),
         Err(EnvelopeError::NotForUs)
-    );
+    ));
     assert!(matches!(
         unwrap_content_key(&device, &hub.public(), OTHER_COMMAND, &wrapped),
         Err(EnvelopeError::WrongCommand { .. })
@@ -129,11 +134,13 @@ fn content_keys_unwrap_only_for_their_device_command_and_hub() {
     // A command sealed by the hub is not a content key.
     let command = seal(&hub, &device.public(), &command_header(0), &[7; 32]).unwrap();
     assert_eq!(
-        unwrap_content_key(&device, &hub.public(), COMMAND, &command),
-        Err(EnvelopeError::WrongKind {
-            expected: "content_key",
-            found: "command"
-        })
+        error_text(unwrap_content_key(
+            &device,
+            &hub.public(),
+            COMMAND,
+            &command
+        )),
+        "spliced envelope: kind command where kind content_key belongs"
     );
     assert_eq!(format!("{content:?}"), "ContentKey(<redacted>)");
 }
@@ -177,23 +184,23 @@ fn content_is_bound_to_kind_hub_command_and_seq() {
     let forged: Value = serde_json::from_str(&forged).unwrap();
     wire["ct"] = forged["ct"].clone();
     wire["nonce"] = forged["nonce"].clone();
-    assert_eq!(
+    assert!(matches!(
         open_content(
             &k,
             &expect(&hub, ContentKind::Event, COMMAND, 3),
             &wire.to_string()
         ),
         Err(EnvelopeError::BadSignature)
-    );
+    ));
     // The right signature under the wrong key does not decrypt.
-    assert_eq!(
+    assert!(matches!(
         open_content(
             &ContentKey::generate(),
             &expect(&hub, ContentKind::Event, COMMAND, 3),
             &event
         ),
         Err(EnvelopeError::Undecryptable)
-    );
+    ));
 }
 
 proptest! {

@@ -7,7 +7,10 @@
 use data_encoding::BASE64URL_NOPAD;
 use serde::{Deserialize, Serialize};
 
-use super::{ContentKind, EnvelopeError, MAX_ENVELOPE, MAX_SAFE_INTEGER, SealedKind, VERSION};
+use super::{
+    ContentKind, EnvelopeError, MAX_ENVELOPE, MAX_SAFE_INTEGER, Malformation, SealedKind, VERSION,
+    malformed,
+};
 
 /// Domain separation of the sealed shape's header bytes.
 const SEALED_DOMAIN: &str = "helix-sealed-v2";
@@ -66,7 +69,7 @@ fn check_outer(text: &str) -> Result<(), EnvelopeError> {
         v: u64,
     }
     let outer: Outer =
-        serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| EnvelopeError::from(Malformation::Json(e)))?;
     if outer.v != u64::from(VERSION) {
         return Err(EnvelopeError::Version(outer.v));
     }
@@ -75,18 +78,18 @@ fn check_outer(text: &str) -> Result<(), EnvelopeError> {
 
 fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, EnvelopeError> {
     check_outer(text)?;
-    serde_json::from_str(text).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    serde_json::from_str(text).map_err(|e| EnvelopeError::from(Malformation::Json(e)))
 }
 
 fn check_seq(seq: u64) -> Result<(), EnvelopeError> {
     if seq > MAX_SAFE_INTEGER {
-        return Err(EnvelopeError::Malformed("seq is over 2^53 - 1".into()));
+        return Err(malformed("seq is over 2^53 - 1"));
     }
     Ok(())
 }
 
 fn to_text<T: Serialize>(wire: &T) -> Result<String, EnvelopeError> {
-    serde_json::to_string(wire).map_err(|e| EnvelopeError::Malformed(e.to_string()))
+    serde_json::to_string(wire).map_err(|e| EnvelopeError::from(Malformation::Json(e)))
 }
 
 impl SealedWire {
@@ -111,9 +114,7 @@ impl SealedWire {
         let wire: Self = parse(text)?;
         check_seq(wire.seq)?;
         if wire.expires_at_ms > MAX_SAFE_INTEGER {
-            return Err(EnvelopeError::Malformed(
-                "expires_at_ms is over 2^53 - 1".into(),
-            ));
+            return Err(malformed("expires_at_ms is over 2^53 - 1"));
         }
         Ok(wire)
     }
@@ -153,7 +154,7 @@ impl ContentWire {
 pub(super) fn decode(field: &str, value: &str) -> Result<Vec<u8>, EnvelopeError> {
     BASE64URL_NOPAD
         .decode(value.as_bytes())
-        .map_err(|_| EnvelopeError::Malformed(format!("{field} is not base64url")))
+        .map_err(|_| malformed(format!("{field} is not base64url")))
 }
 
 /// A base64url field of exactly `N` bytes.
@@ -163,5 +164,5 @@ pub(super) fn decode_fixed<const N: usize>(
 ) -> Result<[u8; N], EnvelopeError> {
     decode(field, value)?
         .try_into()
-        .map_err(|_| EnvelopeError::Malformed(format!("{field} is not {N} bytes")))
+        .map_err(|_| malformed(format!("{field} is not {N} bytes")))
 }
