@@ -1,4 +1,4 @@
-//! The table relay, measured when PostgreSQL (`DATABASE_URL`, default the local server) and
+//! The cloud route, measured when PostgreSQL (`DATABASE_URL`, default the local server) and
 //! `postrust` (a PostgREST-compatible server) are available: a throwaway database with the
 //! project's migrations, a user session from a JWT signed with a bench secret, a hub with the
 //! instant provider and no iroh, and a real `helix` process that has to fall back from iroh

@@ -105,7 +105,7 @@ pub struct HubConfig {
     pub agents: BTreeMap<String, AgentConfig>,
 }
 
-/// The table relay's timing (the cloud itself is set up with `helix-hub cloud login`).
+/// The cloud route's timing (the cloud itself is set up with `helix-hub cloud login`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudSettings {

@@ -1,4 +1,4 @@
-//! The table relay and an idle hub's requests to the cloud.
+//! The cloud route and an idle hub's requests to the cloud.
 
 use std::time::Duration;
 
@@ -13,15 +13,15 @@ use crate::{
 /// How long the stand-in for Supabase Auth takes to refresh an expired session.
 const REFRESH_DELAY: Duration = Duration::from_secs(1);
 
-/// The table relay, when PostgreSQL and postrust are available.
+/// The cloud route, when PostgreSQL and postrust are available.
 pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
-    progress("the table relay (PostgreSQL + postrust)…");
+    progress("the cloud route (PostgreSQL + postrust)…");
     match relay_bench::available().await {
         Ok(()) => {
             let poll = Duration::from_millis(250);
-            let r = relay_bench::run(poll, None).await.context("table relay")?;
+            let r = relay_bench::run(poll, None).await.context("cloud route")?;
             let fallback = r.fallback.as_secs_f64();
-            let label = "table relay (hub without iroh route)";
+            let label = "cloud route (hub without iroh route)";
             report.row(
                 label,
                 "spoke falls back after",
@@ -44,7 +44,7 @@ pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
             // The same with an expired session: the spoke refreshes it while it dials.
             let slow = relay_bench::run(poll, Some(REFRESH_DELAY))
                 .await
-                .context("table relay, session refreshed")?;
+                .context("cloud route, session refreshed")?;
             let refreshing = slow.fallback.as_secs_f64();
             report.row(
                 label,
@@ -98,7 +98,7 @@ pub async fn relay_scenario(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
         }
         Err(why) => {
             report.row(
-                "table relay",
+                "cloud route",
                 "fallback; submit → first output",
                 format!("not measured: {why}"),
                 "fallback ≤ 3 s",
