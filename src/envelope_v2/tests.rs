@@ -1,6 +1,7 @@
 //! Envelope v2: refusals, round trips, tampering, and the golden vectors in
 //! `proto/vectors/envelope-v2.json` (which the web spoke's tests check too).
 
+use iroh::{PublicKey, SecretKey};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 

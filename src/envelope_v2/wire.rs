@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     ContentKind, EnvelopeError, MAX_ENVELOPE, MAX_SAFE_INTEGER, Malformation, SealedKind, VERSION,
-    malformed,
+    error::malformed,
 };
 
 /// Domain separation of the sealed shape's header bytes.
