@@ -10,6 +10,9 @@ use tokio::sync::RwLock;
 
 /// How long one REST request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest response body read: a page of the cloud route's events (at most 32 envelopes of at
+/// most 2 MiB) fits; a server that sends more is cut off instead of filling memory.
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Where a Supabase project is.
 #[derive(Clone)]
@@ -57,6 +60,8 @@ pub enum RestError {
     Transport { what: String, message: String },
     #[error("{what}: unexpected answer: {message}")]
     Decode { what: String, message: String },
+    #[error("{what}: the answer is over {limit} bytes; not read")]
+    TooLarge { what: String, limit: usize },
 }
 
 impl RestError {
@@ -144,10 +149,7 @@ impl Rest {
                 message: e.without_url().to_string(),
             })?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| RestError::Transport {
-            what: what.into(),
-            message: e.without_url().to_string(),
-        })?;
+        let body = read_capped(what, response).await?;
         if !status.is_success() {
             let parsed: Option<ErrorBody> = serde_json::from_slice(&body).ok();
             return Err(RestError::Api {
@@ -225,4 +227,29 @@ impl Rest {
         )
         .await
     }
+}
+/// The response body, refused past [`MAX_RESPONSE_BYTES`] (by its `Content-Length`, or as it
+/// arrives).
+async fn read_capped(what: &str, mut response: reqwest::Response) -> Result<Vec<u8>, RestError> {
+    let too_large = || RestError::TooLarge {
+        what: what.into(),
+        limit: MAX_RESPONSE_BYTES,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| RestError::Transport {
+        what: what.into(),
+        message: e.without_url().to_string(),
+    })? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }

@@ -1,5 +1,6 @@
 mod cli;
 mod cloud_lookup;
+mod cloud_reads;
 mod credentials;
 mod execute;
 mod http2_settings;

@@ -25,8 +25,13 @@ use crate::{
     config::ConfigError,
     exit::Exit,
     follow::{Until, show_event},
-    render::Printer,
+    render::{Printer, printable},
 };
+
+/// Events read per request: a page of envelopes stays well under the REST client's
+/// `MAX_RESPONSE_BYTES` (an event envelope is at most 2 MiB), and a long answer is read in
+/// several requests instead of one unbounded one.
+const EVENT_PAGE: usize = 32;
 
 /// The route name of the cloud route.
 pub const ROUTE_CLOUD: &str = "cloud";
@@ -64,6 +69,14 @@ pub enum CloudRouteError {
     OutOfOrder { seq: u64, last: u64 },
     #[error("cloud route: refused an event: {0}")]
     RefusedEvent(#[source] EnvelopeError),
+    #[error(
+        "cloud route: refused event {seq} of {command_id}: {why} (spliced into this command's rows in the cloud; nothing of it was printed)"
+    )]
+    Spliced {
+        seq: u64,
+        command_id: String,
+        why: String,
+    },
     #[error("cloud route: bad event: {0}")]
     BadEvent(#[source] prost::DecodeError),
     #[error(
@@ -280,7 +293,7 @@ impl Follow<'_> {
         let mut last = after_seq;
         loop {
             let query = format!(
-                "command_id=eq.{command_id}&seq=gt.{last}&order=seq.asc&select=seq,envelope"
+                "command_id=eq.{command_id}&seq=gt.{last}&order=seq.asc&select=seq,envelope&limit={EVENT_PAGE}"
             );
             let read = tokio::select! {
                 _ = self.interrupts.recv() => {
@@ -293,13 +306,7 @@ impl Follow<'_> {
             };
             let rows = read?;
             for row in &rows {
-                let event = self.open(row)?;
-                if event.seq != last + 1 {
-                    return Err(CloudRouteError::OutOfOrder {
-                        seq: event.seq,
-                        last,
-                    });
-                }
+                let event = self.open(row, last + 1)?;
                 last = event.seq;
                 if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested)
                 {
@@ -325,7 +332,7 @@ impl Follow<'_> {
             {
                 printer.finish_output();
                 let reason = s["reason"].as_str().unwrap_or("no reason given");
-                printer.note(&format!("command {status}: {reason}"));
+                printer.note(&format!("command {status}: {}", printable(reason)));
                 return Ok(row_exit(status, self.cancel_requested));
             }
             if heard.elapsed() > self.silence {
@@ -345,12 +352,47 @@ impl Follow<'_> {
         }
     }
 
-    /// Opens one event row (only the hub's signature is accepted).
-    fn open(&self, row: &Value) -> Result<pb::CommandEvent, CloudRouteError> {
+    /// Opens one event row, which must be event `expected` of this command: only the hub's
+    /// signature is accepted, and the row, the envelope's signed header and the event inside
+    /// must all name this command and this seq (an event of another command, or the same
+    /// event again, copied into this command's rows is refused).
+    fn open(&self, row: &Value, expected: u64) -> Result<pb::CommandEvent, CloudRouteError> {
+        let row_seq = row["seq"].as_u64().unwrap_or_default();
+        if row_seq != expected {
+            return Err(CloudRouteError::OutOfOrder {
+                seq: row_seq,
+                last: expected - 1,
+            });
+        }
         let text = row["envelope"].as_str().unwrap_or_default();
         let opened = envelope::open(self.secret, text, now_ms(), |k| *k == self.hub)
             .map_err(CloudRouteError::RefusedEvent)?;
-        pb::CommandEvent::decode(opened.plaintext.as_slice()).map_err(CloudRouteError::BadEvent)
+        let event = pb::CommandEvent::decode(opened.plaintext.as_slice())
+            .map_err(CloudRouteError::BadEvent)?;
+        let header = &opened.header;
+        let spliced = if header.kind != EnvelopeKind::Event {
+            Some("it is not an event envelope".to_owned())
+        } else if header.context != self.command_id || event.command_id != self.command_id {
+            Some(format!(
+                "it belongs to command {}",
+                printable(&event.command_id)
+            ))
+        } else if header.seq != expected || event.seq != expected {
+            Some(format!(
+                "it is event {} of this command",
+                header.seq.max(event.seq)
+            ))
+        } else {
+            None
+        };
+        match spliced {
+            Some(why) => Err(CloudRouteError::Spliced {
+                seq: expected,
+                command_id: self.command_id.to_owned(),
+                why,
+            }),
+            None => Ok(event),
+        }
     }
 
     /// Ctrl-C: the first cancels the row (and following goes on until it shows), a second

@@ -147,7 +147,8 @@ fn cloud_exit(e: &CloudRouteError) -> Exit {
         | CloudRouteError::CtrlC(_)
         | CloudRouteError::OutOfOrder { .. }
         | CloudRouteError::RefusedEvent(_)
-        | CloudRouteError::BadEvent(_) => Exit::Failed,
+        | CloudRouteError::BadEvent(_)
+        | CloudRouteError::Spliced { .. } => Exit::Failed,
         CloudRouteError::UnknownCommand(_) | CloudRouteError::NotAUuid(_) => Exit::Refused,
     }
 }

@@ -21,7 +21,7 @@ use crate::{
     client::{BindError, ConnectError, HubStatus, Spoke, Target},
     config::{ConfigError, KnownHub},
     exit::Exit,
-    render::Printer,
+    render::{Printer, printable},
 };
 
 /// Longest hub name accepted for the known-hubs file.
@@ -168,7 +168,7 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, PairError> {
     for row in cloud_online.iter().filter(|p| !paired.contains(&p.hub_id)) {
         let detail = format!(
             "online via cloud ({}), not paired with this device",
-            row.hub_name
+            printable(&row.hub_name)
         );
         if json {
             printer.out_line(

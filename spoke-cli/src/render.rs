@@ -9,6 +9,18 @@ use helix_mesh::{
 };
 use serde_json::{Value, json};
 
+/// `text` from the cloud (a row's reason, a hub's name in its presence row) without the
+/// characters that would act on a terminal instead of showing: control characters (C0, DEL,
+/// C1, so no escape sequences) and the bidirectional overrides and isolates that reorder what
+/// follows. Supabase rows are written by anyone holding a session of the account.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
 /// Formats a protobuf time as RFC 3339 (UTC, milliseconds), or `null`.
 pub fn time_json(ts: Option<&prost_types::Timestamp>) -> Value {
     match ts {
@@ -153,6 +165,15 @@ impl Printer {
 mod tests {
     use super::*;
     use helix_mesh::proto_ext::ms_to_timestamp;
+
+    #[test]
+    fn cloud_text_loses_what_would_act_on_a_terminal() {
+        assert_eq!(
+            printable("desk\u{1b}]0;owned\u{7}\u{1b}[2J \u{202e}gnp.exe\r\n\u{9b}31m"),
+            "desk]0;owned[2J gnp.exe31m"
+        );
+        assert_eq!(printable("Büro-PC 🖥"), "Büro-PC 🖥");
+    }
 
     #[test]
     fn event_json_has_stable_fields() {

@@ -210,3 +210,47 @@ async fn relay_state_changes_only_through_the_functions_over_http() {
         .unwrap();
     assert_eq!(row[0], json!({"status": "executing", "last_seq": 1}));
 }
+
+/// A server that answers with more than `MAX_RESPONSE_BYTES` is cut off with a clear error
+/// (declared by `Content-Length` or not), and an answer under the cap still reads.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_read_into_memory() {
+    use axum::{Router, body::Body, routing::get};
+    use helix_discovery::rest::{MAX_RESPONSE_BYTES, RestError};
+
+    let big = || vec![b' '; MAX_RESPONSE_BYTES + 1];
+    let app = Router::new()
+        .route("/declared", get(move || async move { big() }))
+        .route(
+            "/streamed",
+            get(move || async move {
+                let chunks = (0..=MAX_RESPONSE_BYTES / (1 << 20))
+                    .map(|_| Ok::<_, std::io::Error>(vec![b' '; 1 << 20]));
+                Body::from_stream(futures::stream::iter(chunks))
+            }),
+        )
+        .route("/small", get(|| async { "[1, 2]" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let config = SupabaseConfig {
+        url: "http://unused.invalid".into(),
+        anon_key: "anon-key".into(),
+        rest_url: Some(url),
+    };
+    let rest = Rest::new(&config, "token".into()).unwrap();
+    for path in ["declared", "streamed"] {
+        let error = rest.select::<Value>(path, "").await.unwrap_err();
+        assert!(
+            matches!(error, RestError::TooLarge { .. }),
+            "{path}: {error}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!("reading {path}: the answer is over 67108864 bytes; not read")
+        );
+    }
+    let small: Vec<Value> = rest.select("small", "").await.unwrap();
+    assert_eq!(small, vec![json!(1), json!(2)]);
+    server.abort();
+}
