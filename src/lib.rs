@@ -12,6 +12,7 @@
 //!   and secrets; [`secret_input`]: secrets read from stdin, for both binaries.
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
+pub mod cloud_payload;
 pub mod envelope;
 pub mod envelope_v2;
 pub mod fsutil;

@@ -7,6 +7,7 @@
 
 mod counting_proxy;
 mod hub_bench;
+mod hub_processes;
 mod link;
 mod loopback;
 mod procs;

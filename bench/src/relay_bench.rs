@@ -28,7 +28,8 @@ use helix_testkit::{
 
 use crate::{
     counting_proxy::CountingProxy,
-    hub_bench::{bin, instant_hub, loopback_config},
+    hub_bench::{instant_hub, loopback_config},
+    hub_processes::bin,
     slow_auth,
 };
 

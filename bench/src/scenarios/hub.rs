@@ -7,7 +7,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::{
-    Sizes, hub_bench,
+    Sizes, hub_bench, hub_processes,
     report::{Report, met, progress, spread},
     stats::{Samples, median, ms},
     transport,
@@ -108,8 +108,8 @@ pub async fn hub_process(report: &mut Report, sizes: &Sizes) -> anyhow::Result<(
         "{} concurrent streaming commands on a hub process…",
         sizes.concurrent
     ));
-    let hub_proc = hub_bench::HubProcess::start(u32::try_from(sizes.concurrent)?, 2).await?;
-    let c = hub_bench::concurrent(&hub_proc, sizes.concurrent, sizes.words).await?;
+    let hub_proc = hub_processes::HubProcess::start(u32::try_from(sizes.concurrent)?, 2).await?;
+    let c = hub_processes::concurrent(&hub_proc, sizes.concurrent, sizes.words).await?;
     let lost = c.lost_events + c.duplicated_events + c.failed_commands as u64;
     let label = format!("{} concurrent streaming commands", c.commands);
     report.row(
@@ -159,11 +159,11 @@ pub async fn hub_process(report: &mut Report, sizes: &Sizes) -> anyhow::Result<(
     ]
     .map(String::from)
     .to_vec();
-    let cold_local = hub_bench::cold_run(&local_args, sizes.cold_runs).await?;
+    let cold_local = hub_processes::cold_run(&local_args, sizes.cold_runs).await?;
     let spoke_dir = tempfile::tempdir()?;
-    let mut iroh_args = hub_bench::pair_spoke(&hub_proc, spoke_dir.path()).await?;
+    let mut iroh_args = hub_processes::pair_spoke(&hub_proc, spoke_dir.path()).await?;
     iroh_args.extend(["--quiet", "run", "--hub", "bench", "hello"].map(String::from));
-    let cold_iroh = hub_bench::cold_run(&iroh_args, sizes.cold_runs).await?;
+    let cold_iroh = hub_processes::cold_run(&iroh_args, sizes.cold_runs).await?;
     report.row(
         "cold `helix run` (start → first output)",
         "local TCP p50",
@@ -180,7 +180,7 @@ pub async fn hub_process(report: &mut Report, sizes: &Sizes) -> anyhow::Result<(
     report.set("cold_run_iroh_ms", json!(ms(cold_iroh.p50())));
 
     progress("idle hub…");
-    let idle = hub_bench::idle_cpu(hub_proc.pid, sizes.idle).await?;
+    let idle = hub_processes::idle_cpu(hub_proc.pid, sizes.idle).await?;
     report.row(
         "idle hub",
         "CPU (share of one core)",
