@@ -6,6 +6,8 @@
 //!   `prompt`) that every device reads for its history.
 //! - [`EventPayload`]: one event of a command (content kind `event`). It carries no command id:
 //!   the envelope's header binds it to its command and seq.
+//! - [`PairingRequest`] (sealed kind `pairing_request`) and [`PairingAnswer`]
+//!   (`pairing_answer`): pairing a device through the cloud.
 //!
 //! Times are ms since the Unix epoch. Absent optional fields are left out, not `null`.
 
@@ -273,6 +275,53 @@ impl EventPayload {
         serde_json::from_slice(bytes).map_err(PayloadError::Malformed)
     }
 }
+
+/// A device asks to pair: the one-time secret of the hub's pairing ticket, and its name.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingRequest {
+    /// The ticket's secret, hex.
+    pub secret: String,
+    pub device_name: String,
+}
+
+impl std::fmt::Debug for PairingRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairingRequest")
+            .field("secret", &"<redacted>")
+            .field("device_name", &self.device_name)
+            .finish()
+    }
+}
+
+/// The hub's answer to a pairing request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairingAnswer {
+    pub accepted: bool,
+    /// The hub's name, when accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub_name: Option<String>,
+    /// Why not, when refused (the same words as pairing over iroh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+macro_rules! json_payload {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The JSON text.
+            pub fn to_json(&self) -> Result<Vec<u8>, PayloadError> {
+                serde_json::to_vec(self).map_err(PayloadError::Malformed)
+            }
+
+            pub fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
+                serde_json::from_slice(bytes).map_err(PayloadError::Malformed)
+            }
+        }
+    )*};
+}
+json_payload!(PairingRequest, PairingAnswer);
 
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,9 @@
 //!
 //! Two shapes, both the text of one JSON object (format and golden vectors:
 //! docs/protocol.md, "Envelopes v2", and `proto/vectors/envelope-v2.json`):
-//! - **Sealed** to one recipient, signed by the sender: a command from a device to its hub, and
-//!   a command's content key from the hub to each device paired when the command arrived. A
+//! - **Sealed** to one recipient, signed by the sender: a command from a device to its hub, a
+//!   command's content key from the hub to each device paired when the command arrived, and a
+//!   pairing request (device to hub) and its answer (hub to device). A
 //!   fresh X25519 key per envelope agrees with the recipient's key (its iroh ed25519 key mapped
 //!   to X25519, as libsodium's `crypto_sign_ed25519_pk_to_curve25519`); HKDF-SHA256 gives a
 //!   ChaCha20-Poly1305 key; the header is the associated data; the sender's ed25519 key signs
@@ -55,6 +56,12 @@ pub enum SealedKind {
     Command,
     /// A command's content key, from the hub to one device.
     ContentKey,
+    /// A device asks a hub to pair, with the one-time secret of a pairing ticket (context: the
+    /// pairing id).
+    PairingRequest,
+    /// The hub's answer to a pairing request, to the device that asked (context: the pairing
+    /// id).
+    PairingAnswer,
 }
 
 /// What a content envelope carries.
@@ -72,6 +79,8 @@ impl SealedKind {
         match self {
             Self::Command => "command",
             Self::ContentKey => "content_key",
+            Self::PairingRequest => "pairing_request",
+            Self::PairingAnswer => "pairing_answer",
         }
     }
 }

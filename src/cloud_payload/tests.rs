@@ -143,11 +143,27 @@ fn golden_vectors() {
         let event = payload.clone().into_event("c").unwrap();
         assert_eq!(EventPayload::from_event(&event).unwrap(), payload);
     }
+    for v in file["pairing_requests"].as_array().unwrap() {
+        let text = v["json"].as_str().unwrap();
+        let payload = PairingRequest::from_json(text.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(payload.to_json().unwrap()).unwrap(), text);
+        assert!(
+            !format!("{payload:?}").contains(&payload.secret),
+            "the secret is redacted"
+        );
+    }
+    for v in file["pairing_answers"].as_array().unwrap() {
+        let text = v["json"].as_str().unwrap();
+        let payload = PairingAnswer::from_json(text.as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(payload.to_json().unwrap()).unwrap(), text);
+    }
     for v in file["refusals"].as_array().unwrap() {
         let text = v["json"].as_str().unwrap().as_bytes();
         let refused = match v["type"].as_str().unwrap() {
             "command" => CommandPayload::from_json(text).and_then(|p| p.into_request().map(drop)),
             "event" => EventPayload::from_json(text).and_then(|p| p.into_event("c").map(drop)),
+            "pairing_request" => PairingRequest::from_json(text).map(drop),
+            "pairing_answer" => PairingAnswer::from_json(text).map(drop),
             other => panic!("type {other}"),
         };
         assert!(refused.is_err(), "{} was accepted", v["name"]);
