@@ -207,6 +207,17 @@ impl Pairings {
         secret
     }
 
+    /// Whether some secret is outstanding and unexpired (while one is, the cloud route looks for
+    /// pairing requests; otherwise it makes no request for them).
+    pub fn has_pending(&self) -> bool {
+        let now = Instant::now();
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|p| p.expires > now)
+    }
+
     /// Uses up `secret` if it is outstanding and unexpired.
     pub fn redeem(&self, secret: &PairingSecret) -> Result<(), PairError> {
         let now = Instant::now();
@@ -290,7 +301,9 @@ mod tests {
     fn secrets_are_single_use_expire_and_throttle() {
         let pairings = Pairings::default();
         let s = pairings.create(Duration::from_secs(60));
+        assert!(pairings.has_pending());
         assert_eq!(pairings.redeem(&s), Ok(()));
+        assert!(!pairings.has_pending());
         assert_eq!(pairings.redeem(&s), Err(PairError::Unknown), "single use");
         let old = pairings.create(Duration::ZERO);
         assert_eq!(pairings.redeem(&old), Err(PairError::Expired));

@@ -41,6 +41,7 @@ pub mod hub;
 pub mod journal;
 pub mod login;
 pub mod oauth;
+pub mod pairing;
 pub mod presence;
 pub mod provider;
 pub mod refresh;

@@ -22,7 +22,8 @@ use iroh::{
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
 use crate::{
-    devices::{Devices, MAX_DEVICE_NAME, PairedOnly, Pairings},
+    devices::{Devices, PairedOnly, Pairings},
+    pairing::PairingDesk,
     service::RemoteExecutionService,
 };
 
@@ -75,9 +76,11 @@ impl Tunnel {
             .accept(
                 ALPN_PAIR,
                 PairHandler {
-                    devices,
-                    pairings,
-                    hub_name,
+                    desk: PairingDesk {
+                        devices,
+                        pairings,
+                        hub_name,
+                    },
                 },
             )
             .spawn();
@@ -157,46 +160,22 @@ impl Tunnel {
 /// Serves the pairing exchange on `helix/pair/1`.
 #[derive(Debug, Clone)]
 struct PairHandler {
-    devices: Arc<Devices>,
-    pairings: Arc<Pairings>,
-    hub_name: String,
+    desk: PairingDesk,
 }
 
 impl PairHandler {
     fn answer(&self, conn: &Connection, request: PairRequest) -> PairResponse {
-        let refuse = |error: String| PairResponse {
-            ok: false,
-            error,
-            hub_name: String::new(),
-        };
-        let Some(secret) = PairingSecret::from_hex(&request.secret) else {
-            return refuse("the pairing ticket's secret is malformed".into());
-        };
-        if let Err(e) = self.pairings.redeem(&secret) {
-            tracing::warn!(peer = %conn.remote_id(), error = %e, "pairing refused");
-            return refuse(e.to_string());
-        }
-        let name: String = request
-            .name
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_DEVICE_NAME)
-            .collect();
-        let name = if name.trim().is_empty() {
-            conn.remote_id().fmt_short().to_string()
-        } else {
-            name
-        };
-        match self.devices.add(conn.remote_id(), &name) {
-            Ok(()) => {
-                tracing::info!(peer = %conn.remote_id(), %name, "device paired");
-                PairResponse {
-                    ok: true,
-                    error: String::new(),
-                    hub_name: self.hub_name.clone(),
-                }
-            }
-            Err(e) => refuse(format!("the hub could not save the pairing: {e}")),
+        match self.desk.answer(conn.remote_id(), &request.secret, &request.name) {
+            Ok(()) => PairResponse {
+                ok: true,
+                error: String::new(),
+                hub_name: self.desk.hub_name.clone(),
+            },
+            Err(error) => PairResponse {
+                ok: false,
+                error,
+                hub_name: String::new(),
+            },
         }
     }
 }
