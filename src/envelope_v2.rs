@@ -75,7 +75,8 @@ pub enum ContentKind {
 }
 
 impl SealedKind {
-    fn name(self) -> &'static str {
+    /// The kind's name on the wire.
+    pub fn name(self) -> &'static str {
         match self {
             Self::Command => "command",
             Self::ContentKey => "content_key",

@@ -29,6 +29,7 @@ pub mod background;
 pub mod bearer;
 pub mod bus;
 pub mod cli;
+pub mod cloud_pairing;
 pub mod cloud_route;
 pub mod command;
 pub mod config;

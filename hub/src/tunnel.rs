@@ -165,7 +165,10 @@ struct PairHandler {
 
 impl PairHandler {
     fn answer(&self, conn: &Connection, request: PairRequest) -> PairResponse {
-        match self.desk.answer(conn.remote_id(), &request.secret, &request.name) {
+        match self
+            .desk
+            .answer(conn.remote_id(), &request.secret, &request.name)
+        {
             Ok(()) => PairResponse {
                 ok: true,
                 error: String::new(),

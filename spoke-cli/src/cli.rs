@@ -118,6 +118,11 @@ pub enum Command {
         /// How this device introduces itself to the hub (default: this host's name).
         #[arg(long)]
         device_name: Option<String>,
+        /// Route: `iroh` (the hub's pairing protocol), `cloud` (a request row through Supabase,
+        /// for a device that cannot reach the hub; both sides signed in to the same account), or
+        /// `auto` (iroh, then the cloud when no iroh route comes up and this device is signed in).
+        #[arg(long, value_enum, default_value = "auto")]
+        via: Via,
     },
     /// List the paired hubs, whether they are reachable now, and by which route.
     Hubs {

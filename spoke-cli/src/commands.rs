@@ -44,7 +44,14 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
             ticket,
             name,
             device_name,
-        } => pair::pair(spoke, &ticket, name, device_name, quiet).await?,
+            via,
+        } => {
+            let names = pair::Names {
+                hub: name,
+                device: device_name,
+            };
+            pair::pair(spoke, &ticket, names, via, quiet).await?
+        }
         Command::Hubs { json } => pair::hubs(spoke, json).await?,
         Command::Cloud { command } => device::cloud(spoke, command, quiet).await?,
         Command::Whoami => device::whoami(spoke, quiet)?,

@@ -10,7 +10,7 @@ use crate::{
     exit::Exit,
     follow::FollowError,
     hub_info::HubInfoError,
-    pair::PairError,
+    pair::{CloudPairError, PairError},
     queries::QueryError,
     run::RunError,
 };
@@ -97,6 +97,20 @@ fn pair_exit(e: &PairError) -> Exit {
         | PairError::Exchange(_) => Exit::Unreachable,
         PairError::Refused(_) => Exit::Refused,
         PairError::Config(_) => Exit::Failed,
+        PairError::Cloud(e) => cloud_pair_exit(e),
+    }
+}
+
+fn cloud_pair_exit(e: &CloudPairError) -> Exit {
+    match e {
+        CloudPairError::Cloud(_)
+        | CloudPairError::SignedOut
+        | CloudPairError::HubNotInCloud(_)
+        | CloudPairError::Rest(_)
+        | CloudPairError::NoAnswer { .. } => Exit::Unreachable,
+        CloudPairError::Seal(_)
+        | CloudPairError::Payload(_)
+        | CloudPairError::ForgedAnswer { .. } => Exit::Failed,
     }
 }
 

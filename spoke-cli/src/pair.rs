@@ -1,5 +1,10 @@
-//! `helix pair` (prove a ticket's secret over `helix/pair/1` and remember the hub) and
+//! `helix pair` (prove a ticket's secret over `helix/pair/1`, or through the cloud, and remember
+//! the hub) and
 //! `helix hubs` (the paired hubs and whether they answer now).
+
+mod cloud;
+
+pub use cloud::CloudPairError;
 
 use futures::StreamExt;
 use std::time::Duration;
@@ -9,8 +14,8 @@ use helix_mesh::{
     pb,
     proto_ext::now_ms,
     ticket::{
-        BadTicket, PairRequest, PairResponse, PairWireError, Ticket, read_pair_message,
-        write_pair_message,
+        BadTicket, PairRequest, PairResponse, PairWireError, PairingSecret, Ticket,
+        read_pair_message, write_pair_message,
     },
     transport::ALPN_PAIR,
 };
@@ -18,6 +23,7 @@ use iroh::endpoint::{ConnectionError, VarInt};
 use serde_json::json;
 
 use crate::{
+    cli::Via,
     client::{BindError, ConnectError, HubStatus, Spoke, Target},
     config::{ConfigError, KnownHub},
     exit::Exit,
@@ -53,6 +59,8 @@ pub enum PairError {
     Exchange(#[source] PairWireError),
     #[error("the hub refused to pair: {0}")]
     Refused(String),
+    #[error(transparent)]
+    Cloud(#[from] cloud::CloudPairError),
     /// The known-hubs file could not be read or written.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -72,8 +80,8 @@ enum ProbeError {
 pub async fn pair(
     spoke: &Spoke,
     ticket: &str,
-    name: Option<String>,
-    device_name: Option<String>,
+    names: Names,
+    via: Via,
     quiet: bool,
 ) -> Result<Exit, PairError> {
     let mut printer = Printer::new(false, quiet);
@@ -81,6 +89,70 @@ pub async fn pair(
         Ticket::Pair { addr, secret } => (addr, secret),
         Ticket::Hub(_) => return Err(PairError::AddressTicket),
     };
+    let device_name = names.device.unwrap_or_else(|| {
+        helix_discovery::local::host_name().unwrap_or_else(|| "helix-cli".to_owned())
+    });
+    let hub_name = match via {
+        Via::Iroh => over_iroh(spoke, &addr, &secret, &device_name, &mut printer).await?,
+        Via::Cloud => through_cloud(spoke, &addr, &secret, &device_name, &mut printer).await?,
+        Via::Auto => match over_iroh(spoke, &addr, &secret, &device_name, &mut printer).await {
+            Err(e @ (PairError::NoRoute(_) | PairError::Dial(_) | PairError::Stream(_))) => {
+                let signed_in = matches!(
+                    helix_discovery::cloud::Cloud::in_dir(spoke.config.path()).config(),
+                    Ok(Some(_))
+                );
+                if !signed_in {
+                    return Err(e);
+                }
+                printer.note(&format!("{e}; trying through the cloud"));
+                through_cloud(spoke, &addr, &secret, &device_name, &mut printer).await?
+            }
+            other => other?,
+        },
+    };
+    let name = names
+        .hub
+        .or_else(|| (!hub_name.is_empty()).then(|| hub_name.clone()))
+        .unwrap_or_else(|| "hub".to_owned());
+    let name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_HUB_NAME)
+        .collect();
+    spoke.config.save_hub(
+        &name,
+        KnownHub {
+            hub_id: addr.id,
+            hub_name: hub_name.clone(),
+            addr: addr.clone(),
+            paired_at_ms: now_ms(),
+        },
+    )?;
+    printer.progress(&format!(
+        "paired with hub {hub_name} ({}); run prompts with `helix run --hub {name} \"…\"`",
+        addr.id.fmt_short()
+    ));
+    printer.out_line(&name);
+    Ok(Exit::Ok)
+}
+
+/// The names `helix pair` was given.
+#[derive(Debug, Default)]
+pub struct Names {
+    /// What to remember the hub by.
+    pub hub: Option<String>,
+    /// How this device introduces itself.
+    pub device: Option<String>,
+}
+
+/// Proves the secret over `helix/pair/1`; the hub's name.
+async fn over_iroh(
+    spoke: &Spoke,
+    addr: &iroh::EndpointAddr,
+    secret: &PairingSecret,
+    device_name: &str,
+    printer: &mut Printer,
+) -> Result<String, PairError> {
     let endpoint = spoke.endpoint().await?;
     printer.progress(&format!("pairing with hub {}…", addr.id.fmt_short()));
     let conn = tokio::time::timeout(
@@ -93,9 +165,7 @@ pub async fn pair(
     let (mut send, mut recv) = conn.open_bi().await.map_err(PairError::Stream)?;
     let request = PairRequest {
         secret: secret.to_hex(),
-        name: device_name.unwrap_or_else(|| {
-            helix_discovery::local::host_name().unwrap_or_else(|| "helix-cli".to_owned())
-        }),
+        name: device_name.to_owned(),
     };
     write_pair_message(&mut send, &request)
         .await
@@ -107,30 +177,31 @@ pub async fn pair(
     if !response.ok {
         return Err(PairError::Refused(response.error));
     }
-    let name = name
-        .or_else(|| (!response.hub_name.is_empty()).then(|| response.hub_name.clone()))
-        .unwrap_or_else(|| "hub".to_owned());
-    let name: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_HUB_NAME)
-        .collect();
-    spoke.config.save_hub(
-        &name,
-        KnownHub {
-            hub_id: addr.id,
-            hub_name: response.hub_name.clone(),
-            addr: addr.clone(),
-            paired_at_ms: now_ms(),
-        },
-    )?;
-    printer.progress(&format!(
-        "paired with hub {} ({}); run prompts with `helix run --hub {name} \"…\"`",
-        response.hub_name,
-        addr.id.fmt_short()
-    ));
-    printer.out_line(&name);
-    Ok(Exit::Ok)
+    Ok(response.hub_name)
+}
+
+/// Asks through the cloud; the hub's name.
+async fn through_cloud(
+    spoke: &Spoke,
+    addr: &iroh::EndpointAddr,
+    secret: &PairingSecret,
+    device_name: &str,
+    printer: &mut Printer,
+) -> Result<String, PairError> {
+    let device = spoke.config.secret_key()?;
+    match cloud::pair(
+        spoke.config.path(),
+        &device,
+        addr.id,
+        secret,
+        device_name,
+        printer,
+    )
+    .await?
+    {
+        cloud::Answer::Accepted { hub_name } => Ok(hub_name),
+        cloud::Answer::Refused { reason } => Err(PairError::Refused(reason)),
+    }
 }
 
 pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, PairError> {
