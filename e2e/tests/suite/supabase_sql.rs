@@ -291,7 +291,8 @@ async fn expired_commands_are_never_claimed() {
         ))
         .await;
     assert_eq!(row, "expired|expired before the hub claimed it");
-    // Only command inserts are published to Realtime.
-    let published = db.admin("select string_agg(tablename, ',') from pg_publication_tables where pubname = 'supabase_realtime'").await;
-    assert_eq!(published, "remote_commands");
+    // Only the command tables (v1 and v2) and v2's pairing requests are published to Realtime:
+    // events and presence are not (every append or heartbeat would be a billed message).
+    let published = db.admin("select string_agg(tablename, ',' order by tablename) from pg_publication_tables where pubname = 'supabase_realtime'").await;
+    assert_eq!(published, "cloud_commands,cloud_pairings,remote_commands");
 }
