@@ -1,6 +1,7 @@
-//! An iroh address lookup backed by hub presence rows: a spoke signed in to the cloud can dial
-//! a hub by its key alone; the row gives the relay URL and direct addresses the hub last
-//! announced. Hubs publish through their heartbeat ([`crate::presence`]), not through this.
+//! An iroh address lookup backed by hub presence rows (`cloud_presence`): a spoke signed in to
+//! the cloud can dial a hub by its key alone; the row gives the relay URL and direct addresses
+//! the hub last announced. Hubs publish through their heartbeat ([`crate::presence`]), not
+//! through this.
 
 use std::net::SocketAddr;
 
@@ -15,7 +16,10 @@ use crate::{presence::Presence, rest::Rest};
 /// The provenance iroh records for addresses found here.
 pub const PROVENANCE: &str = "helix-presence";
 
-/// Resolves hub keys through `hub_presence` (the signed-in user's rows only).
+/// The presence table: one row per (user, hub), written only by the hub.
+pub const TABLE: &str = "cloud_presence";
+
+/// Resolves hub keys through `cloud_presence` (the signed-in user's rows only).
 #[derive(Debug, Clone)]
 pub struct PresenceLookup {
     rest: Rest,
@@ -42,7 +46,7 @@ impl AddressLookup for PresenceLookup {
         let rest = self.rest.clone();
         let lookup = async move {
             let rows: Vec<Presence> = rest
-                .select("hub_presence", &format!("hub_id=eq.{endpoint_id}&select=*"))
+                .select(TABLE, &format!("hub_id=eq.{endpoint_id}&select=*"))
                 .await
                 .map_err(|e| {
                     LookupError::from_err(PROVENANCE, std::io::Error::other(e.to_string()))

@@ -11,8 +11,8 @@ use crate::rest::{Rest, RestError};
 
 /// How often a hub refreshes its row.
 pub const HEARTBEAT: Duration = Duration::from_secs(30);
-/// A hub seen within this long is online (three heartbeats).
-pub const ONLINE_WITHIN: Duration = Duration::from_secs(90);
+/// A hub seen within this long is online.
+pub const ONLINE_WITHIN: Duration = Duration::from_secs(300);
 /// The table.
 const TABLE: &str = "hub_presence";
 
@@ -44,10 +44,11 @@ pub async fn announce(rest: &Rest, presence: &Presence) -> Result<Presence, Rest
     })
 }
 
-/// The caller's hubs seen within [`ONLINE_WITHIN`], most recent first.
+/// The caller's hubs seen within [`ONLINE_WITHIN`] by the server's clock, most recent first
+/// (`online_cloud_hubs`: the caller's `cloud_presence` rows).
 pub async fn online(rest: &Rest) -> Result<Vec<Presence>, RestError> {
     rest.rpc(
-        "online_hubs",
+        "online_cloud_hubs",
         &serde_json::json!({ "p_within_seconds": ONLINE_WITHIN.as_secs() }),
     )
     .await

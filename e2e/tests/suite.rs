@@ -1,6 +1,7 @@
 mod cli;
 mod cloud_lookup;
 mod cloud_reads;
+mod cloud_spoke;
 mod credentials;
 mod execute;
 mod http2_settings;

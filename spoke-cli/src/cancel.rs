@@ -1,6 +1,6 @@
-//! `helix cancel`: ask the hub (iroh, or the local listener), or cancel a command sent through
-//! the cloud route in the cloud (its row completed `cancelled`; the hub stops the command when
-//! it notices). With `--via auto`, the cloud is used when this device is signed in and either no
+//! `helix cancel`: ask the hub (iroh, or the local listener), or cancel a command in the cloud
+//! (`cancel_cloud_command` makes its row `cancelled`; the hub stops the command when it
+//! notices). With `--via auto`, the cloud is used when this device is signed in and either no
 //! iroh route comes up in time ([`crate::fallback`]) or the hub does not have the command (it
 //! may still wait in the table, unclaimed).
 //!

@@ -79,7 +79,8 @@ pub enum Command {
         /// One JSON object per event on stdout instead of the output text.
         #[arg(long)]
         json: bool,
-        /// `cloud` reads a command sent through the cloud route from the table.
+        /// `cloud` reads the command from the cloud: any command of the hub --hub names, sent
+        /// through the cloud by any paired device or mirrored there by the hub.
         #[arg(long, value_enum, default_value = "auto")]
         via: Via,
     },
@@ -99,6 +100,10 @@ pub enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// `cloud` reads it from the cloud (any command of the hub --hub names, whichever
+        /// device sent it); `auto` and `iroh` ask the hub.
+        #[arg(long, value_enum, default_value = "auto")]
+        via: Via,
     },
     /// List commands, newest first.
     Ls(LsArgs),
@@ -206,6 +211,11 @@ pub struct LsArgs {
     /// One JSON object per command instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Where to read the list: `iroh` (the hub itself; also `auto`) or `cloud` (the history
+    /// the cloud holds for every paired device, readable without reaching the hub; needs
+    /// `--hub` or a single paired hub).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub via: Via,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -327,6 +337,14 @@ mod tests {
         for args in [["helix", "cancel", "x"], ["helix", "show", "x"]] {
             assert!(Cli::try_parse_from(args).is_ok());
         }
+        let cli = Cli::try_parse_from(["helix", "show", "--via", "cloud", "x"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Show {
+                via: Via::Cloud,
+                ..
+            }
+        ));
         let cli = Cli::try_parse_from(["helix", "cancel", "--via", "cloud", "x"]).unwrap();
         assert!(matches!(
             cli.command,

@@ -36,7 +36,7 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
             via,
         } => run::attach(spoke, hub, id, after_seq, json, via, quiet).await?,
         Command::Cancel { id, via } => cancel::cancel(spoke, hub, id, via, quiet).await?,
-        Command::Show { id, json } => queries::show(spoke, hub, id, json).await?,
+        Command::Show { id, json, via } => queries::show(spoke, hub, id, json, via).await?,
         Command::Ls(args) => queries::ls(spoke, hub, args).await?,
         Command::Watch { json } => hub_info::watch(spoke, hub, json, quiet).await?,
         Command::Info { json } => hub_info::info(spoke, hub, json).await?,

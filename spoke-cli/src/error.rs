@@ -54,6 +54,8 @@ impl Error {
             Error::Query(e) => match e {
                 QueryError::Reach(e) => reach_exit(e),
                 QueryError::Status(e) => status_exit(e),
+                QueryError::ViaCloudWithoutHub => Exit::Usage,
+                QueryError::Cloud(e) => cloud_exit(e),
             },
             Error::HubInfo(e) => match e {
                 HubInfoError::Reach(e) => reach_exit(e),
@@ -155,15 +157,23 @@ fn cloud_exit(e: &CloudRouteError) -> Exit {
         CloudRouteError::Cloud(_)
         | CloudRouteError::SignedOut
         | CloudRouteError::Rest(_)
-        | CloudRouteError::Seal(_)
         | CloudRouteError::Silent { .. } => Exit::Unreachable,
-        CloudRouteError::Key(_)
+        CloudRouteError::Seal(_)
+        | CloudRouteError::Payload(_)
+        | CloudRouteError::Key(_)
         | CloudRouteError::CtrlC(_)
-        | CloudRouteError::OutOfOrder { .. }
-        | CloudRouteError::RefusedEvent(_)
-        | CloudRouteError::BadEvent(_)
-        | CloudRouteError::Spliced { .. } => Exit::Failed,
-        CloudRouteError::UnknownCommand(_) | CloudRouteError::NotAUuid(_) => Exit::Refused,
+        | CloudRouteError::RefusedKey { .. }
+        | CloudRouteError::RefusedPrompt { .. }
+        | CloudRouteError::RefusedEvent { .. } => Exit::Failed,
+        CloudRouteError::TtlTooLong { .. } | CloudRouteError::OtherHub { .. } => Exit::Usage,
+        // A bad id is refused as the hub refuses one over iroh (INVALID_ARGUMENT).
+        CloudRouteError::HubNotRegistered { .. }
+        | CloudRouteError::CloudFull { .. }
+        | CloudRouteError::ExpiryRefused { .. }
+        | CloudRouteError::NotAllowed { .. }
+        | CloudRouteError::UnknownCommand(_)
+        | CloudRouteError::NotAUuid(_)
+        | CloudRouteError::NoKey { .. } => Exit::Refused,
     }
 }
 
@@ -191,7 +201,7 @@ mod tests {
     use helix_mesh::iroh_grpc::DialError;
 
     use super::*;
-    use crate::config::ConfigError;
+    use crate::{cloud_route, config::ConfigError};
 
     /// What `helix` prints after "helix: error: " and exits with.
     fn shown(e: impl Into<Error>) -> (u8, String) {
@@ -348,15 +358,38 @@ mod tests {
         );
         assert_eq!(
             cloud(CloudRouteError::UnknownCommand("c1".into())),
-            (6, "no relayed command c1 in the cloud".into())
+            (6, "no command c1 in the cloud".into())
         );
         assert_eq!(
             cloud(CloudRouteError::NotAUuid("x".into())),
             (6, "command_id: \"x\" is not a UUID".into())
         );
         assert_eq!(
-            cloud(CloudRouteError::OutOfOrder { seq: 5, last: 3 }),
-            (1, "cloud route: event 5 after 3".into())
+            cloud(CloudRouteError::NoKey {
+                command_id: "c1".into()
+            }),
+            (
+                6,
+                "this device has no key for command c1: it was paired after the command started, or it is revoked".into()
+            )
+        );
+        assert_eq!(
+            cloud(CloudRouteError::HubNotRegistered { hub: "abcde".into() }),
+            (
+                6,
+                "hub abcde has not connected to the cloud under this account: on the hub run `helix-hub cloud login` with the same account, then restart it".into()
+            )
+        );
+        assert_eq!(
+            cloud(CloudRouteError::RefusedEvent {
+                seq: 3,
+                command_id: "c1".into(),
+                why: cloud_route::Refusal::Missing { next: 5 },
+            }),
+            (
+                1,
+                "cloud route: refused event 3 of c1: it is missing from the cloud (the next event stored is 5) (nothing of it was printed, nor anything after it)".into()
+            )
         );
         let usage = helix_discovery::cloud::CloudError::Usage("no session".into());
         assert_eq!(cloud(usage.into()), (3, "cloud route: no session".into()));

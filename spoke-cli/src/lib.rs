@@ -5,7 +5,7 @@
 //!   the file of its group:
 //!   - [`run`]: `helix run` and `helix attach`;
 //!   - [`cancel`]: `helix cancel`, on the hub or in the cloud;
-//!   - [`queries`]: `helix show` and `helix ls`;
+//!   - [`queries`]: `helix show` (from the hub, or `--via cloud`) and `helix ls`;
 //!   - [`hub_info`]: `helix watch` and `helix info`;
 //!   - [`pair`]: `helix pair` and `helix hubs`;
 //!   - [`device`]: `helix whoami` and `helix cloud`.
@@ -15,8 +15,9 @@
 //! - [`follow`]: streaming one command to its end: resume after a lost connection, Ctrl-C
 //!   cancels on the hub.
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
-//! - [`cloud_route`]: the cloud route through the Supabase tables (send, follow, cancel);
-//!   [`fallback`]: when a command takes it instead of iroh.
+//! - [`cloud_route`]: the cloud route through the Supabase tables, v2 (send, follow and attach
+//!   to any command of the hub, cancel, show); [`fallback`]: when a command takes it instead of
+//!   iroh.
 //! - [`error`]: the error a subcommand ends with, and the one place that decides its exit code;
 //!   [`exit`]: the exit codes.
 //!

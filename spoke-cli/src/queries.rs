@@ -3,8 +3,9 @@
 use helix_mesh::pb::{self, CommandStatus};
 
 use crate::{
-    cli::LsArgs,
-    client::{HubStatus, ReachError, Spoke},
+    cli::{LsArgs, Via},
+    client::{HubStatus, ReachError, Spoke, Target},
+    cloud_route::{self, CloudRouteError},
     exit::Exit,
     render::{Printer, command_json, provider_name, status_name, time_text},
 };
@@ -18,6 +19,10 @@ pub enum QueryError {
     /// The hub answered with an error.
     #[error(transparent)]
     Status(#[from] HubStatus),
+    #[error("--via cloud needs --hub")]
+    ViaCloudWithoutHub,
+    #[error(transparent)]
+    Cloud(#[from] CloudRouteError),
 }
 
 pub async fn show(
@@ -25,14 +30,21 @@ pub async fn show(
     hub: Option<&str>,
     id: String,
     json: bool,
+    via: Via,
 ) -> Result<Exit, QueryError> {
-    let mut conn = spoke.connect_quietly(hub).await?;
-    let command = conn
-        .client
-        .get_command(pb::GetCommandRequest { command_id: id })
-        .await
-        .map_err(HubStatus)?
-        .into_inner();
+    let command = if via == Via::Cloud {
+        let Target::Remote { addr, .. } = spoke.resolve(hub).map_err(ReachError::from)? else {
+            return Err(QueryError::ViaCloudWithoutHub);
+        };
+        cloud_route::show(spoke, addr.id, &id).await?
+    } else {
+        let mut conn = spoke.connect_quietly(hub).await?;
+        conn.client
+            .get_command(pb::GetCommandRequest { command_id: id })
+            .await
+            .map_err(HubStatus)?
+            .into_inner()
+    };
     let mut printer = Printer::new(json, false);
     if json {
         printer.out_line(&command_json(&command).to_string());
@@ -89,29 +101,42 @@ pub fn describe_command(c: &pb::Command) -> String {
 }
 
 pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, QueryError> {
-    let mut conn = spoke.connect_quietly(hub).await?;
-    let page = conn
-        .client
-        .list_commands(pb::ListCommandsRequest {
-            page_size: args.limit,
-            page_token: String::new(),
-            status: args
-                .status
-                .map(CommandStatus::from)
-                .unwrap_or(CommandStatus::Unspecified) as i32,
-            session_id: args.session.unwrap_or_default(),
-        })
-        .await
-        .map_err(HubStatus)?
-        .into_inner();
+    let status = args.status.map(CommandStatus::from);
+    let commands = if args.via == Via::Cloud {
+        let Target::Remote { addr, .. } = spoke.resolve(hub).map_err(ReachError::from)? else {
+            return Err(QueryError::ViaCloudWithoutHub);
+        };
+        let filter = cloud_route::ListFilter {
+            status,
+            session: args.session,
+            limit: args.limit,
+        };
+        cloud_route::list(spoke, addr.id, &filter).await?
+    } else {
+        let mut conn = spoke.connect_quietly(hub).await?;
+        conn.client
+            .list_commands(pb::ListCommandsRequest {
+                page_size: args.limit,
+                page_token: String::new(),
+                status: status.unwrap_or(CommandStatus::Unspecified) as i32,
+                session_id: args.session.unwrap_or_default(),
+            })
+            .await
+            .map_err(HubStatus)?
+            .into_inner()
+            .commands
+            .into_iter()
+            .map(|c| (c, cloud_route::Prompt::Open))
+            .collect()
+    };
     let mut printer = Printer::new(args.json, false);
     if args.json {
-        for c in &page.commands {
+        for (c, _) in &commands {
             printer.out_line(&command_json(c).to_string());
         }
         return Ok(Exit::Ok);
     }
-    if page.commands.is_empty() {
+    if commands.is_empty() {
         printer.note("no commands");
         return Ok(Exit::Ok);
     }
@@ -119,14 +144,18 @@ pub async fn ls(spoke: &Spoke, hub: Option<&str>, args: LsArgs) -> Result<Exit, 
         "{:<36}  {:<9}  {:<13}  {:<24}  PROMPT",
         "ID", "STATUS", "PROVIDER", "CREATED"
     ));
-    for c in &page.commands {
+    for (c, prompt) in &commands {
+        let prompt = match prompt {
+            cloud_route::Prompt::Open => one_line(&c.content, 48),
+            cloud_route::Prompt::NotPublished => "(not yet with the hub)".to_owned(),
+            cloud_route::Prompt::Sealed => "(sealed: no key on this device)".to_owned(),
+        };
         printer.out_line(&format!(
-            "{:<36}  {:<9}  {:<13}  {:<24}  {}",
+            "{:<36}  {:<9}  {:<13}  {:<24}  {prompt}",
             c.command_id,
             status_name(c.status),
             provider_name(c.provider),
             c.created_at.as_ref().map(time_text).unwrap_or_default(),
-            one_line(&c.content, 48),
         ));
     }
     Ok(Exit::Ok)

@@ -1,34 +1,35 @@
-//! Following one command sent through the cloud: read its event rows by seq cursor, open each
-//! (bound to this command and seq, signed by the hub), print them, until `finished` or the row
-//! ends.
+//! Following one command through the cloud: wait until the hub has published it (its row has
+//! a prompt, and this device a content key), unwrap the key, then read the events in pages by
+//! seq cursor, open each as exactly the event expected next, print it, until `finished` or
+//! the row ends.
 
 use std::time::Duration;
 
 use helix_discovery::rest::Rest;
-use helix_mesh::{
-    envelope::{self, EnvelopeKind},
-    pb,
-    proto_ext::now_ms,
-};
-use iroh::PublicKey;
-use prost::Message;
-use serde_json::Value;
-use tokio::signal::unix::Signal;
+use helix_mesh::pb::{CommandStatus, command_event::Kind};
+use iroh::{PublicKey, SecretKey};
+use tokio::{signal::unix::Signal, time::Instant};
 
-use super::{CTRL_C_REASON, CloudRouteError, EVENT_PAGE, EVENT_POLL, ROUTE_CLOUD, cancel_row};
+use super::{
+    CTRL_C_REASON, CloudRouteError, EVENT_POLL, ROUTE_CLOUD, Refusal,
+    cancel::cancel_row,
+    open::{Opener, check_hub, unwrap_key},
+    row::{self, CommandRow},
+};
 use crate::{
     exit::Exit,
     follow::show_event,
     render::{Printer, printable},
 };
 
-/// Following one command sent through the cloud.
+/// Following one command sent through (or mirrored to) the cloud.
 pub(super) struct Follow<'a> {
     pub(super) rest: &'a Rest,
-    pub(super) secret: &'a iroh::SecretKey,
+    pub(super) secret: &'a SecretKey,
+    /// The paired hub: only its signatures are accepted.
     pub(super) hub: PublicKey,
+    /// A parsed UUID, in the form the hub binds its envelopes to.
     pub(super) command_id: &'a str,
-    pub(super) interrupts: Signal,
     /// This device cancelled the command with Ctrl-C.
     pub(super) cancel_requested: bool,
     /// How long to wait while nothing new comes from the hub, counted from the last event
@@ -37,68 +38,56 @@ pub(super) struct Follow<'a> {
     pub(super) silence: Duration,
 }
 
+/// What one look at the cloud found.
+enum Step {
+    /// Look again at once (a full page, or the key just arrived).
+    Again,
+    /// Nothing new: wait [`EVENT_POLL`].
+    Wait,
+    /// The command is over for this device.
+    Done(Exit),
+}
+
 impl Follow<'_> {
-    /// Prints the events after `after_seq` until the command or its row ends.
+    /// Prints the events after `after_seq` until the command or its row ends; Ctrl-C (from
+    /// `interrupts`) cancels it.
     pub(super) async fn events(
         mut self,
+        mut interrupts: Signal,
         after_seq: u64,
         printer: &mut Printer,
     ) -> Result<Exit, CloudRouteError> {
-        let command_id = self.command_id;
-        let mut heard = tokio::time::Instant::now();
+        let mut opener: Option<Opener> = None;
         let mut last = after_seq;
+        // The row had ended at this seq when the events after `last` were last read.
+        let mut ended_at: Option<u64> = None;
+        let mut heard = Instant::now();
         loop {
-            let query = format!(
-                "command_id=eq.{command_id}&seq=gt.{last}&order=seq.asc&select=seq,envelope&limit={EVENT_PAGE}"
-            );
-            let read = tokio::select! {
-                _ = self.interrupts.recv() => {
+            let looked = tokio::select! {
+                _ = interrupts.recv() => {
                     if let Some(exit) = self.interrupted(printer).await {
                         return Ok(exit);
                     }
                     continue;
                 }
-                read = self.rest.select::<Value>("remote_command_events", &query) => read,
+                looked = self.look(&mut opener, &mut last, &mut ended_at, after_seq, printer) => looked?,
             };
-            let rows = read?;
-            for row in &rows {
-                let event = self.open(row, last + 1)?;
-                last = event.seq;
-                if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested)
-                {
-                    return Ok(exit);
+            match looked {
+                Step::Done(exit) => return Ok(exit),
+                Step::Again => {
+                    heard = Instant::now();
+                    continue;
                 }
-            }
-            if !rows.is_empty() {
-                heard = tokio::time::Instant::now();
-                continue;
-            }
-            // Refused by the hub, expired unclaimed, or cancelled: the row says why, and no
-            // event is left to read.
-            let status: Vec<Value> = self
-                .rest
-                .select(
-                    "remote_commands",
-                    &format!("command_id=eq.{command_id}&select=status,reason,last_seq"),
-                )
-                .await?;
-            if let Some(s) = status.first()
-                && let Some(status @ ("failed" | "expired" | "cancelled")) = s["status"].as_str()
-                && s["last_seq"].as_u64() == Some(last)
-            {
-                printer.finish_output();
-                let reason = s["reason"].as_str().unwrap_or("no reason given");
-                printer.note(&format!("command {status}: {}", printable(reason)));
-                return Ok(row_exit(status, self.cancel_requested));
+                Step::Wait => {}
             }
             if heard.elapsed() > self.silence {
                 return Err(CloudRouteError::Silent {
                     silence: self.silence,
-                    command_id: command_id.to_owned(),
+                    command_id: self.command_id.to_owned(),
                 });
             }
             tokio::select! {
-                _ = self.interrupts.recv() => {
+                _ = interrupts.recv() => {
                     if let Some(exit) = self.interrupted(printer).await {
                         return Ok(exit);
                     }
@@ -108,46 +97,136 @@ impl Follow<'_> {
         }
     }
 
-    /// Opens one event row, which must be event `expected` of this command: only the hub's
-    /// signature is accepted, and the row, the envelope's signed header and the event inside
-    /// must all name this command and this seq (an event of another command, or the same
-    /// event again, copied into this command's rows is refused).
-    fn open(&self, row: &Value, expected: u64) -> Result<pb::CommandEvent, CloudRouteError> {
-        let row_seq = row["seq"].as_u64().unwrap_or_default();
-        if row_seq != expected {
-            return Err(CloudRouteError::OutOfOrder {
-                seq: row_seq,
-                last: expected - 1,
-            });
-        }
-        let text = row["envelope"].as_str().unwrap_or_default();
-        let opened = envelope::open(self.secret, text, now_ms(), |k| *k == self.hub)
-            .map_err(CloudRouteError::RefusedEvent)?;
-        let event = pb::CommandEvent::decode(opened.plaintext.as_slice())
-            .map_err(CloudRouteError::BadEvent)?;
-        let header = &opened.header;
-        let spliced = if header.kind != EnvelopeKind::Event {
-            Some("it is not an event envelope".to_owned())
-        } else if header.context != self.command_id || event.command_id != self.command_id {
-            Some(format!(
-                "it belongs to command {}",
-                printable(&event.command_id)
-            ))
-        } else if header.seq != expected || event.seq != expected {
-            Some(format!(
-                "it is event {} of this command",
-                header.seq.max(event.seq)
-            ))
-        } else {
-            None
+    /// One look: before the key, at the row; with it, at the next page of events, and at the
+    /// row when there are none.
+    async fn look(
+        &self,
+        opener: &mut Option<Opener>,
+        last: &mut u64,
+        ended_at: &mut Option<u64>,
+        after_seq: u64,
+        printer: &mut Printer,
+    ) -> Result<Step, CloudRouteError> {
+        let Some(open) = opener.as_ref() else {
+            let row = self.row(true).await?;
+            if row.prompt.is_some() {
+                *opener = Some(self.key().await?);
+                return Ok(Step::Again);
+            }
+            if row.ended() {
+                // Ended before the hub published it: refused, expired unclaimed, cancelled.
+                return Ok(Step::Done(self.row_ending(&row, printer)));
+            }
+            return Ok(Step::Wait);
         };
-        match spliced {
-            Some(why) => Err(CloudRouteError::Spliced {
-                seq: expected,
+        let page = row::events(self.rest, self.command_id, *last).await?;
+        for stored in &page {
+            let event = open.event(stored, *last + 1)?;
+            *last = event.seq;
+            if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested) {
+                return Ok(Step::Done(exit));
+            }
+        }
+        if !page.is_empty() {
+            return Ok(Step::Again);
+        }
+        // No event after `last`. A row that had ended past it when that read started has
+        // lost events; one that ends now may have gained some since: read once more first.
+        if let Some(last_seq) = *ended_at {
+            return Err(self.refused(*last + 1, Refusal::Truncated { last_seq }));
+        }
+        let row = self.row(false).await?;
+        if !row.ended() {
+            return Ok(Step::Wait);
+        }
+        if row.last_seq > *last {
+            *ended_at = Some(row.last_seq);
+            return Ok(Step::Again);
+        }
+        // `--after-seq` skipped the last event: if it is `finished`, it says how the command ended.
+        if *last == after_seq
+            && after_seq > 0
+            && let Some(exit) = self.skipped_finish(open, after_seq).await?
+        {
+            printer.finish_output();
+            return Ok(Step::Done(exit));
+        }
+        if row.status == "completed" {
+            return Err(self.refused(*last + 1, Refusal::NoFinish));
+        }
+        Ok(Step::Done(self.row_ending(&row, printer)))
+    }
+
+    /// The command's row (it must exist, and be for the paired hub).
+    async fn row(&self, with_prompt: bool) -> Result<CommandRow, CloudRouteError> {
+        let row = row::command(self.rest, self.command_id, with_prompt)
+            .await?
+            .ok_or_else(|| CloudRouteError::UnknownCommand(self.command_id.to_owned()))?;
+        check_hub(&row, &self.hub, self.command_id)?;
+        Ok(row)
+    }
+
+    /// This device's content key: the hub published the command, so there is one unless the
+    /// device was not paired when it started.
+    async fn key(&self) -> Result<Opener, CloudRouteError> {
+        let device = self.secret.public().to_string();
+        let envelope = row::key(self.rest, self.command_id, &device)
+            .await?
+            .ok_or_else(|| CloudRouteError::NoKey {
                 command_id: self.command_id.to_owned(),
-                why,
-            }),
-            None => Ok(event),
+            })?;
+        unwrap_key(self.secret, self.hub, self.command_id, &envelope)
+    }
+
+    /// The exit code event `seq` means if it is a `finished` event (opened as event `seq` of
+    /// this command, like any other), without printing it again.
+    async fn skipped_finish(
+        &self,
+        open: &Opener,
+        seq: u64,
+    ) -> Result<Option<Exit>, CloudRouteError> {
+        let Some(stored) = row::events(self.rest, self.command_id, seq - 1)
+            .await?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        let event = open.event(&stored, seq)?;
+        let Some(Kind::Finished(finished)) = event.kind else {
+            return Ok(None);
+        };
+        Ok(Some(
+            match CommandStatus::try_from(finished.status).unwrap_or(CommandStatus::Failed) {
+                CommandStatus::Completed => Exit::Ok,
+                CommandStatus::Cancelled if self.cancel_requested => Exit::Interrupted,
+                CommandStatus::Cancelled => Exit::Cancelled,
+                CommandStatus::Expired => Exit::Expired,
+                _ => Exit::Failed,
+            },
+        ))
+    }
+
+    fn refused(&self, seq: u64, why: Refusal) -> CloudRouteError {
+        CloudRouteError::RefusedEvent {
+            seq,
+            command_id: self.command_id.to_owned(),
+            why,
+        }
+    }
+
+    /// A row that ended without a `finished` event to read: its reason (cloud text, so only
+    /// what prints as text) and the exit code of the same end over iroh.
+    fn row_ending(&self, row: &CommandRow, printer: &mut Printer) -> Exit {
+        printer.finish_output();
+        let reason = row.reason.as_deref().unwrap_or("no reason given");
+        let status = printable(&row.status);
+        printer.note(&format!("command {status}: {}", printable(reason)));
+        match row.status.as_str() {
+            "expired" => Exit::Expired,
+            "cancelled" if self.cancel_requested => Exit::Interrupted,
+            "cancelled" => Exit::Cancelled,
+            _ => Exit::Failed,
         }
     }
 
@@ -171,16 +250,5 @@ impl Follow<'_> {
                 Some(Exit::Interrupted)
             }
         }
-    }
-}
-
-/// The exit code of a row that ended without a `finished` event (refused, expired unclaimed,
-/// or cancelled by a device), as for the same end over iroh.
-fn row_exit(status: &str, cancel_requested: bool) -> Exit {
-    match status {
-        "expired" => Exit::Expired,
-        "cancelled" if cancel_requested => Exit::Interrupted,
-        "cancelled" => Exit::Cancelled,
-        _ => Exit::Failed,
     }
 }
