@@ -178,6 +178,16 @@ begin
         version = excluded.version, last_seen = now();
 end $$;
 
+-- The hub withdraws its presence (a graceful shutdown); whether there was a row.
+create function public.withdraw_cloud_hub(p_hub_id text, p_token text) returns boolean
+language plpgsql volatile security definer set search_path = '' as $$
+declare
+  v_uid uuid := helix_private.hub_caller(p_hub_id, p_token);
+begin
+  delete from public.cloud_presence where user_id = v_uid and hub_id = p_hub_id;
+  return found;
+end $$;
+
 -- The caller's hubs seen within the last p_within_seconds by the server's clock, newest first.
 create function public.online_cloud_hubs(p_within_seconds integer default 300)
 returns setof public.cloud_presence
@@ -620,6 +630,7 @@ end $$;
 -- ------------------------------------------------------------------------------- grants
 revoke execute on function public.register_cloud_hub(text, text),
   public.announce_cloud_hub(text, text, text, text, text[], text[], text),
+  public.withdraw_cloud_hub(text, text),
   public.online_cloud_hubs(integer),
   public.claim_cloud_commands(text, text, integer),
   public.publish_cloud_command(text, text, uuid, text, text, jsonb, timestamptz),
@@ -632,6 +643,7 @@ revoke execute on function public.register_cloud_hub(text, text),
   from public, anon;
 grant execute on function public.register_cloud_hub(text, text),
   public.announce_cloud_hub(text, text, text, text, text[], text[], text),
+  public.withdraw_cloud_hub(text, text),
   public.online_cloud_hubs(integer),
   public.claim_cloud_commands(text, text, integer),
   public.publish_cloud_command(text, text, uuid, text, text, jsonb, timestamptz),

@@ -5,11 +5,11 @@
 //!   [`auth`]: Supabase auth sessions (password, email code, access token; locked refresh);
 //!   [`cloud`]: a side's cloud settings and session, and the `cloud` subcommands;
 //!   [`lookup`]: an iroh address lookup backed by presence rows.
-//! - [`realtime`]: a Supabase Realtime client that wakes a hub when a remote command for it is
+//! - [`realtime`]: a Supabase Realtime client that wakes a hub when a cloud command for it is
 //!   inserted (a signal only; the rows and a safety poll carry correctness).
 //!
 //! The cloud route itself (sending commands and following their events through the
-//! `remote_commands` table) lives in the hub (`helix_hub::cloud_route`) and the spoke
+//! `cloud_commands` table) lives in the hub (`helix_hub::cloud_route`) and the spoke
 //! (`helix_spoke::cloud_route`); this crate gives both the REST client, sessions and wake-ups.
 
 pub mod auth;

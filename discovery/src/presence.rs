@@ -1,20 +1,21 @@
-//! Hub presence rows: a hub announces where it can be dialed (its key, relay URL, direct
-//! addresses) every [`HEARTBEAT`]; spokes list the hubs seen within [`ONLINE_WITHIN`] by the
-//! server's clock. Rows are per user (row-level security) and cannot be taken over.
+//! Hub presence rows (`cloud_presence`): a hub announces where it can be dialed (its key, relay
+//! URL, direct addresses) every [`HEARTBEAT`] through `announce_cloud_hub`, proving its claim
+//! token, and withdraws the row at shutdown (`withdraw_cloud_hub`); spokes list the hubs seen
+//! within [`ONLINE_WITHIN`] by the server's clock. Rows are keyed by (user, hub): nobody else
+//! can write a hub's row, and another user's row for the same hub id is a different row.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
+use serde_json::json;
 
 use crate::rest::{Rest, RestError};
 
-/// How often a hub refreshes its row.
-pub const HEARTBEAT: Duration = Duration::from_secs(30);
-/// A hub seen within this long is online.
+/// How often a hub refreshes its row: 30 requests an hour, within an idle hub's budget of 60.
+pub const HEARTBEAT: Duration = Duration::from_secs(120);
+/// A hub seen within this long is online (two heartbeats and some slack: one lost beat does
+/// not make a hub look offline).
 pub const ONLINE_WITHIN: Duration = Duration::from_secs(300);
-/// The table.
-const TABLE: &str = "hub_presence";
 
 /// One hub's row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,13 +36,21 @@ pub struct Presence {
     pub last_seen: Option<String>,
 }
 
-/// Writes (or refreshes) the hub's row; returns it as stored.
-pub async fn announce(rest: &Rest, presence: &Presence) -> Result<Presence, RestError> {
-    let mut rows: Vec<Presence> = rest.insert(TABLE, &[presence], Some("hub_id")).await?;
-    rows.pop().ok_or_else(|| RestError::Decode {
-        what: "writing hub_presence".into(),
-        message: "no row came back".into(),
-    })
+/// Writes (or refreshes) the hub's row, proving the hub's claim `token` (sent only in the
+/// request body).
+pub async fn announce(rest: &Rest, token: &str, presence: &Presence) -> Result<(), RestError> {
+    let args = json!({
+        "p_hub_id": presence.hub_id,
+        "p_token": token,
+        "p_hub_name": presence.hub_name,
+        "p_relay_url": presence.relay_url,
+        "p_direct_addrs": presence.direct_addrs,
+        "p_providers": presence.providers,
+        "p_version": presence.version,
+    });
+    rest.rpc::<serde_json::Value>("announce_cloud_hub", &args)
+        .await
+        .map(drop)
 }
 
 /// The caller's hubs seen within [`ONLINE_WITHIN`] by the server's clock, most recent first
@@ -55,24 +64,10 @@ pub async fn online(rest: &Rest) -> Result<Vec<Presence>, RestError> {
 }
 
 /// Removes the hub's row (graceful shutdown); `true` if there was one.
-pub async fn withdraw(rest: &Rest, hub_id: &str) -> Result<bool, RestError> {
-    let removed: Vec<Presence> = rest.delete(TABLE, &format!("hub_id=eq.{hub_id}")).await?;
-    Ok(!removed.is_empty())
-}
-
-/// Announces every [`HEARTBEAT`] until `cancel`, then withdraws. Failures are logged and
-/// retried at the next beat (the row simply goes stale if the cloud is unreachable).
-pub async fn heartbeat(rest: Rest, presence: Presence, cancel: CancellationToken) {
-    loop {
-        if let Err(error) = announce(&rest, &presence).await {
-            tracing::warn!(%error, "presence heartbeat failed");
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(HEARTBEAT) => {}
-        }
-    }
-    if let Err(error) = withdraw(&rest, &presence.hub_id).await {
-        tracing::warn!(%error, "could not remove the presence row");
-    }
+pub async fn withdraw(rest: &Rest, hub_id: &str, token: &str) -> Result<bool, RestError> {
+    rest.rpc(
+        "withdraw_cloud_hub",
+        &json!({"p_hub_id": hub_id, "p_token": token}),
+    )
+    .await
 }

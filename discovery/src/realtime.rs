@@ -1,12 +1,13 @@
 //! A Supabase Realtime client used only as a wake-up signal for a hub: "a row was inserted into
-//! `public.remote_commands` for me".
+//! `public.cloud_commands` for me" (a `postgres_changes` INSERT filtered on `hub_id`).
 //!
 //! Correctness never depends on it (the hub also polls slowly), so it is quiet and keeps
 //! trying: one task holds one websocket, joins one channel with a `postgres_changes` filter for
 //! this hub, answers nothing but heartbeats, and on any failure (a dropped socket, a refused
 //! join, a `phx_error`/`phx_close`, an unanswered heartbeat) reconnects after an exponential
 //! backoff with jitter. Wake-ups go into a bounded channel with `try_send`: a pending wake-up
-//! already covers later inserts.
+//! already covers later inserts. [`spawn_with_health`] also says whether the channel is joined
+//! right now, so the hub can poll slowly while wake-ups arrive and quickly while they cannot.
 //!
 //! Wire: Phoenix protocol v1 JSON frames `{"topic", "event", "payload", "ref"}` on
 //! `{url}/realtime/v1/websocket?apikey=<anon key>&vsn=1.0.0`. The URL carries the anon key,
@@ -47,7 +48,9 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// filter carries the full id, the topic only needs to be readable in Supabase's dashboard.
 pub const TOPIC_HUB_PREFIX_LEN: usize = 16;
 /// The table whose inserts wake the hub.
-pub const COMMANDS_TABLE: &str = "remote_commands";
+pub const COMMANDS_TABLE: &str = "cloud_commands";
+/// The column of [`COMMANDS_TABLE`] the subscription filters on (the hub's id).
+pub const HUB_COLUMN: &str = "hub_id";
 
 /// The timing of one client; [`Timing::default`] is production, [`Timing::fast`] for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +106,7 @@ pub struct RealtimeConfig {
     pub ws_url: String,
     /// The project's anon (publishable) key; sent as the `apikey` query parameter.
     pub anon_key: String,
-    /// The hub whose `remote_commands` inserts wake it (`target_hub_id`).
+    /// The hub whose `cloud_commands` inserts wake it (`hub_id`).
     pub hub_id: String,
     pub timing: Timing,
 }
@@ -161,7 +164,7 @@ impl RealtimeConfig {
                     "event": "INSERT",
                     "schema": "public",
                     "table": COMMANDS_TABLE,
-                    "filter": format!("target_hub_id=eq.{}", self.hub_id),
+                    "filter": format!("{HUB_COLUMN}=eq.{}", self.hub_id),
                 }],
             },
             "access_token": access_token,
@@ -204,8 +207,21 @@ pub fn spawn(
     wake: mpsc::Sender<()>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
+    spawn_with_health(config, token, wake, cancel).0
+}
+
+/// [`spawn`], and whether the channel is joined now: `true` from the join's `ok` until the
+/// connection fails (then `false` until the next join).
+pub fn spawn_with_health(
+    config: RealtimeConfig,
+    token: watch::Receiver<String>,
+    wake: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) -> (JoinHandle<()>, watch::Receiver<bool>) {
+    let (listening, health) = watch::channel(false);
     let span = tracing::info_span!("realtime", topic = %config.topic());
-    tokio::spawn(run(config, token, wake, cancel).instrument(span))
+    let task = tokio::spawn(run(config, token, wake, listening, cancel).instrument(span));
+    (task, health)
 }
 
 /// How a session ended when it did not fail.
@@ -218,6 +234,7 @@ async fn run(
     config: RealtimeConfig,
     mut token: watch::Receiver<String>,
     wake: mpsc::Sender<()>,
+    listening: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let connector = match tls_connector() {
@@ -230,7 +247,17 @@ async fn run(
     let mut failures: u32 = 0;
     loop {
         let mut joined = false;
-        let outcome = session(&config, &connector, &mut token, &wake, &cancel, &mut joined).await;
+        let outcome = session(
+            &config,
+            &connector,
+            &mut token,
+            &wake,
+            &listening,
+            &cancel,
+            &mut joined,
+        )
+        .await;
+        listening.send_replace(false);
         match outcome {
             Ok(Stop::Cancelled) => {
                 debug!("stopped");

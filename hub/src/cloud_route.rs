@@ -1,128 +1,124 @@
-//! The hub's side of the cloud route, commands that travel through the Supabase tables (a
-//! "relayed command" below is one of them): claim commands addressed to this hub, accept only
-//! envelopes signed by a paired device, addressed here, unexpired and never seen before; run
-//! them through the same executor and journal as any other command; write every event back as
-//! an envelope sealed to the sending device; complete the row.
+//! The hub's side of the cloud route (v2, `cloud_commands`): commands that travel through the
+//! Supabase tables, readable by every paired device.
 //!
-//! Wake-ups: a signal on the `wake` channel (Supabase Realtime, when running) or the safety
-//! poll. Correctness comes only from the rows: a missed wake-up costs at most one poll interval.
+//! When the route starts it loads (or creates) the hub's claim token and registers the hub
+//! with it (`claim_token`); every hub call after proves the token. Then, side by side until
+//! the hub stops:
+//! - `claim`: commands devices sent through the cloud are claimed, opened (sealed by a paired
+//!   device to this hub, for this row, never seen before), published, run through the same
+//!   executor and journal as any other command, streamed and completed;
+//! - `mirror`: every command accepted over iroh or the local listener is published, streamed
+//!   and completed too, so the cloud holds one history of everything;
+//! - `retention`: finished commands past `[cloud] retention_days` are pruned daily;
+//! - presence (`crate::presence`): the hub announces where it can be dialed.
 //!
-//! Appending events and completing the row are retried while the cloud is unreachable or
-//! failing (see the `row` module); a refusal is acted on at once.
+//! Publishing (`publish`) writes the command's prompt under its content key (derived from the
+//! hub's secret key and the command id) and that key sealed to each device paired now; events
+//! (`stream`) go under the same key, signed by the hub and bound to command and seq. Every
+//! command is written by one handler, at most [`MAX_HANDLERS`] at once (`handlers`); their
+//! calls are retried while the cloud is unreachable or failing (`row`); a refusal is acted on
+//! at once. Rows this hub left `executing` are resumed from the journal (`resume`).
 //!
-//! A device cancels a relayed command by completing its row `cancelled`. The hub notices when
-//! its next append is refused (the row is no longer `executing`), or, while the command is
-//! silent, by reading the row every poll interval; it then cancels the command in its
-//! executor, which aborts the provider's stream.
+//! Wake-ups: Supabase Realtime (INSERTs on `cloud_commands` for this hub), or the safety poll:
+//! every `[cloud] poll_interval` while Realtime is down, every [`REALTIME_SAFETY_POLL`] while it
+//! listens. Correctness comes only from the rows: a missed wake-up costs one poll interval.
 //!
-//! Rows this hub left `executing` (it died, or gave up on a failing cloud) are found at start
-//! and every [`ORPHAN_SCAN`], and ended from the journal (see the `resume` module).
+//! A device cancels a command by ending its row `cancelled`. The hub notices when its next
+//! append is refused (the row is no longer `executing`), or, while the command is silent, by
+//! reading the row every poll interval; it then cancels the command in its executor.
 
+mod claim;
+mod claim_token;
+mod handlers;
+mod mirror;
+mod publish;
 mod resume;
+mod retention;
 mod row;
 mod stream;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use helix_discovery::{cloud::Cloud, realtime::RealtimeConfig};
-use helix_mesh::{
-    envelope::{self, EnvelopeError, EnvelopeKind},
-    pb,
-    proto_ext::now_ms,
-};
-use iroh::{PublicKey, SecretKey};
-use prost::Message;
-use serde_json::{Value, json};
+use iroh::SecretKey;
 use tokio::sync::{mpsc, watch};
-use tokio_util::{
-    sync::CancellationToken,
-    task::{AbortOnDropHandle, TaskTracker},
-};
-use uuid::Uuid;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
-use self::{resume::RowsInHand, row::Row};
 pub use self::{
+    claim_token::{CLAIM_TOKEN_FILE, ClaimToken, ClaimTokenError, REGISTER_RETRY_MAX},
+    handlers::MAX_HANDLERS,
+    mirror::{MIRROR_QUEUE, MirrorFeed, MirrorIntake, MirrorRequest, mirror_queue},
+    publish::{CONTENT_KEY_SALT, MAX_KEYS, content_key},
     resume::{ORPHAN_BATCH, ORPHAN_SCAN},
+    retention::{PRUNE_BATCH, PRUNE_EVERY, PRUNE_RETRY},
     row::{RETRY_FIRST, RETRY_MAX},
+    stream::{APPEND_BATCH, APPEND_BYTES},
 };
-use crate::{
-    background::BackgroundTask,
-    command::{DEFAULT_TTL_MS, InvalidCommand, NewCommand},
-    context::HubContext,
-    executor::SubmitError,
-    journal::JournalError,
+use self::{
+    claim_token::{HubCaller, Registration, register},
+    handlers::Handlers,
 };
+use crate::{background::BackgroundTask, context::HubContext, presence::PresenceSource};
 
-/// Most events written back in one append call.
-pub const APPEND_BATCH: usize = 64;
-/// Commands claimed per round.
-pub const CLAIM_BATCH: u32 = 8;
-/// The reason a relayed command fails with when the cloud already holds other events under
-/// the seqs the hub writes.
+/// Most commands claimed per call (fewer when fewer handlers are free).
+pub const CLAIM_BATCH: usize = 8;
+/// The safety poll while Realtime listens: an idle hub then makes 12 claim requests an hour
+/// (presence adds 30, the orphan scan 4: within the budget of 60).
+pub const REALTIME_SAFETY_POLL: Duration = Duration::from_secs(300);
+/// The reason a command fails with when the cloud already holds other events under the seqs
+/// the hub writes.
 pub const CONFLICTING_EVENTS: &str =
-    "the cloud already holds different events for this command; the hub stopped relaying it";
+    "the cloud already holds different events for this command; the hub stopped writing it";
 /// The reason a row gets when its command id was used before (a replayed envelope).
 pub const REPLAYED: &str = "replayed envelope: this command id was already used";
-/// How long an event envelope stays valid for the spoke.
-const EVENT_TTL_MS: i64 = 24 * 3600 * 1000;
 /// How long a stopping hub waits for its cloud route handlers to write what their commands
 /// ended with (one try per call: retries stop with the hub).
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Why a claimed row's envelope is refused; the text goes on the row as its reason.
-#[derive(Debug, thiserror::Error)]
-enum Refusal {
-    #[error("the row has no envelope")]
-    NoEnvelope,
-    #[error(transparent)]
-    Envelope(#[from] EnvelopeError),
-    #[error("envelope does not belong to this row")]
-    OtherRow,
-    #[error("envelope sender differs from the row's source device")]
-    OtherSender,
-    #[error("envelope content is not a command: {0}")]
-    NotACommand(#[source] prost::DecodeError),
-    #[error("envelope command id differs from the row")]
-    OtherCommandId,
-    #[error("bad command id")]
-    BadCommandId(#[source] uuid::Error),
-    #[error(transparent)]
-    Journal(#[from] JournalError),
-    #[error("{}", REPLAYED)]
-    Replayed,
-    #[error("invalid command: {0}")]
-    Invalid(#[source] InvalidCommand),
-}
-
-/// A running cloud route: its worker (and Realtime, when running) and its wake-up channel.
+/// A running cloud route: its tasks and its wake-up channel.
 #[derive(Debug)]
 #[must_use = "dropping a CloudRouteHandle aborts the cloud route"]
 pub struct CloudRouteHandle {
     /// Kept here so the worker's channel stays open (Realtime, when running, sends on it too).
     wake: mpsc::Sender<()>,
+    /// Stops claiming new cloud commands (the first step of a hub's shutdown).
+    claims: CancellationToken,
     task: BackgroundTask,
 }
 
 impl CloudRouteHandle {
-    /// Wakes the worker now (what a Realtime insert notification does).
+    /// Wakes the claim loop now (what a Realtime insert notification does).
     pub fn wake(&self) {
         let _ = self.wake.try_send(());
     }
 
-    /// Stops claiming, waits up to [`STOP_GRACE`] for the relayed commands' handlers, then for
-    /// Realtime.
+    /// Claims no more cloud commands (the hub is about to stop; mirrors and the handlers of
+    /// commands already here carry on).
+    pub fn stop_claiming(&self) {
+        self.claims.cancel();
+    }
+
+    /// Stops claiming and mirroring, waits up to [`STOP_GRACE`] for the handlers, withdraws
+    /// presence, stops Realtime.
     pub async fn stop(self) {
         self.task.stop().await;
     }
 }
 
 /// Starts the cloud route when `data_dir` has cloud settings (`None` without them, or when
-/// they cannot be read), with Realtime wake-ups when there is a session. Cancelling `cancel`
-/// stops both, like [`CloudRouteHandle::stop`].
+/// they or the claim token cannot be read), with Realtime wake-ups when there is a session and
+/// presence when `presence` is given (iroh is on). `intake` receives the commands to mirror.
+/// Cancelling `cancel` stops it, like [`CloudRouteHandle::stop`].
 pub async fn spawn(
     context: Arc<HubContext>,
     secret: SecretKey,
     data_dir: &Path,
+    intake: MirrorIntake,
+    presence: Option<PresenceSource>,
     cancel: CancellationToken,
 ) -> Option<CloudRouteHandle> {
     let cloud = Cloud::in_dir(data_dir);
@@ -134,226 +130,138 @@ pub async fn spawn(
             return None;
         }
     };
+    let token = match ClaimToken::load_or_create(data_dir) {
+        Ok(token) => token,
+        Err(error) => {
+            tracing::error!(%error, "no cloud route: the hub's claim token is unusable");
+            return None;
+        }
+    };
     let (wake, wake_rx) = mpsc::channel(1);
-    let token = match cloud.rest().await {
+    let access = match cloud.rest().await {
         Ok(Some((_, session))) => session.access_token,
         _ => String::new(),
     };
-    let (token_tx, token_rx) = watch::channel(token.clone());
+    let (token_tx, token_rx) = watch::channel(access.clone());
+    let realtime_stop = cancel.child_token();
     // Realtime is only a wake-up: without it (or a session) the safety poll runs.
-    let realtime = if token.is_empty() {
-        None
-    } else {
-        match RealtimeConfig::from_supabase(&supabase, &context.hub_id) {
-            Ok(rt) => Some(AbortOnDropHandle::new(helix_discovery::realtime::spawn(
+    let (realtime, listening) = match RealtimeConfig::from_supabase(&supabase, &context.hub_id) {
+        Ok(rt) if !access.is_empty() => {
+            let (task, listening) = helix_discovery::realtime::spawn_with_health(
                 rt,
                 token_rx,
                 wake.clone(),
-                cancel.clone(),
-            ))),
-            Err(error) => {
-                tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
-                None
-            }
+                realtime_stop.clone(),
+            );
+            (Some(AbortOnDropHandle::new(task)), listening)
+        }
+        Ok(_) => (None, watch::channel(false).1),
+        Err(error) => {
+            tracing::warn!(%error, "no Realtime wake-ups; the safety poll carries on");
+            (None, watch::channel(false).1)
         }
     };
-    let poll = context.config.cloud.poll_interval;
-    let worker = CloudRoute {
+    let route = CloudRoute {
+        caller: HubCaller::new(context.hub_id.clone(), token),
         ctx: context,
         cloud,
         secret,
-        token: token_tx,
+        data_dir: data_dir.to_owned(),
+        handlers: Handlers::new(MAX_HANDLERS),
+        access_token: token_tx,
+    };
+    let claims = cancel.child_token();
+    let tasks = Tasks {
+        wake: wake_rx,
+        listening,
+        intake,
+        presence,
+        claims: claims.clone(),
     };
     let task = BackgroundTask::spawn(cancel, |cancel| async move {
-        worker.run(wake_rx, poll, cancel).await;
+        route.run(tasks, cancel).await;
+        realtime_stop.cancel();
         if let Some(rt) = realtime {
             let _ = rt.await;
         }
     });
-    Some(CloudRouteHandle { wake, task })
+    Some(CloudRouteHandle { wake, claims, task })
 }
 
-/// What the cloud route's worker and its handlers share.
+/// What the cloud route's tasks take when they start.
+struct Tasks {
+    wake: mpsc::Receiver<()>,
+    /// Whether Realtime listens now.
+    listening: watch::Receiver<bool>,
+    intake: MirrorIntake,
+    presence: Option<PresenceSource>,
+    claims: CancellationToken,
+}
+
+/// What the cloud route's tasks and handlers share.
 #[derive(Debug, Clone)]
 struct CloudRoute {
     ctx: Arc<HubContext>,
     cloud: Cloud,
     secret: SecretKey,
-    /// The current access token, for the Realtime client (refreshed here every round).
-    token: watch::Sender<String>,
+    caller: HubCaller,
+    data_dir: PathBuf,
+    handlers: Handlers,
+    /// The current access token, for the Realtime client (refreshed by the claim loop).
+    access_token: watch::Sender<String>,
 }
 
 impl CloudRoute {
-    /// Claims and runs commands until `cancel`: on every wake-up and every `poll`. Then waits
-    /// up to [`STOP_GRACE`] for the commands' handlers.
-    pub async fn run(
-        self,
-        mut wake: mpsc::Receiver<()>,
-        poll: Duration,
-        cancel: CancellationToken,
-    ) {
-        let handlers = TaskTracker::new();
-        self.claim_until(&mut wake, poll, &cancel, &handlers).await;
-        handlers.close();
-        if tokio::time::timeout(STOP_GRACE, handlers.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                handlers = handlers.len(),
-                "cloud route: stopped waiting for relayed commands still writing to the cloud"
-            );
+    /// Registers, then claims, mirrors, prunes and announces until `cancel` (or until the cloud
+    /// refuses the claim token); then waits up to [`STOP_GRACE`] for the handlers.
+    async fn run(self, tasks: Tasks, cancel: CancellationToken) {
+        let poll = self.ctx.config.cloud.poll_interval;
+        match register(&self.cloud, &self.caller, &self.data_dir, poll, &cancel).await {
+            Registration::Registered => {}
+            Registration::Refused | Registration::Stopped => return,
         }
-    }
-
-    async fn claim_until(
-        &self,
-        wake: &mut mpsc::Receiver<()>,
-        poll: Duration,
-        cancel: &CancellationToken,
-        handlers: &TaskTracker,
-    ) {
-        let hub_id = self.secret.public().to_string();
-        let in_hand = RowsInHand::default();
-        // Due at once: rows left `executing` by this hub's previous run.
-        let mut next_scan = tokio::time::Instant::now();
-        loop {
-            match self.cloud.rest().await {
-                Ok(Some((rest, session))) => loop {
-                    self.token.send_if_modified(|t| {
-                        let changed = *t != session.access_token;
-                        if changed {
-                            t.clone_from(&session.access_token);
-                        }
-                        changed
-                    });
-                    if tokio::time::Instant::now() >= next_scan
-                        && self
-                            .resume_orphans(&rest, &hub_id, cancel, handlers, &in_hand)
-                            .await
-                    {
-                        next_scan = tokio::time::Instant::now() + ORPHAN_SCAN;
-                    }
-                    let claimed: Result<Vec<Value>, _> = rest
-                        .rpc(
-                            "claim_remote_commands",
-                            &json!({"p_hub_id": hub_id, "p_limit": CLAIM_BATCH}),
-                        )
-                        .await;
-                    match claimed {
-                        Ok(rows) if rows.is_empty() => break,
-                        Ok(rows) => {
-                            for row in rows {
-                                // A claimed row was `pending`: no handler can have it yet.
-                                let guard =
-                                    row["command_id"].as_str().and_then(|id| in_hand.begin(id));
-                                let route = self.clone();
-                                let rest = rest.clone();
-                                let cancel = cancel.clone();
-                                handlers.spawn(async move {
-                                    route.handle(&rest, row, &cancel).await;
-                                    drop(guard);
-                                });
-                            }
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "claiming relayed commands failed");
-                            break;
-                        }
-                    }
-                },
-                Ok(None) => {}
-                Err(error) => tracing::warn!(%error, "cloud route: no usable cloud session"),
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = wake.recv() => {}
-                _ = tokio::time::sleep(poll) => {}
-            }
-        }
-    }
-
-    /// One claimed row: verify, run, stream back, complete.
-    async fn handle(
-        &self,
-        rest: &helix_discovery::rest::Rest,
-        row: Value,
-        cancel: &CancellationToken,
-    ) {
-        let Some(command_id) = row["command_id"].as_str().map(str::to_owned) else {
-            return;
-        };
-        // Until the envelope is opened the command's expiry is unknown: a refusal is written
-        // back for at most as long as a command lives by default.
-        let mut cloud_row = Row {
-            cloud: &self.cloud,
-            rest,
-            command_id: &command_id,
-            deadline_ms: now_ms() + DEFAULT_TTL_MS,
-            cancel,
-        };
-        let accepted = self.accept(&command_id, &row).await;
-        let (device, cmd) = match accepted {
-            Ok(found) => found,
-            Err(reason) => {
-                tracing::warn!(%command_id, %reason, "refused a relayed command");
-                cloud_row.complete("failed", Some(reason.to_string())).await;
-                return;
+        // Everything below stops with the hub, or when the cloud refuses the token.
+        let stop = cancel.child_token();
+        let Tasks {
+            mut wake,
+            listening,
+            intake,
+            presence,
+            claims,
+        } = tasks;
+        let claim = async {
+            let claims = claims.clone();
+            let stop_on_refusal = stop.clone();
+            let on_stop = stop.clone();
+            // Claiming also ends when everything stops.
+            let ended = tokio::select! {
+                accepted = self.claim_until(&mut wake, &listening, &claims, &on_stop) => accepted,
+                _ = on_stop.cancelled() => true,
+            };
+            if !ended {
+                stop_on_refusal.cancel();
             }
         };
-        cloud_row.deadline_ms = cmd.expires_at_ms;
-        let id = cmd.command_id;
-        match self.ctx.executor.submit(cmd).await {
-            Ok(_) => {}
-            Err(SubmitError::AlreadyExists(_)) => {
-                cloud_row.complete("failed", Some(REPLAYED.into())).await;
-                return;
+        let announce = async {
+            if let Some(source) = presence {
+                crate::presence::heartbeat(
+                    self.cloud.clone(),
+                    source,
+                    self.caller.token(),
+                    stop.clone(),
+                )
+                .await;
             }
-            Err(other) => {
-                cloud_row
-                    .complete(
-                        "failed",
-                        Some(format!("the hub could not queue it: {other}")),
-                    )
-                    .await;
-                return;
-            }
-        }
-        self.stream_back(&cloud_row, id, &device, 0).await;
-    }
-
-    /// The checks a relayed envelope must pass; why it is refused otherwise.
-    async fn accept(
-        &self,
-        command_id: &str,
-        row: &Value,
-    ) -> Result<(PublicKey, NewCommand), Refusal> {
-        let text = row["envelope"].as_str().ok_or(Refusal::NoEnvelope)?;
-        let opened = envelope::open(&self.secret, text, now_ms(), |k| {
-            self.ctx.devices.is_paired(k)
-        })?;
-        if opened.header.kind != EnvelopeKind::Command || opened.header.context != command_id {
-            return Err(Refusal::OtherRow);
-        }
-        if row["source_device_id"].as_str() != Some(opened.sender.to_string().as_str()) {
-            return Err(Refusal::OtherSender);
-        }
-        let request = pb::ExecuteRequest::decode(opened.plaintext.as_slice())
-            .map_err(Refusal::NotACommand)?;
-        if request.command_id != command_id {
-            return Err(Refusal::OtherCommandId);
-        }
-        let id = Uuid::parse_str(command_id).map_err(Refusal::BadCommandId)?;
-        if self.ctx.journal.command(id).await?.is_some() {
-            return Err(Refusal::Replayed);
-        }
-        let config = self.ctx.config.clone();
-        let cmd = NewCommand::from_request(
-            request,
-            |agent| config.default_provider(agent),
-            Some(opened.sender.to_string()),
-        )
-        .map_err(Refusal::Invalid)?;
-        Ok((opened.sender, cmd))
+        };
+        tokio::join!(
+            claim,
+            self.mirror_until(intake, &stop),
+            self.prune_until(&stop),
+            announce,
+            async {
+                stop.cancelled().await;
+                self.handlers.close(STOP_GRACE).await;
+            },
+        );
     }
 }

@@ -105,19 +105,28 @@ pub struct HubConfig {
     pub agents: BTreeMap<String, AgentConfig>,
 }
 
-/// The cloud route's timing (the cloud itself is set up with `helix-hub cloud login`).
+/// The cloud route's timing and retention (the cloud itself is set up with
+/// `helix-hub cloud login`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudSettings {
-    /// How often the hub checks for relayed commands when no Realtime wake-up came.
+    /// How often the hub checks for cloud commands while Realtime wake-ups cannot arrive (with
+    /// Realtime listening it checks every 5 minutes, or this, whichever is longer).
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// Finished commands (and their keys and events) are deleted from the cloud this many days
+    /// after they ended (1 to 3650).
+    pub retention_days: u32,
 }
+
+/// The fewest and most days `[cloud] retention_days` may be (what `prune_cloud` accepts).
+pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 
 impl Default for CloudSettings {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_secs(15),
+            retention_days: 30,
         }
     }
 }
@@ -230,6 +239,15 @@ impl HubConfig {
         }
         if self.queue_capacity == 0 {
             return Err(invalid("queue_capacity", "must be at least 1"));
+        }
+        if !RETENTION_DAYS.contains(&self.cloud.retention_days) {
+            return Err(invalid(
+                "cloud.retention_days",
+                "must be 1 to 3650 (days a finished command stays in the cloud)",
+            ));
+        }
+        if self.cloud.poll_interval.is_zero() {
+            return Err(invalid("cloud.poll_interval", "must be longer than 0s"));
         }
         for (name, agent) in &self.agents {
             if let Some(p) = &agent.provider {
@@ -357,5 +375,34 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), "max_concurrent = 0\n").unwrap();
         let err = HubConfig::load(dir.path()).unwrap_err().to_string();
         assert_eq!(err, "max_concurrent is invalid: must be at least 1");
+
+        for days in [0, 3651] {
+            std::fs::write(
+                dir.path().join(FILE_NAME),
+                format!("[cloud]\nretention_days = {days}\n"),
+            )
+            .unwrap();
+            let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                "cloud.retention_days is invalid: must be 1 to 3650 (days a finished command stays in the cloud)"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_defaults_to_30_days_and_takes_the_bounds() {
+        assert_eq!(HubConfig::default().cloud.retention_days, 30);
+        let dir = tempfile::tempdir().unwrap();
+        for days in [1, 3650] {
+            std::fs::write(
+                dir.path().join(FILE_NAME),
+                format!("[cloud]\nretention_days = {days}\npoll_interval = \"2s\"\n"),
+            )
+            .unwrap();
+            let config = HubConfig::load(dir.path()).unwrap();
+            assert_eq!(config.cloud.retention_days, days);
+            assert_eq!(config.cloud.poll_interval, Duration::from_secs(2));
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    bus::Bus, config::HubConfig, credentials::CredentialStore, devices::Devices,
-    executor::Executor, journal::Journal, provider::Providers,
+    bus::Bus, cloud_route::MirrorFeed, config::HubConfig, credentials::CredentialStore,
+    devices::Devices, executor::Executor, journal::Journal, provider::Providers,
 };
 
 /// The running hub's shared parts; every field is a cheap handle onto state with one owner.
@@ -22,4 +22,7 @@ pub struct HubContext {
     pub credentials: CredentialStore,
     pub providers: Providers,
     pub devices: Arc<Devices>,
+    /// Where the gRPC service offers every new command it accepts, for the cloud route to
+    /// mirror (goes nowhere without a cloud route).
+    pub mirror: MirrorFeed,
 }

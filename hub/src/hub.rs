@@ -14,8 +14,7 @@ use tokio_util::{
 };
 
 use crate::{
-    background::BackgroundTask, cloud_route::CloudRouteHandle, context::HubContext,
-    journal::JournalError, tunnel::Tunnel,
+    cloud_route::CloudRouteHandle, context::HubContext, journal::JournalError, tunnel::Tunnel,
 };
 
 mod builder;
@@ -73,8 +72,9 @@ pub enum HubError {
 /// at once (no drain, no withdrawn presence, `hub.json` left behind).
 ///
 /// Its background work hangs off one root token, with a child per shutdown stage: the
-/// executor, live streams, the cloud route, presence, the iroh side and the gRPC server.
-/// Shutdown cancels the stages one by one, in that order; a drop cancels the root.
+/// executor, live streams, the cloud route (with presence), the iroh side and the gRPC server.
+/// Shutdown cancels the stages one by one, in that order (the cloud route stops claiming first
+/// of all); a drop cancels the root.
 #[derive(Debug)]
 pub struct Hub {
     data_dir: PathBuf,
@@ -85,7 +85,6 @@ pub struct Hub {
     _root: DropGuard,
     streams_shutdown: CancellationToken,
     cloud_route: Option<CloudRouteHandle>,
-    presence: Option<BackgroundTask>,
     tunnel: Option<Arc<Tunnel>>,
     server: GrpcServer,
     _lock: File,
@@ -157,13 +156,14 @@ impl Hub {
     /// [`Hub::shutdown`] with an explicit drain timeout.
     pub async fn shutdown_with_drain(self, drain: Duration) {
         tracing::info!(drain_ms = drain.as_millis() as u64, "hub stopping");
+        if let Some(cloud_route) = &self.cloud_route {
+            // A command claimed now could not be queued any more.
+            cloud_route.stop_claiming();
+        }
         self.context.executor.shutdown(drain).await;
         self.streams_shutdown.cancel();
         if let Some(cloud_route) = self.cloud_route {
             cloud_route.stop().await;
-        }
-        if let Some(presence) = self.presence {
-            presence.stop().await;
         }
         if let Some(tunnel) = &self.tunnel {
             tunnel.shutdown().await;

@@ -6,8 +6,9 @@
 //!   owner (stopped by its token, aborted on drop).
 //! - [`tunnel`]: the iroh endpoint: gRPC over QUIC for paired devices, the pairing exchange;
 //!   [`devices`]: paired devices and pairing tickets; [`admin`]: the loopback admin service;
-//!   [`presence`]: the presence heartbeat when cloud is configured; [`cloud_route`]: the
-//!   hub's side of the cloud route (commands through the Supabase tables).
+//!   [`presence`]: the presence heartbeat when the cloud route runs; [`cloud_route`]: the
+//!   hub's side of the cloud route (commands through the Supabase tables, readable by every
+//!   paired device, and every other command mirrored there).
 //! - [`service`]: the `RemoteExecution` gRPC service; [`grpc_status`] maps errors to
 //!   `tonic::Status`.
 //! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.

@@ -1,9 +1,11 @@
-//! The hub's presence heartbeat when cloud is configured: every 30 s (and at once) it writes
-//! its row (id, name, relay URL, direct addresses, providers, version) with a fresh session,
-//! and removes the row on graceful shutdown. Without cloud settings or a session it does
-//! nothing, and the cloud being unreachable only makes the row go stale.
+//! The hub's presence when its cloud route runs (and iroh is on: presence says where to dial):
+//! once the hub is registered, every [`HEARTBEAT`] (and at once) it writes its row (id, name,
+//! relay URL, direct addresses, providers, version) with `announce_cloud_hub` and a fresh
+//! session, and removes it with `withdraw_cloud_hub` when the cloud route stops. Failures are
+//! logged and retried at the next beat (the row simply goes stale while the cloud is
+//! unreachable).
 
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use helix_discovery::{
     cloud::Cloud,
@@ -15,49 +17,54 @@ use tokio_util::sync::CancellationToken;
 /// How long the final withdraw may take at shutdown.
 const WITHDRAW_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The row this hub announces now.
-fn row(endpoint: &Endpoint, hub_name: &str, providers: &[String]) -> Presence {
-    let addr = endpoint.addr();
-    let mut relay_url = None;
-    let mut direct_addrs = Vec::new();
-    for a in &addr.addrs {
-        match a {
-            TransportAddr::Relay(url) => relay_url = Some(url.to_string()),
-            TransportAddr::Ip(ip) => direct_addrs.push(ip.to_string()),
-            _ => {}
+/// What the hub announces: where it is dialed and what it runs.
+#[derive(Debug, Clone)]
+pub struct PresenceSource {
+    pub endpoint: Endpoint,
+    pub hub_name: String,
+    pub providers: Vec<String>,
+}
+
+impl PresenceSource {
+    /// The row this hub announces now.
+    fn row(&self) -> Presence {
+        let addr = self.endpoint.addr();
+        let mut relay_url = None;
+        let mut direct_addrs = Vec::new();
+        for a in &addr.addrs {
+            match a {
+                TransportAddr::Relay(url) => relay_url = Some(url.to_string()),
+                TransportAddr::Ip(ip) => direct_addrs.push(ip.to_string()),
+                _ => {}
+            }
         }
-    }
-    Presence {
-        hub_id: endpoint.id().to_string(),
-        hub_name: hub_name.to_owned(),
-        relay_url,
-        direct_addrs,
-        providers: providers.to_vec(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        last_seen: None,
+        Presence {
+            hub_id: self.endpoint.id().to_string(),
+            hub_name: self.hub_name.clone(),
+            relay_url,
+            direct_addrs,
+            providers: self.providers.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            last_seen: None,
+        }
     }
 }
 
-/// Runs until `cancel`; then withdraws the row.
+/// Announces until `cancel`, then withdraws the row. `token` is the hub's claim token.
 pub async fn heartbeat(
-    data_dir: PathBuf,
-    endpoint: Endpoint,
-    hub_name: String,
-    providers: Vec<String>,
+    cloud: Cloud,
+    source: PresenceSource,
+    token: &str,
     cancel: CancellationToken,
 ) {
-    let cloud = Cloud::in_dir(&data_dir);
     let mut announced = false;
     loop {
         match cloud.rest().await {
-            Ok(Some((rest, _))) => {
-                match presence::announce(&rest, &row(&endpoint, &hub_name, &providers)).await {
-                    Ok(_) => announced = true,
-                    Err(error) => tracing::warn!(%error, "presence heartbeat failed"),
-                }
-            }
-            // Not signed in (yet, or any more): check again at the next beat, so a later
-            // `helix-hub cloud login` takes effect without a restart.
+            Ok(Some((rest, _))) => match presence::announce(&rest, token, &source.row()).await {
+                Ok(()) => announced = true,
+                Err(error) => tracing::warn!(%error, "presence heartbeat failed"),
+            },
+            // Not signed in (any more): check again at the next beat.
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "presence heartbeat: no usable cloud session"),
         }
@@ -67,11 +74,19 @@ pub async fn heartbeat(
         }
     }
     if announced {
+        let hub_id = source.endpoint.id().to_string();
         let withdraw = async {
-            if let Ok(Some((rest, _))) = cloud.rest().await {
-                let _ = presence::withdraw(&rest, &endpoint.id().to_string()).await;
+            if let Ok(Some((rest, _))) = cloud.rest().await
+                && let Err(error) = presence::withdraw(&rest, &hub_id, token).await
+            {
+                tracing::warn!(%error, "could not withdraw the presence row");
             }
         };
-        let _ = tokio::time::timeout(WITHDRAW_TIMEOUT, withdraw).await;
+        if tokio::time::timeout(WITHDRAW_TIMEOUT, withdraw)
+            .await
+            .is_err()
+        {
+            tracing::warn!("withdrawing the presence row timed out");
+        }
     }
 }

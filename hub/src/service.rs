@@ -143,10 +143,11 @@ impl RemoteExecution for RemoteExecutionService {
     ) -> Result<Response<Self::ExecuteStream>, Status> {
         // Over iroh the caller is the authenticated peer key; on the token-guarded TCP listener
         // the request's own source_device_id is trusted.
-        let device = request
+        let peer = request
             .extensions()
             .get::<helix_mesh::iroh_grpc::IrohConnectInfo>()
-            .map(|info| info.remote_id.to_string());
+            .map(|info| info.remote_id);
+        let device = peer.map(|peer| peer.to_string());
         let config = self.inner.config.clone();
         let cmd = NewCommand::from_request(
             request.into_inner(),
@@ -167,6 +168,10 @@ impl RemoteExecution for RemoteExecutionService {
             .map_err(grpc_status::submit)?;
         let attached = matches!(submitted, Submitted::Existing(_));
         tracing::info!(%command_id, attached, "execute");
+        if !attached {
+            // Never waits: a cloud that is slow or down does not slow this path.
+            self.inner.mirror.offer(command_id, peer);
+        }
         Ok(Response::new(
             self.event_stream_with(command_id, 0, sub, attached),
         ))

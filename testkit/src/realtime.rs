@@ -128,9 +128,9 @@ impl MockRealtime {
         self.script.conns.lock().unwrap().last().cloned().unwrap()
     }
 
-    /// Pushes a `postgres_changes` INSERT of a `remote_commands` row on the newest connection's
+    /// Pushes a `postgres_changes` INSERT of a `cloud_commands` row on the newest connection's
     /// channel.
-    pub async fn push_insert(&self, target_hub_id: &str) {
+    pub async fn push_insert(&self, hub_id: &str) {
         let (tx, topic) = self.newest();
         let frame = json!({
             "topic": topic.expect("the newest connection has joined"),
@@ -138,10 +138,10 @@ impl MockRealtime {
             "payload": {
                 "ids": [1],
                 "data": {
-                    "schema": "public", "table": "remote_commands", "type": "INSERT",
+                    "schema": "public", "table": "cloud_commands", "type": "INSERT",
                     "commit_timestamp": "2025-01-01T00:00:00Z", "errors": null,
-                    "columns": [{"name": "id", "type": "uuid"}],
-                    "record": {"id": "8d6f0a8e-0000-4000-8000-000000000001", "target_hub_id": target_hub_id},
+                    "columns": [{"name": "command_id", "type": "uuid"}, {"name": "hub_id", "type": "text"}],
+                    "record": {"command_id": "8d6f0a8e-0000-4000-8000-000000000001", "hub_id": hub_id},
                 },
             },
             "ref": null,

@@ -76,6 +76,8 @@ struct Session<'a> {
     refs: Refs,
     token: &'a mut watch::Receiver<String>,
     wake: &'a mpsc::Sender<()>,
+    /// Told `true` once the join is answered `ok` (the caller sets it back to `false`).
+    listening: &'a watch::Sender<bool>,
     /// The join's ref and deadline while its reply is outstanding.
     join: Option<(String, Instant)>,
     /// Set once the join was answered `ok`; read by the caller after a failure (a joined
@@ -201,7 +203,8 @@ impl Session<'_> {
             }
             self.join = None;
             *self.joined = true;
-            info!("listening for remote commands");
+            self.listening.send_replace(true);
+            info!("listening for cloud commands");
             if self.token_pending {
                 self.token_pending = false;
                 self.send_token().await?;
@@ -241,6 +244,7 @@ pub(super) async fn session(
     connector: &Connector,
     token: &mut watch::Receiver<String>,
     wake: &mpsc::Sender<()>,
+    listening: &watch::Sender<bool>,
     cancel: &CancellationToken,
     joined: &mut bool,
 ) -> Result<Stop, RealtimeError> {
@@ -256,6 +260,7 @@ pub(super) async fn session(
         refs: Refs(0),
         token,
         wake,
+        listening,
         join: None,
         joined,
         token_pending: false,

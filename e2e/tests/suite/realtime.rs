@@ -91,8 +91,8 @@ async fn joins_with_the_hub_filter_and_token_and_wakes_on_insert() {
                 "broadcast": {"self": false},
                 "presence": {"key": ""},
                 "postgres_changes": [{
-                    "event": "INSERT", "schema": "public", "table": "remote_commands",
-                    "filter": format!("target_hub_id=eq.{}", hub_id()),
+                    "event": "INSERT", "schema": "public", "table": "cloud_commands",
+                    "filter": format!("hub_id=eq.{}", hub_id()),
                 }],
             },
             "access_token": TOKEN,

@@ -123,8 +123,20 @@ async fn a_signed_in_session_writes_presence_through_rest() {
         version: "0.1.0".into(),
         last_seen: None,
     };
-    presence::announce(&rest, &hub).await.unwrap();
-    assert_eq!(presence::online(&rest).await.unwrap().len(), 1);
+    let token = "ab".repeat(32);
+    let _: serde_json::Value = rest
+        .rpc(
+            "register_cloud_hub",
+            &serde_json::json!({"p_hub_id": hub.hub_id, "p_token": token}),
+        )
+        .await
+        .unwrap();
+    presence::announce(&rest, &token, &hub).await.unwrap();
+    let rows: Vec<Presence> = rest
+        .select("cloud_presence", &format!("hub_id=eq.{}", hub.hub_id))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
 }
 
 #[tokio::test]
@@ -199,13 +211,14 @@ async fn a_signed_in_hub_announces_its_presence_and_withdraws_it() {
     let hub_id = hub.hub().hub_id().to_owned();
 
     let rest = Rest::new(&config, session.access_token.clone()).unwrap();
+    let query = format!("hub_id=eq.{hub_id}&select=*");
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     let row = loop {
-        if let Some(row) = presence::online(&rest)
+        if let Some(row) = rest
+            .select::<Presence>("cloud_presence", &query)
             .await
             .unwrap()
-            .into_iter()
-            .find(|p| p.hub_id == hub_id)
+            .pop()
         {
             break row;
         }
@@ -223,7 +236,10 @@ async fn a_signed_in_hub_announces_its_presence_and_withdraws_it() {
 
     hub.shutdown().await;
     assert!(
-        presence::online(&rest).await.unwrap().is_empty(),
+        rest.select::<Presence>("cloud_presence", &query)
+            .await
+            .unwrap()
+            .is_empty(),
         "withdrawn on shutdown"
     );
 }

@@ -14,6 +14,8 @@ use crate::support::{
 
 const HUB: &str = "abababababababababababababababababababababababababababababababab";
 const DEVICE: &str = "cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd";
+/// The hub's claim token (v2 presence is written only by a registered hub).
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn client(server: &PostRust, user: &str) -> Rest {
     let config = SupabaseConfig {
@@ -42,39 +44,64 @@ async fn presence_announce_list_protect_and_withdraw() {
     let server = PostRust::start(&db).await;
     let (alice, bob) = (client(&server, ALICE), client(&server, BOB));
 
-    let stored = presence::announce(&alice, &presence()).await.unwrap();
-    assert_eq!(stored.hub_name, "desk");
-    assert!(stored.last_seen.is_some(), "the server sets last_seen");
+    let rows = |rest: &Rest| {
+        let rest = rest.clone();
+        async move {
+            rest.select::<Presence>("cloud_presence", &format!("hub_id=eq.{HUB}&select=*"))
+                .await
+                .unwrap()
+        }
+    };
+    // Only a registered hub announces.
+    let err = presence::announce(&alice, TOKEN, &presence())
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+    let _: Value = alice
+        .rpc(
+            "register_cloud_hub",
+            &json!({"p_hub_id": HUB, "p_token": TOKEN}),
+        )
+        .await
+        .unwrap();
+    presence::announce(&alice, TOKEN, &presence())
+        .await
+        .unwrap();
+    let stored = rows(&alice).await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].hub_name, "desk");
+    assert!(stored[0].last_seen.is_some(), "the server sets last_seen");
     // A second beat refreshes the same row.
-    presence::announce(&alice, &presence()).await.unwrap();
-    let online = presence::online(&alice).await.unwrap();
-    assert_eq!(
-        online.iter().map(|p| p.hub_id.as_str()).collect::<Vec<_>>(),
-        [HUB]
-    );
+    presence::announce(&alice, TOKEN, &presence())
+        .await
+        .unwrap();
+    assert_eq!(rows(&alice).await.len(), 1);
 
-    // Bob sees nothing and cannot take the row over.
-    assert!(presence::online(&bob).await.unwrap().is_empty());
+    // Bob sees nothing and cannot write it, with or without the token; nor can Alice without
+    // the hub's token.
+    assert!(rows(&bob).await.is_empty());
     let hijack = Presence {
         relay_url: Some("https://evil.example".into()),
         ..presence()
     };
-    let err = presence::announce(&bob, &hijack).await.unwrap_err();
+    let err = presence::announce(&bob, TOKEN, &hijack).await.unwrap_err();
     assert!(err.is_permission_denied(), "{err}");
-    assert!(
-        !presence::withdraw(&bob, HUB).await.unwrap(),
-        "nothing of Alice's to delete"
-    );
+    let err = presence::withdraw(&bob, HUB, TOKEN).await.unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
+    let wrong = "f".repeat(64);
+    let err = presence::announce(&alice, &wrong, &hijack)
+        .await
+        .unwrap_err();
+    assert!(err.is_permission_denied(), "{err}");
     assert_eq!(
-        presence::online(&alice).await.unwrap()[0]
-            .relay_url
-            .as_deref(),
+        rows(&alice).await[0].relay_url.as_deref(),
         Some("https://relay.example")
     );
 
     // Gone after a graceful shutdown.
-    assert!(presence::withdraw(&alice, HUB).await.unwrap());
-    assert!(presence::online(&alice).await.unwrap().is_empty());
+    assert!(presence::withdraw(&alice, HUB, TOKEN).await.unwrap());
+    assert!(rows(&alice).await.is_empty());
+    assert!(!presence::withdraw(&alice, HUB, TOKEN).await.unwrap());
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! The cloud calls of one relayed command: append its events, complete its row, read its
-//! status. Appending and completing must get through, so a failure that may pass (no answer,
+//! The cloud calls of one command's row (`cloud_commands`): publish its prompt and keys, append
+//! its events, complete it, read its status. Each hub call carries the hub's id and claim token
+//! ([`HubCaller`]). Publishing, appending and completing must get through, so a failure that may pass (no answer,
 //! a 5xx, 408, 429, or a 401 from an expired session, which is refreshed first) is retried
 //! with exponential backoff and jitter ([`RETRY_FIRST`] doubling up to [`RETRY_MAX`]), sending
 //! exactly the same arguments again (a re-sealed event would differ from the stored one and be
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::claim_token::HubCaller;
 use crate::config::RetryConfig;
 
 /// The first wait before a failed call is sent again (with jitter: between half of it and all).
@@ -77,11 +79,12 @@ pub(super) fn backoff(retry: u32) -> Duration {
     crate::retry::delay(&config, retry, None)
 }
 
-/// One relayed command's row in the cloud.
+/// One command's row in the cloud.
 #[derive(Debug)]
 pub(super) struct Row<'a> {
     pub cloud: &'a Cloud,
     pub rest: &'a Rest,
+    pub caller: &'a HubCaller,
     pub command_id: &'a str,
     /// Retries stop when this passes (ms since the Unix epoch): the command's expiry.
     pub deadline_ms: i64,
@@ -90,10 +93,21 @@ pub(super) struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// Publishes the command: `publication` holds `p_command_id`, `p_source_device_id`,
+    /// `p_prompt`, `p_keys` and `p_expires_at`, sealed once (a retry sends the same).
+    pub async fn publish(&self, publication: &Value) -> Result<(), GaveUp> {
+        let args = self.caller.args(publication.clone());
+        self.call::<Value>("publish_cloud_command", &args)
+            .await
+            .map(drop)
+    }
+
     /// Appends a batch of sealed events (`{"seq", "envelope"}`), retried as a whole.
     pub async fn append(&self, batch: &[Value]) -> Result<(), GaveUp> {
-        let args = json!({"p_command_id": self.command_id, "p_events": batch});
-        self.call::<Value>("append_remote_command_events", &args)
+        let args = self
+            .caller
+            .args(json!({"p_command_id": self.command_id, "p_events": batch}));
+        self.call::<Value>("append_cloud_events", &args)
             .await
             .map(drop)
     }
@@ -101,15 +115,17 @@ impl Row<'_> {
     /// Ends the row with `status` (idempotent, so retried like an append). A failure is
     /// logged: there is nothing else to do about it.
     pub async fn complete(&self, status: &str, reason: Option<String>) {
-        let args = json!({"p_command_id": self.command_id, "p_status": status, "p_reason": reason});
+        let args = self
+            .caller
+            .args(json!({"p_command_id": self.command_id, "p_status": status, "p_reason": reason}));
         let command_id = self.command_id;
-        match self.call::<Value>("complete_remote_command", &args).await {
+        match self.call::<Value>("complete_cloud_command", &args).await {
             Ok(_) => {}
             Err(GaveUp::Refused(error)) => {
-                tracing::warn!(%command_id, %status, %error, "the cloud refused to complete a relayed command");
+                tracing::warn!(%command_id, %status, %error, "the cloud refused to complete a command's row");
             }
             Err(GaveUp::Expired(error) | GaveUp::Stopping(error)) => {
-                tracing::warn!(%command_id, %status, %error, "gave up completing a relayed command");
+                tracing::warn!(%command_id, %status, %error, "gave up completing a command's row");
             }
         }
     }
@@ -117,10 +133,10 @@ impl Row<'_> {
     /// The row's status, read once (`None` when the read fails).
     pub async fn status(&self) -> Option<String> {
         let query = format!("command_id=eq.{}&select=status", self.command_id);
-        match self.rest.select::<Value>("remote_commands", &query).await {
+        match self.rest.select::<Value>("cloud_commands", &query).await {
             Ok(rows) => rows.first()?["status"].as_str().map(str::to_owned),
             Err(error) => {
-                tracing::debug!(command_id = %self.command_id, %error, "reading a relayed command's row failed");
+                tracing::debug!(command_id = %self.command_id, %error, "reading a command's row failed");
                 None
             }
         }

@@ -1,20 +1,19 @@
-//! Writing one relayed command back: its stored events, sealed to the sending device, appended
-//! to its row in batches of what is ready, then the row completed with the command's final
-//! status. A row that ends in the cloud meanwhile (a device cancelled it) cancels the command
-//! here.
+//! Writing one command's events to its row: its stored events, each sealed under the command's
+//! content key and signed by the hub (bound to the command and its seq), appended in batches of
+//! what is ready (at most [`APPEND_BATCH`] events and [`APPEND_BYTES`] of envelope text per
+//! call), then the row completed with the command's final status. A row that ends in the cloud
+//! meanwhile (a device cancelled it) cancels the command here.
 
 use helix_mesh::{
-    envelope::{self, EnvelopeError, EnvelopeKind, Header},
+    cloud_payload::EventPayload,
+    envelope_v2::{self, ContentKey, ContentKind},
     pb::CommandStatus,
-    proto_ext::now_ms,
 };
-use iroh::PublicKey;
-use prost::Message;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::{
-    APPEND_BATCH, CONFLICTING_EVENTS, CloudRoute, EVENT_TTL_MS,
+    CONFLICTING_EVENTS, CloudRoute,
     resume::clear_reason,
     row::{GaveUp, Row},
 };
@@ -23,26 +22,66 @@ use crate::{
     executor::CancelError,
 };
 
-/// A batch of events sealed for the cloud.
+/// Most events in one append call (what `append_cloud_events` accepts).
+pub const APPEND_BATCH: usize = 64;
+/// Most envelope text in one append call (what `append_cloud_events` accepts): a batch of
+/// ready events larger than this goes in several calls.
+pub const APPEND_BYTES: usize = 4 * 1024 * 1024;
+
+/// Events sealed for the cloud.
+#[derive(Debug, Default)]
 struct Sealed {
-    /// The append's `{"seq", "envelope"}` items.
-    items: Vec<Value>,
-    /// The last seq in the batch.
+    /// The append calls' `{"seq", "envelope"}` items, each within the bounds.
+    batches: Vec<Vec<Value>>,
+    /// The last seq sealed.
     last: u64,
     /// The command's final status and the reason that may go on the row in clear, when the
-    /// batch holds its `finished` event.
+    /// events hold its `finished` event.
     finished: Option<(CommandStatus, Option<String>)>,
+}
+
+impl Sealed {
+    /// Adds one envelope, starting a new batch when the current one is full.
+    fn push(&mut self, seq: u64, envelope: String) {
+        let bytes = |batch: &Vec<Value>| -> usize {
+            batch
+                .iter()
+                .map(|item| item["envelope"].as_str().map_or(0, str::len))
+                .sum()
+        };
+        let fits = self.batches.last().is_some_and(|batch| {
+            batch.len() < APPEND_BATCH && bytes(batch) + envelope.len() <= APPEND_BYTES
+        });
+        if !fits {
+            self.batches.push(Vec::new());
+        }
+        if let Some(batch) = self.batches.last_mut() {
+            batch.push(json!({"seq": seq, "envelope": envelope}));
+        }
+        self.last = seq;
+    }
+}
+
+/// Why an event could not be sealed.
+#[derive(Debug, thiserror::Error)]
+enum SealEventError {
+    #[error("event {0} has no kind")]
+    NoKind(u64),
+    #[error(transparent)]
+    Payload(#[from] helix_mesh::cloud_payload::PayloadError),
+    #[error(transparent)]
+    Envelope(#[from] helix_mesh::envelope_v2::EnvelopeError),
 }
 
 impl CloudRoute {
     /// Streams the command's stored events after seq `after` (those up to it are in the cloud)
-    /// to the row, sealed to the device, in batches of what is ready, then completes the row
-    /// with the command's final status.
+    /// to the row, sealed under `key`, in batches of what is ready, then completes the row with
+    /// the command's final status.
     pub(super) async fn stream_back(
         &self,
         cloud_row: &Row<'_>,
         id: Uuid,
-        device: &PublicKey,
+        key: &ContentKey,
         after: u64,
     ) {
         let command_id = cloud_row.command_id;
@@ -68,8 +107,8 @@ impl CloudRoute {
                 }
                 continue;
             }
-            // Sealed once: a retry of the append must send these very envelopes.
-            let sealed = match self.seal(command_id, device, &events) {
+            // Sealed once: a retry of an append must send these very envelopes.
+            let sealed = match self.seal(command_id, key, &events) {
                 Ok(sealed) => sealed,
                 Err(error) => {
                     cloud_row
@@ -79,9 +118,11 @@ impl CloudRoute {
                 }
             };
             last = sealed.last;
-            if let Err(gave_up) = cloud_row.append(&sealed.items).await {
-                self.append_failed(cloud_row, id, gave_up).await;
-                return;
+            for batch in &sealed.batches {
+                if let Err(gave_up) = cloud_row.append(batch).await {
+                    self.append_failed(cloud_row, id, gave_up).await;
+                    return;
+                }
             }
             if let Some((status, reason)) = sealed.finished {
                 cloud_row.complete(status.name(), reason).await;
@@ -90,31 +131,26 @@ impl CloudRoute {
         }
     }
 
-    /// Seals `events` (at least one) to `device`, each under the command id and its seq.
+    /// Seals `events` under `key`, each bound to the command id and its seq.
     fn seal(
         &self,
         command_id: &str,
-        device: &PublicKey,
+        key: &ContentKey,
         events: &[StoredEvent],
-    ) -> Result<Sealed, EnvelopeError> {
-        let mut sealed = Sealed {
-            items: Vec::with_capacity(events.len()),
-            last: 0,
-            finished: None,
-        };
+    ) -> Result<Sealed, SealEventError> {
+        let mut sealed = Sealed::default();
         for event in events {
-            let header = Header {
-                kind: EnvelopeKind::Event,
-                context: command_id.to_owned(),
-                seq: event.seq,
-                expires_at_ms: now_ms() + EVENT_TTL_MS,
-            };
-            let bytes = event.to_proto().encode_to_vec();
-            let envelope = envelope::seal(&self.secret, device, &header, &bytes)?;
-            sealed
-                .items
-                .push(json!({"seq": event.seq, "envelope": envelope}));
-            sealed.last = event.seq;
+            let payload = EventPayload::from_event(&event.to_proto())
+                .ok_or(SealEventError::NoKind(event.seq))?;
+            let envelope = envelope_v2::seal_content(
+                &self.secret,
+                key,
+                ContentKind::Event,
+                command_id,
+                event.seq,
+                &payload.to_json()?,
+            )?;
+            sealed.push(event.seq, envelope);
             if let EventKind::Finished { status, error, .. } = &event.kind {
                 sealed.finished = Some((status.to_status(), clear_reason(error)));
             }
@@ -128,9 +164,9 @@ impl CloudRoute {
         let command_id = cloud_row.command_id;
         match gave_up {
             GaveUp::Refused(error) if error.is_conflict() => {
-                // The cloud holds other events under these seqs (another writer, or a hub
-                // that lost its journal): the spoke cannot get a consistent stream.
-                tracing::error!(%command_id, %error, "the cloud holds different events for this relayed command");
+                // The cloud holds other events under these seqs (a hub that lost its journal):
+                // the devices cannot get a consistent stream.
+                tracing::error!(%command_id, %error, "the cloud holds different events for this command");
                 cloud_row
                     .complete("failed", Some(CONFLICTING_EVENTS.into()))
                     .await;
@@ -144,7 +180,7 @@ impl CloudRoute {
                 match ended {
                     Some(status) => self.cancel_ended(id, command_id, &status).await,
                     None => {
-                        tracing::warn!(%command_id, %error, "the cloud refused a relayed command's events");
+                        tracing::warn!(%command_id, %error, "the cloud refused a command's events");
                     }
                 }
             }
@@ -177,19 +213,50 @@ impl CloudRoute {
         }
     }
 
-    /// The row ended in the cloud while the command is here (a device cancelled it): nobody
-    /// can receive more of it, so the executor cancels it (and aborts the provider's stream).
+    /// The row ended in the cloud while the command is here (a device cancelled it): the
+    /// executor cancels it (and aborts the provider's stream).
     async fn cancel_ended(&self, id: Uuid, command_id: &str, status: &str) {
-        tracing::info!(%command_id, %status, "a relayed command was ended in the cloud; cancelling it");
-        let reason = format!("cancelled in the cloud (the relayed row is {status})");
+        tracing::info!(%command_id, %status, "a command was ended in the cloud; cancelling it");
+        let reason = format!("cancelled in the cloud (its row is {status})");
         match self.ctx.executor.cancel_because(id, Some(&reason)).await {
             Ok(done) => {
-                tracing::debug!(%command_id, status = ?done.status, "cancelled a relayed command");
+                tracing::debug!(%command_id, status = ?done.status, "cancelled a command ended in the cloud");
             }
             Err(CancelError::AlreadyFinished { .. }) => {}
             Err(error) => {
-                tracing::warn!(%command_id, %error, "cancelling a relayed command failed");
+                tracing::warn!(%command_id, %error, "cancelling a command ended in the cloud failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_hold_at_most_64_events_and_4_mib_of_envelopes() {
+        let mut sealed = Sealed::default();
+        for seq in 1..=130 {
+            sealed.push(seq, "e".repeat(10));
+        }
+        let sizes: Vec<usize> = sealed.batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [64, 64, 2]);
+        assert_eq!(sealed.last, 130);
+
+        let mut sealed = Sealed::default();
+        let big = 1_400_000;
+        for seq in 1..=5 {
+            sealed.push(seq, "e".repeat(big));
+        }
+        let sizes: Vec<usize> = sealed.batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 1], "three 1.4 MB envelopes would pass 4 MiB");
+        let seqs: Vec<u64> = sealed
+            .batches
+            .iter()
+            .flatten()
+            .map(|item| item["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "in order, none lost");
     }
 }

@@ -1,6 +1,6 @@
 //! Starting a hub, step by step: its key and paired devices; the journal, what it recovered
-//! and the executor ([`HubContext`]); the iroh side (tunnel); the cloud route; presence; the gRPC
-//! server; and last `hub.json`, so a spoke that reads it finds a hub that answers.
+//! and the executor ([`HubContext`]); the iroh side (tunnel); the cloud route (with presence);
+//! the gRPC server; and last `hub.json`, so a spoke that reads it finds a hub that answers.
 //!
 //! Every background task gets a child of the hub's root token (see [`Hub`]).
 
@@ -17,15 +17,16 @@ use super::{
 };
 use crate::{
     admin::AdminService,
-    background::BackgroundTask,
     bearer::BearerToken,
     bus::Bus,
+    cloud_route::MirrorFeed,
     config::HubConfig,
     context::HubContext,
     credentials::CredentialStore,
     devices::{Devices, Pairings},
     executor::Executor,
     journal::Journal,
+    presence::PresenceSource,
     provider::Providers,
     service::RemoteExecutionService,
     tunnel::Tunnel,
@@ -51,12 +52,14 @@ impl Hub {
             Some(p) => p,
             None => providers_from_config(&config)?,
         };
+        let (mirror, mirror_intake) = crate::cloud_route::mirror_queue();
         let context = Arc::new(open_context(
             data_dir,
             &secret,
             config,
             devices,
             providers,
+            mirror,
             root.child_token(),
         )?);
         let streams_shutdown = root.child_token();
@@ -80,11 +83,18 @@ impl Hub {
         } else {
             None
         };
-        let cloud_route =
-            crate::cloud_route::spawn(context.clone(), secret, data_dir, root.child_token()).await;
         let presence = tunnel
             .as_ref()
-            .map(|tunnel| spawn_presence(data_dir, tunnel, hub_name, &context, root.child_token()));
+            .map(|tunnel| presence_source(tunnel, hub_name, &context));
+        let cloud_route = crate::cloud_route::spawn(
+            context.clone(),
+            secret,
+            data_dir,
+            mirror_intake,
+            presence,
+            root.child_token(),
+        )
+        .await;
         let admin = tunnel.clone().map(|tunnel| AdminService {
             devices: context.devices.clone(),
             pairings,
@@ -101,7 +111,6 @@ impl Hub {
             _root: root.drop_guard(),
             streams_shutdown,
             cloud_route,
-            presence,
             tunnel,
             server,
             _lock: lock,
@@ -118,6 +127,7 @@ fn open_context(
     config: Arc<HubConfig>,
     devices: Arc<Devices>,
     providers: Providers,
+    mirror: MirrorFeed,
     stop: CancellationToken,
 ) -> Result<HubContext, HubError> {
     let credentials = CredentialStore::in_dir(data_dir);
@@ -150,6 +160,7 @@ fn open_context(
         credentials,
         providers,
         devices,
+        mirror,
     })
 }
 
@@ -160,23 +171,18 @@ fn hub_name(config: &HubConfig) -> String {
     })
 }
 
-/// The presence heartbeat, announcing the iroh address and the providers this hub runs.
-fn spawn_presence(
-    data_dir: &Path,
-    tunnel: &Tunnel,
-    hub_name: String,
-    context: &HubContext,
-    cancel: CancellationToken,
-) -> BackgroundTask {
-    let provider_names: Vec<String> = Provider::ALL
+/// What presence announces: the iroh address and the providers this hub runs.
+fn presence_source(tunnel: &Tunnel, hub_name: String, context: &HubContext) -> PresenceSource {
+    let providers = Provider::ALL
         .into_iter()
         .filter(|p| context.providers.get(*p).is_some())
         .map(|p| p.name().to_owned())
         .collect();
-    let (data_dir, endpoint) = (data_dir.to_owned(), tunnel.endpoint().clone());
-    BackgroundTask::spawn(cancel, |cancel| {
-        crate::presence::heartbeat(data_dir, endpoint, hub_name, provider_names, cancel)
-    })
+    PresenceSource {
+        endpoint: tunnel.endpoint().clone(),
+        hub_name,
+        providers,
+    }
 }
 
 /// Serves the gRPC router on `listener` until `shutdown`.
