@@ -1,5 +1,5 @@
 //! A device cancels a relayed command in the cloud, the way a spoke can (its row completed
-//! `cancelled` through `complete_remote_command`): the live hub notices, whether the command
+//! `cancelled` through `cancel_cloud_command`): the live hub notices, whether the command
 //! is silent or the hub's next append is refused, cancels it in its executor (the provider's
 //! stream is aborted), and the command ends `cancelled` in the hub's journal while the row
 //! keeps the device's reason. A spoke following the row exits 4, as for any cancelled command.
@@ -34,8 +34,8 @@ async fn cancel_in_the_cloud(cloud: &TestCloud, id: &str) {
         .rest()
         .await
         .rpc(
-            "complete_remote_command",
-            &json!({"p_command_id": id, "p_status": "cancelled", "p_reason": "cancelled from the phone"}),
+            "cancel_cloud_command",
+            &json!({"p_command_id": id, "p_reason": "cancelled from the phone"}),
         )
         .await
         .unwrap();
@@ -71,7 +71,7 @@ async fn assert_cancelled_with(
         (f.status, f.error.as_str()),
         (
             CommandStatus::Cancelled as i32,
-            "cancelled in the cloud (the relayed row is cancelled)"
+            "cancelled in the cloud (its row is cancelled)"
         ),
         "the journal says who cancelled it"
     );
@@ -117,7 +117,7 @@ async fn a_cancel_in_the_cloud_stops_a_silent_command_on_the_hub() {
         let in_cloud = cloud
             .db
             .admin(&format!(
-                "select last_seq from remote_commands where command_id = '{id}'"
+                "select last_seq from cloud_commands where command_id = '{id}'"
             ))
             .await;
         let said = command.result.map(|r| r.output).unwrap_or_default();
@@ -143,7 +143,7 @@ async fn a_cancel_in_the_cloud_is_noticed_when_the_hubs_next_append_is_refused()
     // first batch while the device cancels.
     let proxy = FaultProxy::start(
         &cloud.server.url,
-        "/rpc/append_remote_command_events",
+        "/rpc/append_cloud_events",
         &[Fault::Refuse; 1000],
     )
     .await;
@@ -166,7 +166,7 @@ async fn a_cancel_in_the_cloud_is_noticed_when_the_hubs_next_append_is_refused()
         cloud
             .db
             .admin(&format!(
-                "select last_seq from remote_commands where command_id = '{id}'"
+                "select last_seq from cloud_commands where command_id = '{id}'"
             ))
             .await,
         "0",
@@ -179,7 +179,7 @@ async fn a_cancel_in_the_cloud_is_noticed_when_the_hubs_next_append_is_refused()
 async fn wait_until_said(cloud: &TestCloud, id: &str) {
     wait_row(
         cloud,
-        &format!("select status || '|' || last_seq from remote_commands where command_id = '{id}'"),
+        &format!("select status || '|' || last_seq from cloud_commands where command_id = '{id}'"),
         "executing|4",
     )
     .await;
@@ -301,7 +301,7 @@ async fn ctrl_c_during_a_relayed_run_cancels_it_in_the_cloud_and_exits_130() {
         .await;
     let id = cloud
         .db
-        .admin("select command_id from remote_commands")
+        .admin("select command_id from cloud_commands")
         .await;
     wait_until_said(&cloud, &id).await;
 

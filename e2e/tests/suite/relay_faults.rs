@@ -23,7 +23,7 @@ async fn failed_event_appends_are_sent_again_until_the_whole_output_is_through()
     // lost (so the hub must resend the very envelopes it sealed), the third is refused again.
     let proxy = FaultProxy::start(
         &cloud.server.url,
-        "/rpc/append_remote_command_events",
+        "/rpc/append_cloud_events",
         &[Fault::Refuse, Fault::LoseAnswer, Fault::Refuse],
     )
     .await;
@@ -48,7 +48,7 @@ async fn failed_event_appends_are_sent_again_until_the_whole_output_is_through()
         cloud
             .db
             .admin(&format!(
-                "select status || '|' || last_seq from remote_commands where command_id = '{id}'"
+                "select status || '|' || last_seq from cloud_commands where command_id = '{id}'"
             ))
             .await,
         format!("completed|{}", seqs.len())
@@ -77,11 +77,11 @@ async fn events_already_in_the_cloud_under_the_hubs_seqs_fail_the_row_as_a_confl
     cloud
         .db
         .as_service(&format!(
-            "insert into remote_commands (command_id, user_id, source_device_id, target_hub_id, envelope, expires_at) \
+            "insert into cloud_commands (command_id, user_id, source_device_id, hub_id, envelope, expires_at) \
              values ('{id}', '{ALICE}', '{source}', '{hub_key}', '{envelope}', now() + interval '10 minutes');
-             insert into remote_command_events (command_id, seq, user_id, envelope) \
+             insert into cloud_command_events (command_id, seq, user_id, envelope) \
              values ('{id}', 1, '{ALICE}', 'another writer''s event');
-             update remote_commands set last_seq = 1 where command_id = '{id}'"
+             update cloud_commands set last_seq = 1 where command_id = '{id}'"
         ))
         .await
         .unwrap();
@@ -96,8 +96,8 @@ async fn events_already_in_the_cloud_under_the_hubs_seqs_fail_the_row_as_a_confl
         cloud
             .db
             .admin(&format!(
-                "select (select last_seq from remote_commands where command_id = '{id}') || '|' || \
-                 string_agg(seq || ':' || envelope, ',') from remote_command_events where command_id = '{id}'"
+                "select (select last_seq from cloud_commands where command_id = '{id}') || '|' || \
+                 string_agg(seq || ':' || envelope, ',') from cloud_command_events where command_id = '{id}'"
             ))
             .await,
         "1|1:another writer's event"

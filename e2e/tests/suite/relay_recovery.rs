@@ -38,13 +38,13 @@ async fn a_hub_killed_mid_command_fails_the_relayed_row_when_it_restarts() {
     // queued, started and both outputs are in the cloud.
     wait_row(
         &cloud,
-        "select status || '|' || last_seq from remote_commands",
+        "select status || '|' || last_seq from cloud_commands",
         "executing|4",
     )
     .await;
     let id = cloud
         .db
-        .admin("select command_id from remote_commands")
+        .admin("select command_id from cloud_commands")
         .await;
 
     hub.kill9().await;
@@ -73,7 +73,7 @@ async fn a_hub_killed_mid_command_fails_the_relayed_row_when_it_restarts() {
         cloud
             .db
             .admin(&format!(
-                "select last_seq || '|' || count(*) from remote_commands c join remote_command_events e using (command_id) where c.command_id = '{id}' group by last_seq"
+                "select last_seq || '|' || count(*) from cloud_commands c join cloud_command_events e using (command_id) where c.command_id = '{id}' group by last_seq"
             ))
             .await,
         "5|5"
@@ -88,7 +88,7 @@ async fn a_row_the_hub_could_not_complete_before_it_stopped_is_completed_at_its_
     // Every completion fails until the test heals the cloud.
     let proxy = FaultProxy::start(
         &cloud.server.url,
-        "/rpc/complete_remote_command",
+        "/rpc/complete_cloud_command",
         &[Fault::Refuse; 1000],
     )
     .await;
@@ -106,7 +106,7 @@ async fn a_row_the_hub_could_not_complete_before_it_stopped_is_completed_at_its_
     let sent = cloud
         .db
         .admin(&format!(
-            "select status || '|' || last_seq from remote_commands where command_id = '{id}'"
+            "select status || '|' || last_seq from cloud_commands where command_id = '{id}'"
         ))
         .await;
     assert!(sent.starts_with("executing|"), "{sent}");
@@ -118,7 +118,7 @@ async fn a_row_the_hub_could_not_complete_before_it_stopped_is_completed_at_its_
         cloud
             .db
             .admin(&format!(
-                "select 'executing|' || last_seq from remote_commands where command_id = '{id}'"
+                "select 'executing|' || last_seq from cloud_commands where command_id = '{id}'"
             ))
             .await,
         sent,

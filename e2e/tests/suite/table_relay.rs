@@ -21,7 +21,7 @@ use crate::support::{
     mock_anthropic::{MockAnthropic, Reply},
     pg::TestDb,
     postrust::PostRust,
-    relay::{device_key, hub_config, paired_spoke, sealed_row, wait_status},
+    relay::{device_key, hub_config, paired_spoke, sealed_row, wait_row, wait_status},
 };
 
 #[tokio::test]
@@ -58,7 +58,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
         "a secret prompt"
     );
 
-    let stored = cloud.db.admin("select string_agg(envelope, '') from (select envelope from remote_commands union all select envelope from remote_command_events) e").await;
+    let stored = cloud.db.admin("select string_agg(coalesce(envelope, '') || coalesce(prompt, ''), '') from cloud_commands union all select string_agg(envelope, '') from cloud_command_events union all select string_agg(envelope, '') from cloud_command_keys").await;
     for plaintext in ["a secret prompt", "secret", "over the table", "table"] {
         assert!(
             !stored.contains(plaintext),
@@ -111,7 +111,7 @@ async fn a_command_streams_through_the_table_and_nothing_is_plaintext() {
     let row = cloud
         .db
         .admin(&format!(
-            "select status || '|' || last_seq from remote_commands where command_id <> '{detached}'"
+            "select status || '|' || last_seq from cloud_commands where command_id <> '{detached}'"
         ))
         .await;
     assert_eq!(row, format!("completed|{}", seqs.len()));
@@ -131,7 +131,7 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
         let rest = rest.clone();
         async move {
             let _: Vec<serde_json::Value> =
-                rest.insert("remote_commands", &[row], None).await.unwrap();
+                rest.insert("cloud_commands", &[row], None).await.unwrap();
         }
     };
 
@@ -151,7 +151,7 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
         &other_hub,
         now_ms() + 60_000,
     );
-    row["target_hub_id"] = json!(hub_key.to_string());
+    row["hub_id"] = json!(hub_key.to_string());
     insert(row).await;
     let expired = uuid::Uuid::new_v4().to_string();
     insert(sealed_row(&device, &hub_key, &expired, now_ms() - 1000)).await;
@@ -171,6 +171,31 @@ async fn forged_misaddressed_expired_and_replayed_envelopes_are_refused_with_a_r
             .into_inner(),
     )
     .await;
+    // The hub mirrored it to the cloud, so the cloud itself refuses the id again...
+    wait_row(
+        &cloud,
+        &format!(
+            "select origin || '|' || status from cloud_commands where command_id = '{replayed}'"
+        ),
+        "hub|completed",
+    )
+    .await;
+    let again = rest
+        .insert::<serde_json::Value>(
+            "cloud_commands",
+            &[sealed_row(&device, &hub_key, &replayed, now_ms() + 60_000)],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("23505"), "{again}");
+    // ... and where the cloud lost that row, the hub's journal refuses the replay.
+    cloud
+        .db
+        .admin(&format!(
+            "delete from cloud_commands where command_id = '{replayed}'"
+        ))
+        .await;
     insert(sealed_row(&device, &hub_key, &replayed, now_ms() + 60_000)).await;
     hub.hub().wake_cloud_route();
 
@@ -214,7 +239,7 @@ async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
         .rest()
         .await
         .insert(
-            "remote_commands",
+            "cloud_commands",
             &[sealed_row(&device, &hub_key, &id, now_ms() + 600_000)],
             None,
         )
@@ -224,7 +249,7 @@ async fn a_command_sent_while_the_hub_was_offline_runs_when_it_starts() {
         cloud
             .db
             .admin(&format!(
-                "select status from remote_commands where command_id = '{id}'"
+                "select status from cloud_commands where command_id = '{id}'"
             ))
             .await,
         "pending"
@@ -309,9 +334,21 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(filter, format!("target_hub_id=eq.{hub_id}"));
+    assert_eq!(filter, format!("hub_id=eq.{hub_id}"));
     assert_eq!(join["payload"]["access_token"], token.as_str());
 
+    // The hub registers itself (a command for an unregistered hub is refused by the cloud).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db
+        .admin(&format!(
+            "select count(*) from cloud_hubs where hub_id = '{hub_id}'"
+        ))
+        .await
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "the hub never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A command lands in the table, from a device this hub does not know (so it is refused:
     // the point is how soon the hub looks), and Realtime says so.
     let device = SecretKey::generate();
@@ -327,7 +364,7 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
     .unwrap();
     let _: Vec<serde_json::Value> = rest
         .insert(
-            "remote_commands",
+            "cloud_commands",
             &[sealed_row(&device, &hub_key, &id, now_ms() + 600_000)],
             None,
         )
@@ -359,7 +396,7 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
 /// A relayed command's `status|reason` in the cloud.
 pub(crate) async fn cloud_status(db: &TestDb, id: &str) -> String {
     db.admin(&format!(
-        "select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{id}'"
+        "select status || '|' || coalesce(reason, '') from cloud_commands where command_id = '{id}'"
     ))
     .await
 }

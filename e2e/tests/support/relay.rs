@@ -4,11 +4,11 @@
 use std::time::{Duration, Instant};
 
 use helix_mesh::{
-    envelope::{self, EnvelopeKind, Header},
+    cloud_payload::CommandPayload,
+    envelope_v2::{self, SealedHeader, SealedKind},
     pb,
 };
 use iroh::SecretKey;
-use prost::Message;
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -72,7 +72,8 @@ pub fn device_key(spoke_dir: &TempDir) -> SecretKey {
     helix_mesh::transport::load_or_create_secret_key(&spoke_dir.path().join("secret.key")).unwrap()
 }
 
-/// A `remote_commands` row for `command_id`, sealed by `device` to `hub`.
+/// A `cloud_commands` row for `command_id`, sealed by `device` to `hub` (envelope v2, kind
+/// `command`, the payload JSON of `cloud_payload`).
 pub fn sealed_row(
     device: &SecretKey,
     hub: &iroh::PublicKey,
@@ -85,22 +86,26 @@ pub fn sealed_row(
         provider: pb::Provider::Anthropic as i32,
         ..Default::default()
     };
-    let header = Header {
-        kind: EnvelopeKind::Command,
+    let header = SealedHeader {
+        kind: SealedKind::Command,
         context: command_id.into(),
         seq: 0,
-        expires_at_ms: envelope_expiry_ms,
+        expires_at_ms: u64::try_from(envelope_expiry_ms).unwrap(),
     };
-    let sealed = envelope::seal(device, hub, &header, &request.encode_to_vec()).unwrap();
-    json!({"command_id": command_id, "source_device_id": device.public().to_string(), "target_hub_id": hub.to_string(),
-           "envelope": sealed, "expires_at": "2999-01-01T00:00:00Z"})
+    let payload = CommandPayload::from_request(&request).to_json().unwrap();
+    let sealed = envelope_v2::seal(device, hub, &header, &payload).unwrap();
+    // The row may live at most 24 h (the envelope's own expiry is what the hub checks).
+    let expires =
+        humantime::format_rfc3339(std::time::SystemTime::now() + Duration::from_secs(23 * 3600));
+    json!({"command_id": command_id, "source_device_id": device.public().to_string(), "hub_id": hub.to_string(),
+           "envelope": sealed, "expires_at": expires.to_string()})
 }
 
 /// Waits (up to 20 s) until the row's status starts with `want`; returns `status|reason`.
 pub async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let row = cloud.db.admin(&format!("select status || '|' || coalesce(reason, '') from remote_commands where command_id = '{command_id}'")).await;
+        let row = cloud.db.admin(&format!("select status || '|' || coalesce(reason, '') from cloud_commands where command_id = '{command_id}'")).await;
         if row.starts_with(want) {
             return row;
         }
