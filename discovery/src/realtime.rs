@@ -1,13 +1,15 @@
-//! A Supabase Realtime client used only as a wake-up signal for a hub: "a row was inserted into
-//! `public.cloud_commands` for me" (a `postgres_changes` INSERT filtered on `hub_id`).
+//! A Supabase Realtime client used only as a wake-up signal: for a hub, "a row was inserted into
+//! `public.cloud_commands` (or `cloud_pairings`) for me"; for a device, "the row of the command
+//! I follow changed" (`postgres_changes` subscriptions, [`Watch`]).
 //!
-//! Correctness never depends on it (the hub also polls slowly), so it is quiet and keeps
-//! trying: one task holds one websocket, joins one channel with a `postgres_changes` filter for
-//! this hub, answers nothing but heartbeats, and on any failure (a dropped socket, a refused
-//! join, a `phx_error`/`phx_close`, an unanswered heartbeat) reconnects after an exponential
-//! backoff with jitter. Wake-ups go into a bounded channel with `try_send`: a pending wake-up
-//! already covers later inserts. [`spawn_with_health`] also says whether the channel is joined
-//! right now, so the hub can poll slowly while wake-ups arrive and quickly while they cannot.
+//! Correctness never depends on it (every side also polls slowly), so it is quiet and keeps
+//! trying: one task holds one websocket, joins one channel with its `postgres_changes`
+//! subscriptions, answers nothing but heartbeats, and on any failure (a dropped socket, a
+//! refused join, a `phx_error`/`phx_close`, an unanswered heartbeat) reconnects after an
+//! exponential backoff with jitter. Wake-ups go into bounded channels with `try_send`: a
+//! pending wake-up already covers later changes. [`spawn_with_health`] also says whether the
+//! channel is joined right now, so the owner can poll slowly while wake-ups arrive and quickly
+//! while they cannot.
 //!
 //! Wire: Phoenix protocol v1 JSON frames `{"topic", "event", "payload", "ref"}` on
 //! `{url}/realtime/v1/websocket?apikey=<anon key>&vsn=1.0.0`. The URL carries the anon key,
@@ -16,10 +18,7 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinHandle,
-};
+use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, warn};
 
@@ -27,6 +26,9 @@ use crate::rest::SupabaseConfig;
 
 mod frame;
 mod session;
+mod watches;
+
+pub use watches::{Change, Watch};
 
 use session::{session, tls_connector};
 
@@ -44,13 +46,10 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a cancelled client waits for its close frame to go out.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// How many characters of the hub id name the channel (`realtime:helix-hub-<prefix>`); the
-/// filter carries the full id, the topic only needs to be readable in Supabase's dashboard.
+/// How many characters of the hub (or command) id name the channel
+/// (`realtime:helix-hub-<prefix>`); the filters carry the full id, the topic only needs to be
+/// readable in Supabase's dashboard.
 pub const TOPIC_HUB_PREFIX_LEN: usize = 16;
-/// The table whose inserts wake the hub.
-pub const COMMANDS_TABLE: &str = "cloud_commands";
-/// The column of [`COMMANDS_TABLE`] the subscription filters on (the hub's id).
-pub const HUB_COLUMN: &str = "hub_id";
 
 /// The timing of one client; [`Timing::default`] is production, [`Timing::fast`] for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,15 +98,17 @@ impl Timing {
     }
 }
 
-/// Where and as which hub to listen.
+/// Where to listen, on which channel, for what.
 #[derive(Clone)]
 pub struct RealtimeConfig {
     /// The websocket endpoint without a query, e.g. `wss://<ref>.supabase.co/realtime/v1/websocket`.
     pub ws_url: String,
     /// The project's anon (publishable) key; sent as the `apikey` query parameter.
     pub anon_key: String,
-    /// The hub whose `cloud_commands` inserts wake it (`hub_id`).
-    pub hub_id: String,
+    /// The channel, `realtime:helix-hub-<id prefix>` or `realtime:helix-command-<id prefix>`.
+    pub topic: String,
+    /// The subscriptions and whom each wakes.
+    pub watches: Vec<Watch>,
     pub timing: Timing,
 }
 
@@ -116,15 +117,42 @@ impl fmt::Debug for RealtimeConfig {
         f.debug_struct("RealtimeConfig")
             .field("ws_url", &self.ws_url)
             .field("anon_key", &"<redacted>")
-            .field("hub_id", &self.hub_id)
+            .field("topic", &self.topic)
+            .field("watches", &self.watches)
             .field("timing", &self.timing)
             .finish()
     }
 }
 
 impl RealtimeConfig {
-    /// The Realtime endpoint of a Supabase project (`https` → `wss`, `http` → `ws`).
-    pub fn from_supabase(config: &SupabaseConfig, hub_id: &str) -> Result<Self, RealtimeError> {
+    /// A hub's channel (`realtime:helix-hub-<prefix>`) on the Realtime endpoint of a Supabase
+    /// project (`https` → `wss`, `http` → `ws`).
+    pub fn for_hub(
+        config: &SupabaseConfig,
+        hub_id: &str,
+        watches: Vec<Watch>,
+    ) -> Result<Self, RealtimeError> {
+        Self::on_topic(config, format!("helix-hub-{}", prefix(hub_id)), watches)
+    }
+
+    /// A device's channel for the command it follows (`realtime:helix-command-<prefix>`).
+    pub fn for_command(
+        config: &SupabaseConfig,
+        command_id: &str,
+        watches: Vec<Watch>,
+    ) -> Result<Self, RealtimeError> {
+        Self::on_topic(
+            config,
+            format!("helix-command-{}", prefix(command_id)),
+            watches,
+        )
+    }
+
+    fn on_topic(
+        config: &SupabaseConfig,
+        name: String,
+        watches: Vec<Watch>,
+    ) -> Result<Self, RealtimeError> {
         let url = config.url.trim_end_matches('/');
         let rest = if let Some(rest) = url.strip_prefix("https://") {
             format!("wss://{rest}")
@@ -136,15 +164,15 @@ impl RealtimeConfig {
         Ok(Self {
             ws_url: format!("{rest}/realtime/v1/websocket"),
             anon_key: config.anon_key.clone(),
-            hub_id: hub_id.to_owned(),
+            topic: format!("realtime:{name}"),
+            watches,
             timing: Timing::default(),
         })
     }
 
-    /// The channel topic, `realtime:helix-hub-<hub id prefix>`.
+    /// The channel topic.
     pub fn topic(&self) -> String {
-        let prefix: String = self.hub_id.chars().take(TOPIC_HUB_PREFIX_LEN).collect();
-        format!("realtime:helix-hub-{prefix}")
+        self.topic.clone()
     }
 
     fn connect_url(&self) -> String {
@@ -160,12 +188,7 @@ impl RealtimeConfig {
             "config": {
                 "broadcast": {"self": false},
                 "presence": {"key": ""},
-                "postgres_changes": [{
-                    "event": "INSERT",
-                    "schema": "public",
-                    "table": COMMANDS_TABLE,
-                    "filter": format!("{HUB_COLUMN}=eq.{}", self.hub_id),
-                }],
+                "postgres_changes": self.watches.iter().map(Watch::subscription).collect::<Vec<_>>(),
             },
             "access_token": access_token,
         })
@@ -198,16 +221,16 @@ pub enum RealtimeError {
     ReplyTimeout(Duration),
 }
 
-/// Starts the client. It sends `()` on `wake` (with `try_send`; a full channel already holds a
-/// wake-up) for every insert for this hub, follows `token` for the user's access token, and
-/// ends, closing its socket, when `cancel` fires or `wake`'s receiver is dropped.
+/// Starts the client. It sends `()` on a watch's `wake` (with `try_send`; a full channel
+/// already holds a wake-up) for every change that watch subscribes to, follows `token` for the
+/// user's access token, and ends, closing its socket, when `cancel` fires or every watch's
+/// receiver is dropped.
 pub fn spawn(
     config: RealtimeConfig,
     token: watch::Receiver<String>,
-    wake: mpsc::Sender<()>,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
-    spawn_with_health(config, token, wake, cancel).0
+    spawn_with_health(config, token, cancel).0
 }
 
 /// [`spawn`], and whether the channel is joined now: `true` from the join's `ok` until the
@@ -215,12 +238,11 @@ pub fn spawn(
 pub fn spawn_with_health(
     config: RealtimeConfig,
     token: watch::Receiver<String>,
-    wake: mpsc::Sender<()>,
     cancel: CancellationToken,
 ) -> (JoinHandle<()>, watch::Receiver<bool>) {
     let (listening, health) = watch::channel(false);
     let span = tracing::info_span!("realtime", topic = %config.topic());
-    let task = tokio::spawn(run(config, token, wake, listening, cancel).instrument(span));
+    let task = tokio::spawn(run(config, token, listening, cancel).instrument(span));
     (task, health)
 }
 
@@ -233,7 +255,6 @@ enum Stop {
 async fn run(
     config: RealtimeConfig,
     mut token: watch::Receiver<String>,
-    wake: mpsc::Sender<()>,
     listening: watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
@@ -251,7 +272,6 @@ async fn run(
             &config,
             &connector,
             &mut token,
-            &wake,
             &listening,
             &cancel,
             &mut joined,
@@ -281,12 +301,17 @@ async fn run(
                 }
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = wake.closed() => return,
+                    () = watches::all_closed(&config.watches) => return,
                     () = tokio::time::sleep(delay) => {}
                 }
             }
         }
     }
+}
+
+/// The first [`TOPIC_HUB_PREFIX_LEN`] characters of an id.
+fn prefix(id: &str) -> String {
+    id.chars().take(TOPIC_HUB_PREFIX_LEN).collect()
 }
 
 #[cfg(test)]
@@ -304,7 +329,7 @@ mod tests {
     #[test]
     fn urls_follow_the_project_scheme_and_hide_the_key() {
         let hub = "ab".repeat(32);
-        let c = RealtimeConfig::from_supabase(&supabase("https://x.supabase.co/"), &hub).unwrap();
+        let c = RealtimeConfig::for_hub(&supabase("https://x.supabase.co/"), &hub, vec![]).unwrap();
         assert_eq!(c.ws_url, "wss://x.supabase.co/realtime/v1/websocket");
         assert_eq!(
             c.connect_url(),
@@ -312,9 +337,15 @@ mod tests {
         );
         assert_eq!(c.topic(), "realtime:helix-hub-abababababababab");
         assert!(!format!("{c:?}").contains("anon+key"));
-        let local = RealtimeConfig::from_supabase(&supabase("http://127.0.0.1:5"), &hub).unwrap();
+        let local = RealtimeConfig::for_hub(&supabase("http://127.0.0.1:5"), &hub, vec![]).unwrap();
         assert_eq!(local.ws_url, "ws://127.0.0.1:5/realtime/v1/websocket");
-        let err = RealtimeConfig::from_supabase(&supabase("ftp://x"), &hub).unwrap_err();
+        let command =
+            RealtimeConfig::for_command(&supabase("http://x"), "0123456789abcdef-x", vec![]);
+        assert_eq!(
+            command.unwrap().topic(),
+            "realtime:helix-command-0123456789abcdef"
+        );
+        let err = RealtimeConfig::for_hub(&supabase("ftp://x"), &hub, vec![]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the Supabase URL must start with http:// or https://, not \"ftp://x\""

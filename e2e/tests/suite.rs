@@ -1,5 +1,6 @@
 mod cli;
 mod cloud_lookup;
+mod cloud_pairing;
 mod cloud_reads;
 mod cloud_spoke;
 mod credentials;

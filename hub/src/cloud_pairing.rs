@@ -4,8 +4,8 @@
 //! throttle as iroh pairing) and answers in the row, sealed to the device and signed, so the
 //! device can check the answer against the hub key in its ticket.
 //!
-//! The hub reads the rows only while a pairing secret is outstanding
-//! ([`crate::devices::Pairings::has_pending`]): an idle hub makes no request for pairing.
+//! When the hub reads the rows is the cloud route's choice (`cloud_route::pairing`): on a
+//! Realtime wake-up, and while a pairing secret is outstanding.
 
 use helix_discovery::rest::{Rest, RestError};
 use helix_mesh::{
@@ -27,17 +27,14 @@ struct Row {
     request: String,
 }
 
-/// Answers the hub's waiting pairing requests when a secret is outstanding; how many it
-/// answered.
+/// Answers the hub's waiting pairing requests (each accepted or refused, with why); how many
+/// it answered.
 pub async fn answer_waiting(
     rest: &Rest,
     secret: &SecretKey,
     token: &str,
     desk: &PairingDesk,
 ) -> Result<usize, RestError> {
-    if !desk.pairings.has_pending() {
-        return Ok(0);
-    }
     let hub_id = secret.public().to_string();
     let rows: Vec<Row> = rest
         .rpc(

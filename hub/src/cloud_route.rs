@@ -10,6 +10,8 @@
 //! - `mirror`: every command accepted over iroh or the local listener is published, streamed
 //!   and completed too, so the cloud holds one history of everything;
 //! - `retention`: finished commands past `[cloud] retention_days` are pruned daily;
+//! - `pairing`: pairing requests devices sealed to this hub in `cloud_pairings` are answered
+//!   at the hub's pairing desk (`crate::cloud_pairing`);
 //! - presence (`crate::presence`): the hub announces where it can be dialed.
 //!
 //! Publishing (`publish`) writes the command's prompt under its content key (derived from the
@@ -19,7 +21,8 @@
 //! calls are retried while the cloud is unreachable or failing (`row`); a refusal is acted on
 //! at once. Rows this hub left `executing` are resumed from the journal (`resume`).
 //!
-//! Wake-ups: Supabase Realtime (INSERTs on `cloud_commands` for this hub), or the safety poll:
+//! Wake-ups: Supabase Realtime (INSERTs on `cloud_commands` and `cloud_pairings` for this hub),
+//! or the safety poll:
 //! every `[cloud] poll_interval` while Realtime is down, every [`REALTIME_SAFETY_POLL`] while it
 //! listens. Correctness comes only from the rows: a missed wake-up costs one poll interval.
 //!
@@ -31,6 +34,7 @@ mod claim;
 mod claim_token;
 mod handlers;
 mod mirror;
+mod pairing;
 mod publish;
 mod resume;
 mod retention;
@@ -43,7 +47,10 @@ use std::{
     time::Duration,
 };
 
-use helix_discovery::{cloud::Cloud, realtime::RealtimeConfig};
+use helix_discovery::{
+    cloud::Cloud,
+    realtime::{RealtimeConfig, Watch},
+};
 use iroh::SecretKey;
 use tokio::sync::{mpsc, watch};
 use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
@@ -52,6 +59,7 @@ pub use self::{
     claim_token::{CLAIM_TOKEN_FILE, ClaimToken, ClaimTokenError, REGISTER_RETRY_MAX},
     handlers::MAX_HANDLERS,
     mirror::{MIRROR_QUEUE, MirrorFeed, MirrorIntake, MirrorRequest, mirror_queue},
+    pairing::{PAIRING_GRACE, PAIRING_POLL},
     publish::{CONTENT_KEY_SALT, MAX_KEYS, content_key},
     resume::{ORPHAN_BATCH, ORPHAN_SCAN},
     retention::{PRUNE_BATCH, PRUNE_EVERY, PRUNE_RETRY},
@@ -62,7 +70,9 @@ use self::{
     claim_token::{HubCaller, Registration, register},
     handlers::Handlers,
 };
-use crate::{background::BackgroundTask, context::HubContext, presence::PresenceSource};
+use crate::{
+    background::BackgroundTask, context::HubContext, pairing::PairingDesk, presence::PresenceSource,
+};
 
 /// Most commands claimed per call (fewer when fewer handlers are free).
 pub const CLAIM_BATCH: usize = 8;
@@ -85,6 +95,9 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct CloudRouteHandle {
     /// Kept here so the worker's channel stays open (Realtime, when running, sends on it too).
     wake: mpsc::Sender<()>,
+    /// Kept so the pairing task's wake-up channel stays open (Realtime sends on it for new
+    /// pairing requests).
+    _pair_wake: mpsc::Sender<()>,
     /// Stops claiming new cloud commands (the first step of a hub's shutdown).
     claims: CancellationToken,
     task: BackgroundTask,
@@ -111,7 +124,8 @@ impl CloudRouteHandle {
 
 /// Starts the cloud route when `data_dir` has cloud settings (`None` without them, or when
 /// they or the claim token cannot be read), with Realtime wake-ups when there is a session and
-/// presence when `presence` is given (iroh is on). `intake` receives the commands to mirror.
+/// presence when `presence` is given (iroh is on). `intake` receives the commands to mirror;
+/// pairing requests through the cloud are answered at `desk`.
 /// Cancelling `cancel` stops it, like [`CloudRouteHandle::stop`].
 pub async fn spawn(
     context: Arc<HubContext>,
@@ -119,6 +133,7 @@ pub async fn spawn(
     data_dir: &Path,
     intake: MirrorIntake,
     presence: Option<PresenceSource>,
+    desk: PairingDesk,
     cancel: CancellationToken,
 ) -> Option<CloudRouteHandle> {
     let cloud = Cloud::in_dir(data_dir);
@@ -138,6 +153,7 @@ pub async fn spawn(
         }
     };
     let (wake, wake_rx) = mpsc::channel(1);
+    let (pair_wake, pair_wake_rx) = mpsc::channel(1);
     let access = match cloud.rest().await {
         Ok(Some((_, session))) => session.access_token,
         _ => String::new(),
@@ -145,14 +161,14 @@ pub async fn spawn(
     let (token_tx, token_rx) = watch::channel(access.clone());
     let realtime_stop = cancel.child_token();
     // Realtime is only a wake-up: without it (or a session) the safety poll runs.
-    let (realtime, listening) = match RealtimeConfig::from_supabase(&supabase, &context.hub_id) {
+    let watches = vec![
+        Watch::hub_commands(&context.hub_id, wake.clone()),
+        Watch::hub_pairings(&context.hub_id, pair_wake.clone()),
+    ];
+    let (realtime, listening) = match RealtimeConfig::for_hub(&supabase, &context.hub_id, watches) {
         Ok(rt) if !access.is_empty() => {
-            let (task, listening) = helix_discovery::realtime::spawn_with_health(
-                rt,
-                token_rx,
-                wake.clone(),
-                realtime_stop.clone(),
-            );
+            let (task, listening) =
+                helix_discovery::realtime::spawn_with_health(rt, token_rx, realtime_stop.clone());
             (Some(AbortOnDropHandle::new(task)), listening)
         }
         Ok(_) => (None, watch::channel(false).1),
@@ -173,6 +189,8 @@ pub async fn spawn(
     let claims = cancel.child_token();
     let tasks = Tasks {
         wake: wake_rx,
+        pair_wake: pair_wake_rx,
+        desk,
         listening,
         intake,
         presence,
@@ -185,12 +203,19 @@ pub async fn spawn(
             let _ = rt.await;
         }
     });
-    Some(CloudRouteHandle { wake, claims, task })
+    Some(CloudRouteHandle {
+        wake,
+        _pair_wake: pair_wake,
+        claims,
+        task,
+    })
 }
 
 /// What the cloud route's tasks take when they start.
 struct Tasks {
     wake: mpsc::Receiver<()>,
+    pair_wake: mpsc::Receiver<()>,
+    desk: PairingDesk,
     /// Whether Realtime listens now.
     listening: watch::Receiver<bool>,
     intake: MirrorIntake,
@@ -224,6 +249,8 @@ impl CloudRoute {
         let stop = cancel.child_token();
         let Tasks {
             mut wake,
+            pair_wake,
+            desk,
             listening,
             intake,
             presence,
@@ -257,6 +284,7 @@ impl CloudRoute {
             claim,
             self.mirror_until(intake, &stop),
             self.prune_until(&stop),
+            self.pair_until(desk, pair_wake, &stop),
             announce,
             async {
                 stop.cancelled().await;

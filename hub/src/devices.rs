@@ -185,6 +185,8 @@ struct Pending {
 pub struct Pairings {
     pending: Mutex<VecDeque<Pending>>,
     failures: Mutex<VecDeque<Instant>>,
+    /// When the last secret issued expires (or expired), used or not.
+    last_expiry: Mutex<Option<Instant>>,
 }
 
 impl Pairings {
@@ -204,11 +206,15 @@ impl Pairings {
             secret: secret.clone(),
             expires: now + ttl,
         });
+        let mut last = self
+            .last_expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *last = Some(last.map_or(now + ttl, |t| t.max(now + ttl)));
         secret
     }
 
-    /// Whether some secret is outstanding and unexpired (while one is, the cloud route looks for
-    /// pairing requests; otherwise it makes no request for them).
+    /// Whether some secret is outstanding and unexpired.
     pub fn has_pending(&self) -> bool {
         let now = Instant::now();
         self.pending
@@ -216,6 +222,16 @@ impl Pairings {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .any(|p| p.expires > now)
+    }
+
+    /// Whether some secret issued, used or not, expires less than `grace` from now or later
+    /// (the cloud route looks for pairing requests meanwhile, so a late device, or a second
+    /// one with a used ticket, is told why it is refused).
+    pub fn issued_within(&self, grace: Duration) -> bool {
+        self.last_expiry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| t + grace > Instant::now())
     }
 
     /// Uses up `secret` if it is outstanding and unexpired.
@@ -317,6 +333,26 @@ mod tests {
         assert!(
             matches!(pairings.redeem(&good), Err(PairError::Throttled(_))),
             "paused after 5 failures"
+        );
+    }
+
+    #[test]
+    fn issued_secrets_are_watched_for_a_grace_after_expiry_used_or_not() {
+        let pairings = Pairings::default();
+        assert!(
+            !pairings.issued_within(Duration::from_secs(600)),
+            "none issued"
+        );
+        let s = pairings.create(Duration::from_secs(60));
+        assert_eq!(pairings.redeem(&s), Ok(()));
+        assert!(!pairings.has_pending());
+        assert!(pairings.issued_within(Duration::ZERO), "used, not expired");
+        let short = Pairings::default();
+        short.create(Duration::ZERO);
+        assert!(!short.issued_within(Duration::ZERO));
+        assert!(
+            short.issued_within(Duration::from_secs(600)),
+            "within the grace"
         );
     }
 

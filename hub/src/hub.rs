@@ -139,6 +139,11 @@ impl Hub {
         })
     }
 
+    /// The hub's paired devices.
+    pub fn devices(&self) -> &crate::devices::Devices {
+        &self.context.devices
+    }
+
     /// Wakes the cloud route's worker now (what a Realtime insert notification does).
     pub fn wake_cloud_route(&self) {
         if let Some(cloud_route) = &self.cloud_route {

@@ -112,6 +112,7 @@ fn cloud_pair_exit(e: &CloudPairError) -> Exit {
         | CloudPairError::NoAnswer { .. } => Exit::Unreachable,
         CloudPairError::Seal(_)
         | CloudPairError::Payload(_)
+        | CloudPairError::AnswerFromOther { .. }
         | CloudPairError::ForgedAnswer { .. } => Exit::Failed,
     }
 }

@@ -18,8 +18,9 @@ use tokio_websockets::{ClientBuilder, Connector, MaybeTlsStream, Message, WebSoc
 use tracing::{debug, info};
 
 use super::{
-    CLOSE_TIMEOUT, RealtimeConfig, RealtimeError, Stop,
+    CLOSE_TIMEOUT, RealtimeConfig, RealtimeError, Stop, Watch,
     frame::{Frame, reply_reason},
+    watches::all_closed,
 };
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -75,7 +76,7 @@ struct Session<'a> {
     topic: String,
     refs: Refs,
     token: &'a mut watch::Receiver<String>,
-    wake: &'a mpsc::Sender<()>,
+    watches: &'a [Watch],
     /// Told `true` once the join is answered `ok` (the caller sets it back to `false`).
     listening: &'a watch::Sender<bool>,
     /// The join's ref and deadline while its reply is outstanding.
@@ -217,16 +218,19 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// An insert for this hub wakes it; a dropped receiver ends the session.
+    /// A change wakes the watches it matches; once every receiver is gone the session ends.
     fn on_change(&mut self, frame: &Frame) -> Result<Next, RealtimeError> {
-        let kind = frame.payload.pointer("/data/type").and_then(Value::as_str);
-        if kind == Some("INSERT") {
-            match self.wake.try_send(()) {
+        let Some(data) = frame.payload.get("data") else {
+            return Ok(Next::Continue);
+        };
+        for watch in self.watches.iter().filter(|w| w.matches(data)) {
+            match watch.wake.try_send(()) {
                 Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
-                Err(mpsc::error::TrySendError::Closed(())) => {
-                    return Ok(Next::Stop(Stop::NobodyListens));
-                }
+                Err(mpsc::error::TrySendError::Closed(())) => {}
             }
+        }
+        if self.watches.iter().all(|w| w.wake.is_closed()) {
+            return Ok(Next::Stop(Stop::NobodyListens));
         }
         Ok(Next::Continue)
     }
@@ -243,7 +247,6 @@ pub(super) async fn session(
     config: &RealtimeConfig,
     connector: &Connector,
     token: &mut watch::Receiver<String>,
-    wake: &mpsc::Sender<()>,
     listening: &watch::Sender<bool>,
     cancel: &CancellationToken,
     joined: &mut bool,
@@ -251,7 +254,7 @@ pub(super) async fn session(
     let timing = config.timing;
     let socket = tokio::select! {
         () = cancel.cancelled() => return Ok(Stop::Cancelled),
-        () = wake.closed() => return Ok(Stop::NobodyListens),
+        () = all_closed(&config.watches) => return Ok(Stop::NobodyListens),
         socket = connect(config, connector) => socket?,
     };
     let mut s = Session {
@@ -259,7 +262,7 @@ pub(super) async fn session(
         topic: config.topic(),
         refs: Refs(0),
         token,
-        wake,
+        watches: &config.watches,
         listening,
         join: None,
         joined,
@@ -279,7 +282,7 @@ pub(super) async fn session(
         let deadline = s.deadline();
         tokio::select! {
             () = cancel.cancelled() => return s.close(Stop::Cancelled).await,
-            () = s.wake.closed() => return s.close(Stop::NobodyListens).await,
+            () = all_closed(s.watches) => return s.close(Stop::NobodyListens).await,
             () = wait_until(deadline) => {
                 return Err(RealtimeError::ReplyTimeout(timing.reply_timeout));
             }

@@ -39,13 +39,14 @@ impl Client {
             anon_key: ANON_KEY.into(),
             rest_url: None,
         };
-        let mut config = RealtimeConfig::from_supabase(&supabase, &hub_id()).unwrap();
-        config.timing = Timing::fast();
-        let (token, token_rx) = watch::channel(TOKEN.to_owned());
         // Capacity 1: one pending wake-up covers any number of inserts.
         let (wake_tx, wake) = mpsc::channel(1);
+        let watches = vec![realtime::Watch::hub_commands(&hub_id(), wake_tx)];
+        let mut config = RealtimeConfig::for_hub(&supabase, &hub_id(), watches).unwrap();
+        config.timing = Timing::fast();
+        let (token, token_rx) = watch::channel(TOKEN.to_owned());
         let cancel = CancellationToken::new();
-        let task = realtime::spawn(config, token_rx, wake_tx, cancel.clone());
+        let task = realtime::spawn(config, token_rx, cancel.clone());
         Self {
             wake,
             token,

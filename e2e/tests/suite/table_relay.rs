@@ -335,6 +335,20 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
         .unwrap()
         .to_owned();
     assert_eq!(filter, format!("hub_id=eq.{hub_id}"));
+    // ... and for the pairing requests sealed to it.
+    let pairings = &join["payload"]["config"]["postgres_changes"][1];
+    assert_eq!(
+        (
+            pairings["event"].as_str(),
+            pairings["table"].as_str(),
+            pairings["filter"].as_str()
+        ),
+        (
+            Some("INSERT"),
+            Some("cloud_pairings"),
+            Some(format!("hub_id=eq.{hub_id}").as_str())
+        )
+    );
     assert_eq!(join["payload"]["access_token"], token.as_str());
 
     // The hub registers itself (a command for an unregistered hub is refused by the cloud).

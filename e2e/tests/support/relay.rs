@@ -40,7 +40,20 @@ pub async fn paired_spoke_with(hub_dir: &std::path::Path, cloud: &TestCloud) -> 
     let mut cmd = spoke(dir.path());
     cmd.args(["pair", &ticket, "--name", "desk"]);
     assert_eq!(run_helix(cmd, None).await.code, Some(0));
-    let mut cmd = spoke(dir.path());
+    sign_in(dir.path(), cloud).await;
+    dir
+}
+
+/// A spoke signed in to `cloud`, paired with nothing.
+pub async fn signed_in_spoke(cloud: &TestCloud) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    sign_in(dir.path(), cloud).await;
+    dir
+}
+
+/// `helix cloud login` as the test user, for the spoke on `dir`.
+pub async fn sign_in(dir: &std::path::Path, cloud: &TestCloud) {
+    let mut cmd = spoke(dir);
     cmd.env("HELIX_SUPABASE_REST_URL", &cloud.server.url).args([
         "cloud",
         "login",
@@ -55,7 +68,6 @@ pub async fn paired_spoke_with(hub_dir: &std::path::Path, cloud: &TestCloud) -> 
         run_helix(cmd, Some(&format!("{PASSWORD}\n"))).await.code,
         Some(0)
     );
-    dir
 }
 
 /// Sends `prompt` to "desk" through the table with `--detach`; the command id.

@@ -26,6 +26,7 @@ use crate::{
     devices::{Devices, Pairings},
     executor::Executor,
     journal::Journal,
+    pairing::PairingDesk,
     presence::PresenceSource,
     provider::Providers,
     service::RemoteExecutionService,
@@ -83,6 +84,11 @@ impl Hub {
         } else {
             None
         };
+        let desk = PairingDesk {
+            devices: context.devices.clone(),
+            pairings: pairings.clone(),
+            hub_name: hub_name.clone(),
+        };
         let presence = tunnel
             .as_ref()
             .map(|tunnel| presence_source(tunnel, hub_name, &context));
@@ -92,6 +98,7 @@ impl Hub {
             data_dir,
             mirror_intake,
             presence,
+            desk,
             root.child_token(),
         )
         .await;

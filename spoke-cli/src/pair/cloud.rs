@@ -53,7 +53,11 @@ pub enum CloudPairError {
         humantime::format_duration(*wait)
     )]
     NoAnswer { hub: String, wait: Duration },
-    #[error("the answer in the cloud is not hub {hub}'s: {source}")]
+    #[error(
+        "the answer in the cloud is not hub {hub}'s: it is signed by {signer} (forged, or the ticket's hub is not the hub that answered); nothing was paired"
+    )]
+    AnswerFromOther { hub: String, signer: String },
+    #[error("the answer in the cloud is not hub {hub}'s: {source}; nothing was paired")]
     ForgedAnswer {
         hub: String,
         #[source]
@@ -132,9 +136,15 @@ pub async fn pair(
             }
             Ok(opened)
         })
-        .map_err(|source| CloudPairError::ForgedAnswer {
-            hub: hub.fmt_short().to_string(),
-            source,
+        .map_err(|source| match source {
+            EnvelopeError::UnknownSender(signer) => CloudPairError::AnswerFromOther {
+                hub: hub.fmt_short().to_string(),
+                signer,
+            },
+            source => CloudPairError::ForgedAnswer {
+                hub: hub.fmt_short().to_string(),
+                source,
+            },
         })?;
     let answer = PairingAnswer::from_json(&opened.plaintext)?;
     Ok(if answer.accepted {
