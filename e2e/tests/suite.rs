@@ -2,6 +2,7 @@ mod cli;
 mod cloud_lookup;
 mod cloud_reads;
 mod cloud_spoke;
+mod cloud_sql;
 mod credentials;
 mod execute;
 mod http2_settings;
