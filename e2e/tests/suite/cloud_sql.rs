@@ -6,6 +6,7 @@
 //! - `attacks`: a session of the same user without the hub's claim token (M4) is refused every
 //!   write a hub makes, and every direct write the tables keep to the functions.
 //! - `isolation`: another user sees and touches nothing of Alice's, even registering her hub id.
+//! - `claims`: concurrent claims, expiry at claim time, caps under concurrent inserts.
 //! - `bounds`: byte bounds (multi-byte text), array bounds, per-call and per-user caps (M3).
 //! - `retention`: `prune_cloud` deletes only old finished rows, with their keys and events.
 //! - `pairing`: pairing requests and answers.
@@ -13,6 +14,7 @@
 
 mod attacks;
 mod bounds;
+mod claims;
 mod http;
 mod isolation;
 mod pairing;
