@@ -344,8 +344,8 @@ begin
                   now() + interval '24 hours'),
             now())
     returning * into v;
-  elsif v.origin = 'cloud' and v.status = 'pending' then
-    raise exception 'command % is not claimed yet', p_command_id using errcode = 'P0002';
+  elsif v.origin = 'cloud' and v.claimed_at is null then
+    raise exception 'command % is not claimed by this hub', p_command_id using errcode = 'P0002';
   end if;
   if v.prompt is null then
     update public.cloud_commands set prompt = p_prompt where command_id = p_command_id

@@ -125,3 +125,51 @@ async fn the_pairing_cap_holds_under_concurrent_inserts() {
     let n = db.admin("select count(*) from cloud_pairings").await;
     assert_eq!(n, "8");
 }
+
+#[tokio::test]
+async fn only_a_claimed_cloud_command_is_published() {
+    let db = TestDb::create().await;
+    register(&db, ALICE, HUB, TOKEN).await.unwrap();
+    let publish = |id: &str| {
+        super::publish_sql(
+            HUB,
+            TOKEN,
+            id,
+            "p",
+            &format!("[{}]", super::key(DEVICE_1, "k")),
+        )
+    };
+    // Pending, cancelled before any claim, expired before any claim: never this hub's to run.
+    let pending = send(&db, ALICE, HUB).await;
+    let cancelled = send(&db, ALICE, HUB).await;
+    db.as_user(
+        Some(ALICE),
+        &format!("select cancel_cloud_command('{cancelled}', 'x')"),
+    )
+    .await
+    .unwrap();
+    let expired = send(&db, ALICE, HUB).await;
+    db.admin(&format!(
+        "update cloud_commands set created_at = now() - interval '2 hours', \
+         expires_at = now() - interval '1 hour' where command_id = '{expired}'"
+    ))
+    .await;
+    let claimed = super::claim(&db, ALICE, HUB, TOKEN).await.unwrap();
+    assert_eq!(claimed, pending);
+    db.as_user(
+        Some(ALICE),
+        &format!("select cancel_cloud_command('{pending}', 'x')"),
+    )
+    .await
+    .unwrap();
+    for id in [&cancelled, &expired] {
+        let err = db.as_user(Some(ALICE), &publish(id)).await;
+        assert_eq!(refused(err), "P0002", "{id}");
+    }
+    let n = db.admin("select count(*) from cloud_command_keys").await;
+    assert_eq!(n, "0");
+    // One the hub claimed and the device then cancelled is still published (the hub's
+    // publication may race the cancel).
+    let row = db.as_user(Some(ALICE), &publish(&pending)).await.unwrap();
+    assert_eq!(row, "cloud|cancelled|p");
+}
