@@ -102,6 +102,19 @@ async fn without_the_claim_token_no_hub_write_goes_through() {
         )
         .await;
     assert_eq!(refused(anon), "42501");
+    for table in [
+        "cloud_hubs",
+        "cloud_presence",
+        "cloud_commands",
+        "cloud_command_keys",
+        "cloud_command_events",
+        "cloud_pairings",
+    ] {
+        let anon = db
+            .as_user(None, &format!("select count(*) from {table}"))
+            .await;
+        assert_eq!(refused(anon), "42501", "{table}");
+    }
 }
 
 #[tokio::test]

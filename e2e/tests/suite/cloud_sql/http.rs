@@ -20,7 +20,9 @@ fn client(server: &PostRust, user: &str) -> Rest {
     Rest::new(&config, jwt_for(user)).unwrap()
 }
 
-/// The HTTP status and SQLSTATE of a refused request.
+/// The HTTP status and SQLSTATE of a refused request. postrust answers 42501 with 401 whether
+/// or not the request was signed in (PostgREST proper says 403 for a signed-in one), 22023 and
+/// 23514 with 400, 23503 and 23505 with 409, P0002 with 500.
 #[track_caller]
 fn refused<T: std::fmt::Debug>(result: Result<T, RestError>) -> (u16, String) {
     match result {
@@ -121,7 +123,7 @@ async fn over_http_only_the_hub_writes_and_the_flow_works() {
                 with(
                     token,
                     json!({
-                        "p_command_id": id, "p_status": "completed", "p_reason": "forged",
+                        "p_command_id": id, "p_status": "completed", "p_reason": "done",
                     }),
                 ),
             ),
@@ -130,7 +132,7 @@ async fn over_http_only_the_hub_writes_and_the_flow_works() {
                 with(
                     token,
                     json!({
-                        "p_hub_name": "evil", "p_relay_url": "https://evil", "p_direct_addrs": [],
+                        "p_hub_name": "desk", "p_relay_url": "https://relay", "p_direct_addrs": [],
                         "p_providers": [], "p_version": "",
                     }),
                 ),
@@ -174,6 +176,18 @@ async fn over_http_only_the_hub_writes_and_the_flow_works() {
         let got = raw(&server, method.clone(), &path, body).await;
         assert_eq!(got, (401, "42501".into()), "{method} {path}");
     }
+
+    let untouched: Vec<Value> = alice
+        .select(
+            "cloud_commands",
+            &format!("command_id=eq.{id}&select=status,last_seq,prompt"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        untouched,
+        [json!({"status": "pending", "last_seq": 0, "prompt": null})]
+    );
 
     // The hub with its token: the whole flow.
     let claimed: Vec<Value> = alice
@@ -219,7 +233,7 @@ async fn over_http_only_the_hub_writes_and_the_flow_works() {
         .await
         .unwrap();
     assert_eq!(online.len(), 1);
-    assert_eq!(online[0]["relay_url"], "https://evil");
+    assert_eq!(online[0]["relay_url"], "https://relay");
 
     // Another device reads what the hub wrote.
     let read: Vec<Value> = alice
@@ -232,7 +246,7 @@ async fn over_http_only_the_hub_writes_and_the_flow_works() {
     assert_eq!(
         read,
         [
-            json!({"status": "completed", "reason": "forged", "last_seq": 2, "prompt": "p", "origin": "cloud"})
+            json!({"status": "completed", "reason": "done", "last_seq": 2, "prompt": "p", "origin": "cloud"})
         ]
     );
     let key: Vec<Value> = alice
