@@ -267,6 +267,10 @@ create function helix_private.cloud_command_insert() returns trigger
 language plpgsql security definer set search_path = '' as $$
 begin
   new.created_at := now();
+  -- One insert at a time per user, so the cap holds under concurrency (as for hubs).
+  if new.status = 'pending' then
+    perform pg_advisory_xact_lock(hashtext('helix cloud_commands ' || new.user_id::text));
+  end if;
   if new.status = 'pending' and (select count(*) from public.cloud_commands
        where user_id = new.user_id and status = 'pending') >= 64 then
     raise exception 'this account already has 64 commands waiting for a hub'
@@ -340,8 +344,8 @@ begin
                   now() + interval '24 hours'),
             now())
     returning * into v;
-  elsif v.origin = 'cloud' and v.status = 'pending' then
-    raise exception 'command % is not claimed yet', p_command_id using errcode = 'P0002';
+  elsif v.origin = 'cloud' and v.claimed_at is null then
+    raise exception 'command % is not claimed by this hub', p_command_id using errcode = 'P0002';
   end if;
   if v.prompt is null then
     update public.cloud_commands set prompt = p_prompt where command_id = p_command_id
@@ -545,6 +549,8 @@ create function helix_private.cloud_pairing_insert() returns trigger
 language plpgsql security definer set search_path = '' as $$
 begin
   new.created_at := now();
+  -- One insert at a time per user, so the cap holds under concurrency (as for hubs).
+  perform pg_advisory_xact_lock(hashtext('helix cloud_pairings ' || new.user_id::text));
   if (select count(*) from public.cloud_pairings
        where user_id = new.user_id and status = 'pending' and expires_at > now()) >= 8 then
     raise exception 'this account already has 8 pairing requests waiting' using errcode = '54000';

@@ -3,6 +3,7 @@ mod cloud_lookup;
 mod cloud_pairing;
 mod cloud_reads;
 mod cloud_spoke;
+mod cloud_sql;
 mod credentials;
 mod execute;
 mod http2_settings;
