@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
     net::TcpStream,
-    sync::{mpsc, watch},
+    sync::watch,
     time::{Instant, Interval, MissedTickBehavior},
 };
 use tokio_util::sync::CancellationToken;
@@ -224,10 +224,8 @@ impl Session<'_> {
             return Ok(Next::Continue);
         };
         for watch in self.watches.iter().filter(|w| w.matches(data)) {
-            match watch.wake.try_send(()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
-                Err(mpsc::error::TrySendError::Closed(())) => {}
-            }
+            // Full: a wake-up already waits; closed: checked below.
+            let _ = watch.wake.try_send(());
         }
         if self.watches.iter().all(|w| w.wake.is_closed()) {
             return Ok(Next::Stop(Stop::NobodyListens));

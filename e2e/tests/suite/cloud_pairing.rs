@@ -19,7 +19,7 @@ use crate::support::{
     bins::{Finished, pairing_ticket, run_helix, spoke},
     cloud::TestCloud,
     mock_anthropic::{MockAnthropic, Reply},
-    relay::{device_key, hub_config, signed_in_spoke},
+    relay::{device_key, hub_config, signed_in_spoke, wait_registered},
 };
 
 /// `helix pair --via cloud <ticket> --name desk` from the spoke on `dir`.
@@ -31,19 +31,7 @@ async fn pair_via_cloud(dir: &std::path::Path, ticket: &str) -> Finished {
 
 /// The hub's cloud route has registered it (a request for an unregistered hub is refused).
 async fn registered(cloud: &TestCloud, hub: &TestHub) {
-    let id = hub.hub().hub_id().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cloud
-        .db
-        .admin(&format!(
-            "select count(*) from cloud_hubs where hub_id = '{id}'"
-        ))
-        .await
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the hub never registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_registered(&cloud.db, hub.hub().hub_id()).await;
 }
 
 #[tokio::test]

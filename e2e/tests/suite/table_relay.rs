@@ -352,17 +352,7 @@ async fn a_realtime_insert_wakes_the_hub_long_before_its_safety_poll() {
     assert_eq!(join["payload"]["access_token"], token.as_str());
 
     // The hub registers itself (a command for an unregistered hub is refused by the cloud).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while db
-        .admin(&format!(
-            "select count(*) from cloud_hubs where hub_id = '{hub_id}'"
-        ))
-        .await
-        != "1"
-    {
-        assert!(Instant::now() < deadline, "the hub never registered");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::support::relay::wait_registered(&db, &hub_id).await;
     // A command lands in the table, from a device this hub does not know (so it is refused:
     // the point is how soon the hub looks), and Realtime says so.
     let device = SecretKey::generate();

@@ -47,6 +47,14 @@ impl TestCloud {
 
     /// [`TestCloud::hub_dir`] whose hub reaches the REST server through `rest_url` (a proxy).
     pub async fn hub_dir_via(&self, rest_url: &str) -> TempDir {
+        let dir = self.signed_in_dir(rest_url).await;
+        crate::support::store_api_key(dir.path());
+        dir
+    }
+
+    /// A fresh data dir with this cloud's settings (REST through `rest_url`) and a session of
+    /// the test user: what `cloud login` leaves, for a hub or a device.
+    pub async fn signed_in_dir(&self, rest_url: &str) -> TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cloud.json"),
@@ -62,7 +70,6 @@ impl TestCloud {
         SessionStore::new(dir.path().join("cloud-session.json"))
             .save(&session)
             .unwrap();
-        crate::support::store_api_key(dir.path());
         dir
     }
 

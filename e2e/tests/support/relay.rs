@@ -129,6 +129,22 @@ pub async fn wait_status(cloud: &TestCloud, command_id: &str, want: &str) -> Str
     }
 }
 
+/// Waits (up to 20 s) until hub `hub_id` has registered with the cloud on `db` (a command or
+/// a pairing request for an unregistered hub is refused).
+pub async fn wait_registered(db: &crate::support::pg::TestDb, hub_id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db
+        .admin(&format!(
+            "select count(*) from cloud_hubs where hub_id = '{hub_id}'"
+        ))
+        .await
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "hub {hub_id} never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits (up to 20 s) until `select` on the admin connection answers `want`.
 pub async fn wait_row(cloud: &TestCloud, select: &str, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);

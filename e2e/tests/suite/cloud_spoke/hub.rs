@@ -6,10 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use helix_discovery::{
-    auth::{Auth, SessionStore},
-    rest::{Rest, RestError},
-};
+use helix_discovery::rest::{Rest, RestError};
 use helix_mesh::{
     cloud_payload::{CommandPayload, EventKind, EventPayload},
     envelope_v2::{
@@ -25,7 +22,6 @@ use tempfile::TempDir;
 use crate::support::{
     bins::{Finished, run_helix, spoke},
     cloud::TestCloud,
-    mock_gotrue::{EMAIL, PASSWORD},
 };
 
 /// The hub as the test plays it.
@@ -280,22 +276,7 @@ impl Device {
     /// A new device of the test account that knows `hub` as "desk" (its key only: the cloud
     /// route needs no address).
     pub async fn new(cloud: &TestCloud, hub: &PlayedHub) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("cloud.json"),
-            json!({"url": cloud.config.url, "anon_key": cloud.config.anon_key,
-                   "rest_url": cloud.server.url})
-            .to_string(),
-        )
-        .unwrap();
-        let session = Auth::new(&cloud.config)
-            .unwrap()
-            .sign_in_password(EMAIL, PASSWORD)
-            .await
-            .unwrap();
-        SessionStore::new(dir.path().join("cloud-session.json"))
-            .save(&session)
-            .unwrap();
+        let dir = cloud.signed_in_dir(&cloud.server.url).await;
         let config = SpokeConfig::new(dir.path().to_owned());
         let key = config.secret_key().unwrap().public();
         let hub_id = hub.key.public();
