@@ -5,15 +5,14 @@
 //! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
 //! - [`ticket`]: address and pairing tickets, and the pairing exchange.
-//! - [`envelope`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase tables);
-//!   [`envelope_v2`]: the v2 format (sealed commands and content keys, content under a
-//!   per-command key) that relay v2 moves to.
+//! - [`envelope_v2`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase
+//!   tables): commands and content keys sealed to one key, content under a per-command key;
+//!   [`cloud_payload`]: the JSON inside them.
 //! - [`fsutil`]: private files written atomically (keys, stores); [`hex`]: hex text of keys
 //!   and secrets; [`secret_input`]: secrets read from stdin, for both binaries.
 //! - constants: protocol version, header names, limits that both sides must agree on.
 
 pub mod cloud_payload;
-pub mod envelope;
 pub mod envelope_v2;
 pub mod fsutil;
 pub mod hex;

@@ -181,26 +181,36 @@ pub async fn run(poll: Duration, refresh: Option<Duration>) -> anyhow::Result<Re
     })
 }
 
+/// With Realtime up, the idle hub's schedule (safety poll 5 min, presence 2 min, orphan scan
+/// 15 min) runs this many times faster, so a window of a minute or two sees every kind of
+/// request several times; the count is scaled back to the default schedule.
+pub const IDLE_TIME_SCALE: u32 = 20;
+
 /// What an idle hub with cloud settings sent to Supabase.
 #[derive(Debug)]
 pub struct IdleCloud {
     pub window: Duration,
+    /// Every interval of the hub's cloud schedule was divided by this.
+    pub time_scale: u32,
     /// Requests in the window, by `METHOD /path`.
     pub requests: BTreeMap<String, u64>,
 }
 
 impl IdleCloud {
+    /// Requests an hour at the default schedule.
     pub fn per_hour(&self) -> f64 {
         let total: u64 = self.requests.values().sum();
-        total as f64 * 3600.0 / self.window.as_secs_f64()
+        total as f64 * 3600.0 / self.window.as_secs_f64() / f64::from(self.time_scale)
     }
 }
 
-/// An idle hub with cloud settings, the default safety poll and iroh on (so it announces
-/// presence): every request it makes to the cloud goes through counting proxies. With
-/// `realtime`, a local Realtime server takes its websocket (as Supabase would); without, the
-/// project URL leads to postrust, which has no Realtime, so the reconnect backoff is counted
-/// too. The first `warmup` (start-up: the first announce and claim) is not counted.
+/// An idle hub with cloud settings and iroh on (so it announces presence): every request it
+/// makes to the cloud goes through counting proxies. With `realtime`, a local Realtime server
+/// takes its websocket (as Supabase would) and the hub's schedule runs [`IDLE_TIME_SCALE`]
+/// times faster; without, the project URL leads to postrust, which has no Realtime, so the
+/// reconnect backoff (not scaled: it is the Realtime client's) is counted too, at the default
+/// schedule. The first `warmup` (start-up: registration, the first announce, claim and orphan
+/// scan) is not counted.
 pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow::Result<IdleCloud> {
     let cloud = cloud().await;
     let upstream: std::net::SocketAddr = cloud
@@ -222,7 +232,17 @@ pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow:
         .map_or(proxy.url.clone(), |(_, p)| p.url.clone());
     let hub_dir = tempfile::tempdir()?;
     sign_in(hub_dir.path(), &project_url, &proxy.url)?;
-    let hub = instant_hub(hub_dir.path(), loopback_config()?).await?;
+    let time_scale = if realtime.is_some() {
+        IDLE_TIME_SCALE
+    } else {
+        1
+    };
+    let mut config = loopback_config()?;
+    let cloud_schedule = &mut config.cloud;
+    cloud_schedule.poll_interval /= time_scale;
+    cloud_schedule.safety_poll /= time_scale;
+    cloud_schedule.presence_interval /= time_scale;
+    let hub = instant_hub(hub_dir.path(), config).await?;
     tokio::time::sleep(warmup).await;
     proxy.take();
     if let Some((_, p)) = &realtime {
@@ -238,5 +258,9 @@ pub async fn idle(warmup: Duration, window: Duration, realtime: bool) -> anyhow:
         server.frame("phx_join").await;
     }
     hub.shutdown().await;
-    Ok(IdleCloud { window, requests })
+    Ok(IdleCloud {
+        window,
+        time_scale,
+        requests,
+    })
 }

@@ -110,6 +110,10 @@ pub struct RealtimeConfig {
     /// The subscriptions and whom each wakes.
     pub watches: Vec<Watch>,
     pub timing: Timing,
+    /// Connection failures are logged at debug only: for a device following one command, a
+    /// missing Realtime costs only a faster poll, and its terminal is not the place to say so.
+    /// A hub (`false`) warns once per streak of failures.
+    pub quiet: bool,
 }
 
 impl fmt::Debug for RealtimeConfig {
@@ -120,6 +124,7 @@ impl fmt::Debug for RealtimeConfig {
             .field("topic", &self.topic)
             .field("watches", &self.watches)
             .field("timing", &self.timing)
+            .field("quiet", &self.quiet)
             .finish()
     }
 }
@@ -135,17 +140,20 @@ impl RealtimeConfig {
         Self::on_topic(config, format!("helix-hub-{}", prefix(hub_id)), watches)
     }
 
-    /// A device's channel for the command it follows (`realtime:helix-command-<prefix>`).
+    /// A device's channel for the command it follows (`realtime:helix-command-<prefix>`),
+    /// [`quiet`](Self::quiet).
     pub fn for_command(
         config: &SupabaseConfig,
         command_id: &str,
         watches: Vec<Watch>,
     ) -> Result<Self, RealtimeError> {
-        Self::on_topic(
+        let mut config = Self::on_topic(
             config,
             format!("helix-command-{}", prefix(command_id)),
             watches,
-        )
+        )?;
+        config.quiet = true;
+        Ok(config)
     }
 
     fn on_topic(
@@ -167,6 +175,7 @@ impl RealtimeConfig {
             topic: format!("realtime:{name}"),
             watches,
             timing: Timing::default(),
+            quiet: false,
         })
     }
 
@@ -261,7 +270,10 @@ async fn run(
     let connector = match tls_connector() {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            warn!(error = %e, "Supabase Realtime is off: cannot set up TLS");
+            match config.quiet {
+                true => debug!(error = %e, "Supabase Realtime is off: cannot set up TLS"),
+                false => warn!(error = %e, "Supabase Realtime is off: cannot set up TLS"),
+            }
             return;
         }
     };
@@ -294,7 +306,7 @@ async fn run(
                 failures = failures.saturating_add(1);
                 let delay = config.timing.backoff(failures);
                 // The first failure of a streak is worth a line; the rest are noise.
-                if failures == 1 {
+                if failures == 1 && !config.quiet {
                     warn!(error = %e, retry_in = ?delay, "Supabase Realtime connection lost; retrying (wake-ups fall back to polling)");
                 } else {
                     debug!(error = %e, failures, retry_in = ?delay, "Supabase Realtime retry failed");

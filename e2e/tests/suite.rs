@@ -1,4 +1,5 @@
 mod cli;
+mod cloud_keys;
 mod cloud_lookup;
 mod cloud_pairing;
 mod cloud_reads;
@@ -21,7 +22,5 @@ mod relay_cancel;
 mod relay_faults;
 mod relay_recovery;
 mod supabase_auth;
-mod supabase_functions;
 mod supabase_rest;
-mod supabase_sql;
 mod table_relay;

@@ -23,8 +23,8 @@
 //!
 //! Wake-ups: Supabase Realtime (INSERTs on `cloud_commands` and `cloud_pairings` for this hub),
 //! or the safety poll:
-//! every `[cloud] poll_interval` while Realtime is down, every [`REALTIME_SAFETY_POLL`] while it
-//! listens. Correctness comes only from the rows: a missed wake-up costs one poll interval.
+//! every `[cloud] poll_interval` while Realtime is down, every `[cloud] safety_poll` (5
+//! minutes) while it listens. Correctness comes only from the rows: a missed wake-up costs one poll interval.
 //!
 //! A device cancels a command by ending its row `cancelled`. The hub notices when its next
 //! append is refused (the row is no longer `executing`), or, while the command is silent, by
@@ -61,7 +61,7 @@ pub use self::{
     mirror::{MIRROR_QUEUE, MirrorFeed, MirrorIntake, MirrorRequest, mirror_queue},
     pairing::{PAIRING_GRACE, PAIRING_POLL},
     publish::{CONTENT_KEY_SALT, MAX_KEYS, content_key},
-    resume::{ORPHAN_BATCH, ORPHAN_SCAN},
+    resume::ORPHAN_BATCH,
     retention::{PRUNE_BATCH, PRUNE_EVERY, PRUNE_RETRY},
     row::{RETRY_FIRST, RETRY_MAX},
     stream::{APPEND_BATCH, APPEND_BYTES},
@@ -76,9 +76,6 @@ use crate::{
 
 /// Most commands claimed per call (fewer when fewer handlers are free).
 pub const CLAIM_BATCH: usize = 8;
-/// The safety poll while Realtime listens: an idle hub then makes 12 claim requests an hour
-/// (presence adds 30, the orphan scan 4: within the budget of 60).
-pub const REALTIME_SAFETY_POLL: Duration = Duration::from_secs(300);
 /// The reason a command fails with when the cloud already holds other events under the seqs
 /// the hub writes.
 pub const CONFLICTING_EVENTS: &str =
@@ -273,6 +270,7 @@ impl CloudRoute {
             if let Some(source) = presence {
                 crate::presence::heartbeat(
                     self.cloud.clone(),
+                    self.ctx.config.cloud.presence_interval,
                     source,
                     self.caller.token(),
                     stop.clone(),
@@ -284,7 +282,7 @@ impl CloudRoute {
             claim,
             self.mirror_until(intake, &stop),
             self.prune_until(&stop),
-            self.pair_until(desk, pair_wake, &stop),
+            self.pair_until(desk, pair_wake, listening.clone(), &stop),
             announce,
             async {
                 stop.cancelled().await;

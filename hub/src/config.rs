@@ -110,14 +110,36 @@ pub struct HubConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CloudSettings {
-    /// How often the hub checks for cloud commands while Realtime wake-ups cannot arrive (with
-    /// Realtime listening it checks every 5 minutes, or this, whichever is longer).
+    /// How often the hub checks for cloud commands while Realtime wake-ups cannot arrive.
     #[serde(with = "duration_text")]
     pub poll_interval: Duration,
+    /// How often it checks anyway while Realtime listens (at least `poll_interval`); rows a
+    /// previous run left `executing` are looked for at start and every three of these.
+    #[serde(with = "duration_text")]
+    pub safety_poll: Duration,
+    /// How often the hub announces its presence (devices count it offline 5 minutes after
+    /// the last announce, so at most 4 minutes).
+    #[serde(with = "duration_text")]
+    pub presence_interval: Duration,
     /// Finished commands (and their keys and events) are deleted from the cloud this many days
     /// after they ended (1 to 3650).
     pub retention_days: u32,
 }
+
+impl CloudSettings {
+    /// The claim poll while Realtime listens.
+    pub fn realtime_poll(&self) -> Duration {
+        self.safety_poll.max(self.poll_interval)
+    }
+
+    /// How often a running hub looks for rows it left `executing` that nothing works on.
+    pub fn orphan_scan(&self) -> Duration {
+        self.safety_poll.saturating_mul(3)
+    }
+}
+
+/// The longest `[cloud] presence_interval`: a minute under the readers' `ONLINE_WITHIN`.
+pub const MAX_PRESENCE_INTERVAL: Duration = Duration::from_secs(240);
 
 /// The fewest and most days `[cloud] retention_days` may be (what `prune_cloud` accepts).
 pub const RETENTION_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
@@ -126,6 +148,8 @@ impl Default for CloudSettings {
     fn default() -> Self {
         Self {
             poll_interval: Duration::from_secs(15),
+            safety_poll: Duration::from_secs(300),
+            presence_interval: helix_discovery::presence::HEARTBEAT,
             retention_days: 30,
         }
     }
@@ -246,8 +270,20 @@ impl HubConfig {
                 "must be 1 to 3650 (days a finished command stays in the cloud)",
             ));
         }
-        if self.cloud.poll_interval.is_zero() {
-            return Err(invalid("cloud.poll_interval", "must be longer than 0s"));
+        for (what, interval) in [
+            ("cloud.poll_interval", self.cloud.poll_interval),
+            ("cloud.safety_poll", self.cloud.safety_poll),
+            ("cloud.presence_interval", self.cloud.presence_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(invalid(what, "must be longer than 0s"));
+            }
+        }
+        if self.cloud.presence_interval > MAX_PRESENCE_INTERVAL {
+            return Err(invalid(
+                "cloud.presence_interval",
+                "must be at most 4m: devices count a hub offline 5 minutes after its last announce",
+            ));
         }
         for (name, agent) in &self.agents {
             if let Some(p) = &agent.provider {
@@ -388,6 +424,41 @@ mod tests {
                 "cloud.retention_days is invalid: must be 1 to 3650 (days a finished command stays in the cloud)"
             );
         }
+
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[cloud]\npresence_interval = \"5m\"\n",
+        )
+        .unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "cloud.presence_interval is invalid: must be at most 4m: devices count a hub offline 5 minutes after its last announce"
+        );
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[cloud]\nsafety_poll = \"0s\"\n",
+        )
+        .unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert_eq!(err, "cloud.safety_poll is invalid: must be longer than 0s");
+    }
+
+    #[test]
+    fn the_idle_cloud_schedule_defaults_to_minutes() {
+        let cloud = HubConfig::default().cloud;
+        assert_eq!(
+            (
+                cloud.poll_interval,
+                cloud.safety_poll,
+                cloud.presence_interval
+            ),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(300),
+                Duration::from_secs(120)
+            )
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The hub's presence when its cloud route runs (and iroh is on: presence says where to dial):
-//! once the hub is registered, every [`HEARTBEAT`] (and at once) it writes its row (id, name,
+//! once the hub is registered, every `[cloud] presence_interval` (2 minutes; and at once) it writes its row (id, name,
 //! relay URL, direct addresses, providers, version) with `announce_cloud_hub` and a fresh
 //! session, and removes it with `withdraw_cloud_hub` when the cloud route stops. Failures are
 //! logged and retried at the next beat (the row simply goes stale while the cloud is
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use helix_discovery::{
     cloud::Cloud,
-    presence::{self, HEARTBEAT, Presence},
+    presence::{self, Presence},
 };
 use iroh::{Endpoint, TransportAddr};
 use tokio_util::sync::CancellationToken;
@@ -50,9 +50,11 @@ impl PresenceSource {
     }
 }
 
-/// Announces until `cancel`, then withdraws the row. `token` is the hub's claim token.
+/// Announces every `interval` until `cancel`, then withdraws the row. `token` is the hub's
+/// claim token.
 pub async fn heartbeat(
     cloud: Cloud,
+    interval: Duration,
     source: PresenceSource,
     token: &str,
     cancel: CancellationToken,
@@ -70,7 +72,7 @@ pub async fn heartbeat(
         }
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(HEARTBEAT) => {}
+            _ = tokio::time::sleep(interval) => {}
         }
     }
     if announced {

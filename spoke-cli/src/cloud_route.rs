@@ -22,6 +22,7 @@ mod open;
 mod row;
 mod send;
 mod show;
+mod wakeups;
 
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use helix_mesh::pb;
 use iroh::PublicKey;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use self::follow::Follow;
+use self::{follow::Follow, wakeups::Wakeups};
 use crate::{client::Spoke, exit::Exit, follow::Until, render::Printer};
 
 pub use self::{
@@ -39,6 +40,7 @@ pub use self::{
     list::{ListFilter, MAX_LIST, Prompt, list},
     send::MAX_TTL,
     show::show,
+    wakeups::SAFETY_POLL,
 };
 
 /// Events read per request: a page of envelopes stays well under the REST client's
@@ -48,7 +50,7 @@ const EVENT_PAGE: usize = 32;
 
 /// The route name of the cloud route.
 pub const ROUTE_CLOUD: &str = "cloud";
-/// How often the rows are read while a command runs.
+/// How often the rows are read while a command runs and Realtime is not joined.
 pub const EVENT_POLL: Duration = Duration::from_millis(250);
 /// The row's reason when this device's Ctrl-C cancels a command sent through the cloud.
 pub const CTRL_C_REASON: &str = "cancelled with Ctrl-C on the device";
@@ -61,11 +63,20 @@ pub async fn available(spoke: &Spoke) -> bool {
 }
 
 async fn signed_in(spoke: &Spoke) -> Result<Rest, CloudRouteError> {
-    Ok(Cloud::in_dir(spoke.config.path())
-        .rest()
-        .await?
-        .ok_or(CloudRouteError::SignedOut)?
-        .0)
+    Ok(signed_in_with_wakeups(spoke).await?.0)
+}
+
+/// The REST client and a way to wake up on changes of a command's row (Realtime, as the same
+/// user, with the same session).
+async fn signed_in_with_wakeups(
+    spoke: &Spoke,
+) -> Result<(Rest, impl FnOnce(&str) -> Wakeups), CloudRouteError> {
+    let cloud = Cloud::in_dir(spoke.config.path());
+    let (rest, session) = cloud.rest().await?.ok_or(CloudRouteError::SignedOut)?;
+    let supabase = cloud.config()?.ok_or(CloudRouteError::SignedOut)?;
+    let wakeups =
+        move |command_id: &str| Wakeups::start(&supabase, session.access_token, command_id);
+    Ok((rest, wakeups))
 }
 
 /// The command id as the hub binds its envelopes to it (a UUID in its lower-case hyphenated
@@ -87,14 +98,19 @@ pub async fn run(
 ) -> Result<Exit, CloudRouteError> {
     let secret = spoke.config.secret_key().map_err(CloudRouteError::Key)?;
     let row = send::command_row(&secret, &hub, &request)?;
-    let rest = signed_in(spoke).await?;
+    let (rest, wakeups) = signed_in_with_wakeups(spoke).await?;
     // Before the row exists, so a Ctrl-C from then on cancels it rather than killing `helix`.
     let interrupts = match until {
         Until::Accepted => None,
         Until::Finished => Some(interrupts()?),
     };
+    let command_id = request.command_id.clone();
+    // Subscribed before the row exists: the hub's first update can come at once.
+    let wakeups = match until {
+        Until::Accepted => Wakeups::none(),
+        Until::Finished => wakeups(&command_id),
+    };
     send::insert(&rest, &hub, row).await?;
-    let command_id = request.command_id;
     let Some(interrupts) = interrupts else {
         printer.progress(&format!(
             "sent through the cloud (route {ROUTE_CLOUD}); follow it with `helix attach --via cloud {command_id}`"
@@ -113,7 +129,7 @@ pub async fn run(
         cancel_requested: false,
         silence: spoke.cloud_silence,
     };
-    follow.events(interrupts, 0, printer).await
+    follow.events(interrupts, wakeups, 0, printer).await
 }
 
 /// Follows the events of a command of `hub` in the cloud after `after_seq` (`helix attach
@@ -126,7 +142,8 @@ pub async fn attach(
     printer: &mut Printer,
 ) -> Result<Exit, CloudRouteError> {
     let id = command_id(command_id_text)?;
-    let rest = signed_in(spoke).await?;
+    let (rest, wakeups) = signed_in_with_wakeups(spoke).await?;
+    let wakeups = wakeups(&id);
     let secret = spoke.config.secret_key().map_err(CloudRouteError::Key)?;
     let follow = Follow {
         rest: &rest,
@@ -136,7 +153,9 @@ pub async fn attach(
         cancel_requested: false,
         silence: spoke.cloud_silence,
     };
-    follow.events(interrupts()?, after_seq, printer).await
+    follow
+        .events(interrupts()?, wakeups, after_seq, printer)
+        .await
 }
 
 fn interrupts() -> Result<Signal, CloudRouteError> {

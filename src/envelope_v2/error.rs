@@ -1,7 +1,17 @@
 //! Why an envelope was refused: the texts a hub records as a command's reason and a spoke
-//! prints before it exits non-zero. [`Malformation`] is v1's (one type for both until v1 goes).
+//! prints before it exits non-zero.
 
-pub use crate::envelope::Malformation;
+/// What is wrong with a malformed envelope.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Malformation {
+    /// A part that does not hold what it must; the text says which.
+    #[error("{0}")]
+    Part(String),
+    /// Not an envelope's JSON (or, sealing, not writable as JSON).
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
 
 /// Why an envelope was refused.
 #[derive(Debug, thiserror::Error)]

@@ -1,7 +1,7 @@
 //! A local stand-in for Supabase Realtime: a websocket server on 127.0.0.1 speaking Phoenix v1
 //! JSON frames. It answers joins (with a scripted status), heartbeats (unless told not to) and
 //! `access_token` pushes, reports everything it sees as [`Seen`] events, and can push a
-//! `postgres_changes` INSERT or drop the newest connection on request.
+//! `postgres_changes` INSERT or UPDATE or drop the newest connection on request.
 
 use std::{
     collections::VecDeque,
@@ -131,17 +131,47 @@ impl MockRealtime {
     /// Pushes a `postgres_changes` INSERT of a `cloud_commands` row on the newest connection's
     /// channel.
     pub async fn push_insert(&self, hub_id: &str) {
+        self.push_change(
+            "cloud_commands",
+            "INSERT",
+            json!({"command_id": "8d6f0a8e-0000-4000-8000-000000000001", "hub_id": hub_id}),
+        )
+        .await;
+    }
+
+    /// Pushes a `postgres_changes` UPDATE of the `cloud_commands` row of `command_id` on the
+    /// newest connection's channel.
+    pub async fn push_update(&self, command_id: &str) {
+        self.push_change(
+            "cloud_commands",
+            "UPDATE",
+            json!({"command_id": command_id, "status": "executing"}),
+        )
+        .await;
+    }
+
+    /// Pushes a `postgres_changes` change (`kind` INSERT or UPDATE) of a row of `table` on the
+    /// newest connection's channel.
+    pub async fn push_change(&self, table: &str, kind: &str, record: Value) {
         let (tx, topic) = self.newest();
+        let columns: Vec<Value> = record
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .map(|k| json!({"name": k, "type": "text"}))
+                    .collect()
+            })
+            .unwrap_or_default();
         let frame = json!({
             "topic": topic.expect("the newest connection has joined"),
             "event": "postgres_changes",
             "payload": {
                 "ids": [1],
                 "data": {
-                    "schema": "public", "table": "cloud_commands", "type": "INSERT",
+                    "schema": "public", "table": table, "type": kind,
                     "commit_timestamp": "2025-01-01T00:00:00Z", "errors": null,
-                    "columns": [{"name": "command_id", "type": "uuid"}, {"name": "hub_id", "type": "text"}],
-                    "record": {"command_id": "8d6f0a8e-0000-4000-8000-000000000001", "hub_id": hub_id},
+                    "columns": columns,
+                    "record": record,
                 },
             },
             "ref": null,

@@ -205,7 +205,7 @@ impl Session<'_> {
             self.join = None;
             *self.joined = true;
             self.listening.send_replace(true);
-            info!("listening for cloud commands");
+            info!("joined; listening for wake-ups");
             if self.token_pending {
                 self.token_pending = false;
                 self.send_token().await?;

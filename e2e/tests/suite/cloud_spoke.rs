@@ -10,6 +10,8 @@
 //!   them printed.
 //! - `endings`: rows that end before the hub publishes print their reason; Ctrl-C cancels
 //!   through `cancel_cloud_command`; a hub that never registered is named with what to do.
+//! - `wakeups`: while Realtime is joined a following device reads when its row changes, and
+//!   otherwise only every safety poll.
 //! - `presence`: `helix hubs` lists from `online_cloud_hubs`; the address lookup reads
 //!   `cloud_presence`.
 
@@ -18,6 +20,7 @@ mod endings;
 mod hub;
 mod presence;
 mod refusals;
+mod wakeups;
 
 use tokio::{
     io::AsyncReadExt,

@@ -40,6 +40,8 @@ struct Shared {
     failed: AtomicUsize,
     /// Requests to `path_suffix` forwarded.
     forwarded: AtomicUsize,
+    /// Requests received, to any path.
+    received: AtomicUsize,
     http: reqwest::Client,
 }
 
@@ -60,6 +62,7 @@ impl FaultProxy {
             faults: Mutex::new(faults.iter().copied().collect()),
             failed: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
+            received: AtomicUsize::new(0),
             http: reqwest::Client::new(),
         });
         let app = Router::new().fallback(forward).with_state(shared.clone());
@@ -85,6 +88,11 @@ impl FaultProxy {
     pub fn forwarded(&self) -> usize {
         self.shared.forwarded.load(Ordering::SeqCst)
     }
+
+    /// How many requests it has received, to any path.
+    pub fn received(&self) -> usize {
+        self.shared.received.load(Ordering::SeqCst)
+    }
 }
 
 async fn forward(
@@ -94,6 +102,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.received.fetch_add(1, Ordering::SeqCst);
     let targeted = method == Method::POST && uri.path().ends_with(&shared.path_suffix);
     let fault = if targeted {
         shared.faults.lock().unwrap().pop_front()

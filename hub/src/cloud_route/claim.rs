@@ -16,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{
-    CLAIM_BATCH, CloudRoute, REALTIME_SAFETY_POLL, REPLAYED,
+    CLAIM_BATCH, CloudRoute, REPLAYED,
     claim_token::{Registration, register},
     publish::NotPublished,
-    resume::ORPHAN_SCAN,
     row::Row,
 };
 use crate::{
@@ -65,9 +64,9 @@ enum Round {
 
 impl CloudRoute {
     /// Claims and runs commands until `claims` (the hub stops, or starts to): on every wake-up
-    /// and every poll (the configured interval while Realtime is down, at least
-    /// [`REALTIME_SAFETY_POLL`] while it listens). Looks for orphaned rows at start and every
-    /// [`ORPHAN_SCAN`]. `false` when the cloud refused the claim token.
+    /// and every poll (`[cloud] poll_interval` while Realtime is down, `safety_poll` while it
+    /// listens). Looks for orphaned rows at start and every three safety polls. `false` when
+    /// the cloud refused the claim token.
     pub(super) async fn claim_until(
         &self,
         wake: &mut mpsc::Receiver<()>,
@@ -90,7 +89,8 @@ impl CloudRoute {
                     if tokio::time::Instant::now() >= next_scan
                         && self.resume_orphans(&rest, cancel).await
                     {
-                        next_scan = tokio::time::Instant::now() + ORPHAN_SCAN;
+                        next_scan =
+                            tokio::time::Instant::now() + self.ctx.config.cloud.orphan_scan();
                     }
                     match self.claim_round(&rest, claims, cancel).await {
                         Round::Done => {}
@@ -101,11 +101,10 @@ impl CloudRoute {
                 Ok(None) => {}
                 Err(error) => tracing::warn!(%error, "cloud route: no usable cloud session"),
             }
-            let poll = self.ctx.config.cloud.poll_interval;
-            let poll = if *realtime.borrow() {
-                poll.max(REALTIME_SAFETY_POLL)
-            } else {
-                poll
+            let cloud = &self.ctx.config.cloud;
+            let poll = match *realtime.borrow() {
+                true => cloud.realtime_poll(),
+                false => cloud.poll_interval,
             };
             tokio::select! {
                 _ = claims.cancelled() => return true,

@@ -3,7 +3,8 @@
 //! command's expiry, or when it stopped). The claim only takes `pending` rows, so without this a
 //! device following one would wait for nothing.
 //!
-//! At start, and every [`ORPHAN_SCAN`] after, the cloud route reads its own `executing` rows of
+//! At start, and every three safety polls after (`CloudSettings::orphan_scan`, 15 minutes:
+//! one small query, 4 an hour), the cloud route reads its own `executing` rows of
 //! `cloud_commands` and resumes each one no handler of this process works on (as many as there
 //! are free handlers; the rest wait for the next scan), from the journal:
 //! - a command the journal has: published first if the row has no prompt yet (the hub died
@@ -16,8 +17,6 @@
 //!   and that reason goes on the row too;
 //! - a command the journal does not have (the hub died between claim and queueing, or gave up
 //!   refusing it): completed `failed` with [`RESTARTED_ERROR`].
-
-use std::time::Duration;
 
 use helix_discovery::rest::Rest;
 use helix_mesh::proto_ext::now_ms;
@@ -32,10 +31,6 @@ use super::{
 };
 use crate::{executor::SHUTDOWN_ERROR, journal::RESTARTED_ERROR};
 
-/// How often a running hub looks for its `executing` rows that nothing here works on (rows it
-/// gave up on while the cloud failed). One small query per interval (4 an hour, within an idle
-/// hub's budget); a hub also looks at start.
-pub const ORPHAN_SCAN: Duration = Duration::from_secs(15 * 60);
 /// Rows read per scan at most (no more than there can be handlers).
 pub const ORPHAN_BATCH: usize = super::MAX_HANDLERS;
 
@@ -95,7 +90,7 @@ impl CloudRoute {
             caller: &self.caller,
             command_id,
             // Retried until the next scan would take it up again anyway.
-            deadline_ms: now_ms() + ORPHAN_SCAN.as_millis() as i64,
+            deadline_ms: now_ms() + self.ctx.config.cloud.orphan_scan().as_millis() as i64,
             cancel,
         };
         let Ok(id) = Uuid::parse_str(command_id) else {

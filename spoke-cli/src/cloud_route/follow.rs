@@ -11,10 +11,11 @@ use iroh::{PublicKey, SecretKey};
 use tokio::{signal::unix::Signal, time::Instant};
 
 use super::{
-    CTRL_C_REASON, CloudRouteError, EVENT_POLL, ROUTE_CLOUD, Refusal,
+    CTRL_C_REASON, CloudRouteError, ROUTE_CLOUD, Refusal,
     cancel::cancel_row,
     open::{Opener, check_hub, unwrap_key},
     row::{self, CommandRow},
+    wakeups::Wakeups,
 };
 use crate::{
     exit::Exit,
@@ -42,18 +43,19 @@ pub(super) struct Follow<'a> {
 enum Step {
     /// Look again at once (a full page, or the key just arrived).
     Again,
-    /// Nothing new: wait [`EVENT_POLL`].
+    /// Nothing new: wait for a wake-up or the poll ([`Wakeups::next`]).
     Wait,
     /// The command is over for this device.
     Done(Exit),
 }
 
 impl Follow<'_> {
-    /// Prints the events after `after_seq` until the command or its row ends; Ctrl-C (from
-    /// `interrupts`) cancels it.
+    /// Prints the events after `after_seq` until the command or its row ends, looking again
+    /// when `wakeups` says; Ctrl-C (from `interrupts`) cancels it.
     pub(super) async fn events(
         mut self,
         mut interrupts: Signal,
+        mut wakeups: Wakeups,
         after_seq: u64,
         printer: &mut Printer,
     ) -> Result<Exit, CloudRouteError> {
@@ -92,7 +94,7 @@ impl Follow<'_> {
                         return Ok(exit);
                     }
                 }
-                _ = tokio::time::sleep(EVENT_POLL) => {}
+                _ = wakeups.next() => {}
             }
         }
     }

@@ -1,5 +1,6 @@
 -- Helix Mesh: the cloud route v1 is gone. The hub and the spoke use only the v2 objects of
 -- 20261203000000_cloud_route_v2.sql (nothing was deployed with v1, so no data moves over).
+-- Dropping the tables drops their policies, grants and triggers with them.
 
 alter publication supabase_realtime drop table public.remote_commands;
 
