@@ -1,7 +1,9 @@
-//! Who gets a command's content key, with the real hub: every device paired when the hub
-//! publishes the command, and nobody else. A device paired after a command started cannot read
-//! it (and is told why, exit 6) but reads the commands after; a revoked device gets no key for
-//! new commands, and its own new commands fail, refused by the hub.
+//! Who reads which command through the cloud, with the real hub: every device paired when the
+//! hub publishes the command, whichever route the command took (a command sent over iroh is
+//! mirrored, and another device reads it byte for byte), and nobody else. A device paired after
+//! a command started cannot read it (and is told why, exit 6) but reads the commands after; a
+//! revoked device gets no key for new commands, and its own new commands fail, refused by the
+//! hub.
 
 use crate::support::{
     TestHub,
@@ -39,6 +41,63 @@ fn no_key_for(done: &Finished, command_id: &str) {
         done.stderr
     );
     assert_eq!(done.stdout, "", "nothing of the command is printed");
+}
+
+#[tokio::test]
+async fn a_command_sent_over_iroh_is_read_byte_for_byte_by_another_device_through_the_cloud() {
+    let cloud = TestCloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["über ", "iroh\n", "\tand back"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    let laptop = paired_spoke(&hub, &cloud).await;
+    let phone = paired_spoke(&hub, &cloud).await;
+
+    let mut cmd = spoke(laptop.path());
+    cmd.args([
+        "run",
+        "--hub",
+        "desk",
+        "--via",
+        "iroh",
+        "--detach",
+        "sent over iroh",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let id = done.stdout.lines().last().unwrap().to_owned();
+    let mut cmd = spoke(laptop.path());
+    cmd.args(["attach", "--hub", "desk", "--via", "iroh", &id]);
+    let over_iroh = run_helix(cmd, None).await;
+    assert_eq!(over_iroh.code, Some(0), "{}", over_iroh.stderr);
+    assert_eq!(over_iroh.stdout, "über iroh\n\tand back");
+
+    // The hub mirrored it: the phone reads the same bytes from the cloud, and lists it.
+    let row = wait_status(&cloud, &id, "completed").await;
+    assert_eq!(row, "completed|");
+    let origin = cloud
+        .db
+        .admin(&format!(
+            "select origin from cloud_commands where command_id = '{id}'"
+        ))
+        .await;
+    assert_eq!(origin, "hub");
+    let through_cloud = attach(phone.path(), &id).await;
+    assert_eq!(
+        (through_cloud.code, through_cloud.stdout.as_str()),
+        (Some(0), over_iroh.stdout.as_str()),
+        "{}",
+        through_cloud.stderr
+    );
+    let mut cmd = spoke(phone.path());
+    cmd.args(["ls", "--hub", "desk", "--via", "cloud", "--json"]);
+    let listed = run_helix(cmd, None).await;
+    assert_eq!(listed.code, Some(0), "{}", listed.stderr);
+    let rows = crate::support::json_lines(&listed.stdout);
+    let mine = rows
+        .iter()
+        .find(|r| r["command_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {}", listed.stdout));
+    assert_eq!(mine["content"], "sent over iroh", "{mine}");
+    hub.shutdown().await;
 }
 
 #[tokio::test]

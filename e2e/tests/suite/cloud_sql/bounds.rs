@@ -246,7 +246,7 @@ async fn appends_are_bounded_per_call_and_per_command() {
 }
 
 #[tokio::test]
-async fn an_account_holds_at_most_64_pending_commands() {
+async fn an_account_holds_at_most_64_unexpired_pending_commands() {
     let db = TestDb::create().await;
     register(&db, ALICE, HUB, TOKEN).await.unwrap();
     let many = |n: u32| {
@@ -298,6 +298,15 @@ async fn an_account_holds_at_most_64_pending_commands() {
         ))
         .await;
     assert_eq!(pending, "64");
+    // A command that expired while it waited (its hub was away) holds no place: the device
+    // may send again before the hub comes back and marks it expired.
+    db.admin(&format!(
+        "update cloud_commands set created_at = now() - interval '2 hours', expires_at = now() - interval '1 second' \
+         where command_id = (select command_id from cloud_commands where user_id = '{ALICE}' and status = 'pending' limit 1)"
+    ))
+    .await;
+    send(&db, ALICE, HUB).await;
+    assert_eq!(refused(db.as_user(Some(ALICE), &many(1)).await), "54000");
     // Mirrored commands (created executing by the hub) are not held to the pending cap.
     let mirrored = db
         .as_user(Some(ALICE), &publish_sql(HUB, TOKEN, &uuid(), "p", "[]"))
