@@ -1,14 +1,20 @@
 //! The iroh side of the wire: ALPNs, close codes, endpoint construction shared by hub and
 //! spoke, persistent keys, and which route a connection uses.
 
-use std::{net::SocketAddr, path::Path, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use iroh::{
     Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey,
     address_lookup::{DnsAddressLookup, PkarrPublisher, PkarrResolver},
     endpoint::{Connection, EndpointHooks, PortmapperConfig, QuicTransportConfig, VarInt, presets},
+    tls::CaTlsConfig,
 };
 use iroh_mdns_address_lookup::MdnsAddressLookup;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 use crate::fsutil::{self, FsError};
 
@@ -95,6 +101,9 @@ pub struct EndpointOptions {
     pub ip_transports: bool,
     /// Ask the router for a port mapping (UPnP, PCP, NAT-PMP).
     pub portmapper: bool,
+    /// A PEM file of extra root certificates to trust for relays (and n0's DNS and pkarr
+    /// services), beside the embedded web roots: for a self-hosted relay with its own CA.
+    pub relay_ca: Option<PathBuf>,
 }
 
 impl Default for EndpointOptions {
@@ -106,6 +115,7 @@ impl Default for EndpointOptions {
             udp_addr: None,
             ip_transports: true,
             portmapper: true,
+            relay_ca: None,
         }
     }
 }
@@ -120,6 +130,7 @@ impl EndpointOptions {
             udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ip_transports: true,
             portmapper: false,
+            relay_ca: None,
         }
     }
 }
@@ -134,8 +145,29 @@ pub enum EndpointError {
         #[source]
         source: iroh::endpoint::InvalidSocketAddr,
     },
-    #[error("starting the iroh endpoint: {0}")]
+    #[error("starting the iroh endpoint: {}", crate::iroh_grpc::error_chain(.0))]
     Bind(#[from] iroh::endpoint::BindError),
+    #[error(
+        "reading the relay CA {}: {problem}: it must be a PEM file with one or more CERTIFICATE blocks",
+        path.display()
+    )]
+    RelayCa { path: PathBuf, problem: String },
+}
+
+/// The certificates of the PEM file at `path` (at least one).
+pub fn load_relay_ca(path: &Path) -> Result<Vec<CertificateDer<'static>>, EndpointError> {
+    let problem = |problem: String| EndpointError::RelayCa {
+        path: path.to_owned(),
+        problem,
+    };
+    let pem = std::fs::read(path).map_err(|e| problem(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| problem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(problem("no certificate in it".into()));
+    }
+    Ok(certs)
 }
 
 /// The QUIC transport settings both sides use (see the window constants).
@@ -155,6 +187,10 @@ pub async fn bind_endpoint(
     alpns: Vec<Vec<u8>>,
     hooks: Option<Box<dyn FnOnce(iroh::endpoint::Builder) -> iroh::endpoint::Builder + Send>>,
 ) -> Result<Endpoint, EndpointError> {
+    let ca = match &options.relay_ca {
+        Some(path) => Some(CaTlsConfig::embedded().with_extra_roots(load_relay_ca(path)?)),
+        None => None,
+    };
     let mut builder = Endpoint::builder(presets::Minimal)
         .secret_key(secret)
         .alpns(alpns)
@@ -164,6 +200,9 @@ pub async fn bind_endpoint(
         RelayChoice::Custom(urls) => RelayMode::Custom(RelayMap::from_iter(urls.iter().cloned())),
         RelayChoice::Disabled => RelayMode::Disabled,
     });
+    if let Some(ca) = ca {
+        builder = builder.ca_tls_config(ca);
+    }
     if options.n0_discovery {
         builder = builder
             .address_lookup(PkarrPublisher::n0_dns())

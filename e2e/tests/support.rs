@@ -12,6 +12,7 @@ pub mod mock_gemini;
 pub mod mock_gotrue;
 pub mod mock_oauth;
 pub mod relay;
+pub mod tls_relay;
 
 pub use helix_testkit::{pg, postrust, realtime as mock_realtime};
 

@@ -203,7 +203,8 @@ pub struct AgentConfig {
 }
 
 impl HubConfig {
-    /// Reads `<data_dir>/config.toml`; a missing file gives the defaults.
+    /// Reads `<data_dir>/config.toml`; a missing file gives the defaults. A relative
+    /// `[iroh] relay_ca` is taken relative to `data_dir`.
     pub fn load(data_dir: &Path) -> Result<Self, ConfigError> {
         let path = data_dir.join(FILE_NAME);
         let Some(bytes) = fsutil::read_optional(&path)? else {
@@ -213,10 +214,15 @@ impl HubConfig {
             path: path.clone(),
             message: "not UTF-8".into(),
         })?;
-        let config: HubConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: HubConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        if let Some(ca) = config.iroh.relay_ca.as_mut()
+            && ca.is_relative()
+        {
+            *ca = data_dir.join(&*ca);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -442,6 +448,42 @@ mod tests {
         .unwrap();
         let err = HubConfig::load(dir.path()).unwrap_err().to_string();
         assert_eq!(err, "cloud.safety_poll is invalid: must be longer than 0s");
+    }
+
+    #[test]
+    fn a_relay_ca_is_found_next_to_the_config_and_must_hold_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[iroh]\nrelay_ca = \"ca.pem\"\n",
+        )
+        .unwrap();
+        let ca = dir.path().join("ca.pem");
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "iroh.relay_ca is invalid: reading the relay CA {}: ",
+                ca.display()
+            )),
+            "{err}"
+        );
+        std::fs::write(
+            &ca,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "no certificate in it: it must be a PEM file with one or more CERTIFICATE blocks"
+            ),
+            "{err}"
+        );
+        let cert = rcgen::generate_simple_self_signed(vec!["relay.test".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let config = HubConfig::load(dir.path()).unwrap();
+        assert_eq!(config.iroh.relay_ca, Some(ca.clone()));
+        assert_eq!(config.iroh.endpoint_options().unwrap().relay_ca, Some(ca));
     }
 
     #[test]

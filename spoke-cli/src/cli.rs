@@ -39,6 +39,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_mdns: bool,
 
+    /// Do not resolve hub ids through n0's DNS (a hub is then found by its saved or ticket
+    /// addresses, the relay, mDNS or the cloud's presence rows).
+    #[arg(long, global = true)]
+    pub no_n0_discovery: bool,
+
+    /// A PEM file of extra root certificates to trust for the relay (a self-hosted relay with
+    /// its own CA).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub relay_ca: Option<PathBuf>,
+
     /// How long to try to reach a hub over iroh before giving up, e.g. 10s.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub connect_timeout: std::time::Duration,

@@ -20,9 +20,9 @@ use crate::{
     render::Printer,
 };
 
-/// How long closing the iroh endpoint may delay the exit (a clean close takes milliseconds;
-/// an abandoned dial would otherwise hold it for its whole timeout).
-const CLOSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long `helix` lets the endpoint close before it exits anyway (the close frames are sent
+/// by then; their acknowledgement is not waited for).
+pub const CLOSE_GRACE: Duration = Duration::from_millis(50);
 
 /// The route name of the loopback TCP listener.
 pub const ROUTE_LOCAL: &str = "local";
@@ -229,10 +229,20 @@ impl Spoke {
     }
 
     /// Closes the iroh endpoint (if it was bound), so the hub sees the connections end now
-    /// rather than at their idle timeout.
+    /// rather than at their idle timeout. The close frames go out at once; iroh then waits
+    /// for the hub to acknowledge them (a round trip, more through a relay), which nobody at
+    /// this terminal needs: after [`CLOSE_GRACE`] the process leaves the endpoint to the OS as
+    /// it exits, rather than drop it mid-close (iroh logs that as an ungraceful abort).
     pub async fn close(&self) {
-        if let Some(endpoint) = self.endpoint.get() {
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.close()).await;
+        let Some(endpoint) = self.endpoint.get() else {
+            return;
+        };
+        let closing = endpoint.clone();
+        let close = tokio::spawn(async move { closing.close().await });
+        if tokio::time::timeout(CLOSE_GRACE, close).await.is_err() {
+            // The process is about to exit: the spawned close, and this clone, must not drop
+            // the endpoint's last handle before it does.
+            std::mem::forget(endpoint.clone());
         }
     }
 

@@ -14,6 +14,7 @@ use crate::{
     error::Error,
     exit::Exit,
     hub_info, pair, queries, run,
+    settings::Settings,
 };
 
 /// Runs one parsed command line.
@@ -58,8 +59,10 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
     })
 }
 
-/// The spoke context the flags describe.
+/// The spoke context the flags describe, over the config dir's `config.toml`.
 fn spoke_for(cli: &Cli) -> Result<Spoke, Error> {
+    let config = SpokeConfig::new(cli.config_dir.clone().unwrap_or_else(default_config_dir));
+    let settings = Settings::load(config.path())?;
     let relay = match (&cli.relay_url, cli.no_relay || cli.local_only) {
         (Some(url), _) => {
             RelayChoice::Custom(vec![url.parse().map_err(|source| Error::RelayUrl {
@@ -68,23 +71,27 @@ fn spoke_for(cli: &Cli) -> Result<Spoke, Error> {
             })?])
         }
         (None, true) => RelayChoice::Disabled,
-        (None, false) => RelayChoice::N0,
+        (None, false) => settings.relay().unwrap_or(RelayChoice::N0),
     };
     let mut options = if cli.local_only {
         EndpointOptions::loopback(relay)
     } else {
         EndpointOptions {
             relay,
-            mdns: !cli.no_mdns,
+            mdns: !cli.no_mdns && settings.iroh.mdns.unwrap_or(true),
+            n0_discovery: !cli.no_n0_discovery && settings.iroh.n0_discovery.unwrap_or(true),
             // Spokes only dial out: no port mapping needed.
             portmapper: false,
             ..EndpointOptions::default()
         }
     };
+    options.relay_ca = cli.relay_ca.clone().or(settings.iroh.relay_ca);
+    if let Some(path) = &options.relay_ca {
+        helix_mesh::transport::load_relay_ca(path)?;
+    }
     if cli.relay_only {
         options.ip_transports = false;
     }
-    let config = SpokeConfig::new(cli.config_dir.clone().unwrap_or_else(default_config_dir));
     Ok(Spoke::new(
         config,
         cli.hub_dir.clone(),

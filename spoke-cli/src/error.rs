@@ -26,6 +26,10 @@ pub enum Error {
         source: <iroh::RelayUrl as std::str::FromStr>::Err,
     },
     #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error(transparent)]
+    RelayCa(#[from] helix_mesh::transport::EndpointError),
+    #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
     Cancel(#[from] CancelError),
@@ -43,7 +47,7 @@ impl Error {
     /// The exit code this error means (see `helix --help`).
     pub fn exit(&self) -> Exit {
         match self {
-            Error::RelayUrl { .. } => Exit::Usage,
+            Error::RelayUrl { .. } | Error::Settings(_) | Error::RelayCa(_) => Exit::Usage,
             Error::Run(e) => run_exit(e),
             Error::Cancel(e) => match e {
                 CancelError::Resolve(e) => resolve_exit(e),

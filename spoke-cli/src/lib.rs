@@ -39,3 +39,4 @@ pub mod pair;
 pub mod queries;
 pub mod render;
 pub mod run;
+pub mod settings;

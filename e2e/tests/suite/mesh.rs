@@ -1,4 +1,5 @@
-//! The iroh tunnel: pairing, gRPC over QUIC direct and through a local relay, refusals,
+//! The iroh tunnel: pairing, gRPC over QUIC direct and through a local relay (also one with
+//! a private CA), refusals,
 //! revocation, resume after a dropped connection, the Watch broadcast across devices, and a
 //! restarted hub that keeps its id and devices. Everything stays on loopback.
 
@@ -8,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::support::{
     LocalRelay, TestHub,
-    bins::{Finished, hub_cli, run_helix, spoke},
+    bins::{Finished, hub_cli, run_helix, spoke, spoke_with_own_settings},
     config_for, json_lines,
     mock_anthropic::{MockAnthropic, Reply},
 };
@@ -138,6 +139,104 @@ async fn relay_only_spoke_streams_through_a_local_relay() {
     );
     let text: String = records.iter().filter_map(|r| r["text"].as_str()).collect();
     assert_eq!(text, "via relay");
+    hub.shutdown().await;
+}
+
+/// A self-hosted relay with its own CA: the hub trusts it through `[iroh] relay_ca`, a spoke
+/// through `--relay-ca` or `relay_ca` in its `config.toml`; without the CA a relay-only spoke
+/// cannot reach the hub, and says so.
+#[tokio::test]
+async fn a_relay_with_a_private_ca_carries_commands_once_its_ca_is_trusted() {
+    let relay = crate::support::tls_relay::TlsRelay::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["through ", "my own relay"])).await;
+    let mut config = config_for(&mock);
+    config.iroh = helix_hub::config::IrohConfig {
+        relay_ca: Some(relay.ca_pem.clone()),
+        ..helix_hub::config::IrohConfig::loopback(&relay.url)
+    };
+    let hub = TestHub::start(config).await;
+    let spoke_dir = tempfile::tempdir().unwrap();
+    let relay_only = [
+        "--relay-url",
+        relay.url.as_str(),
+        "--relay-only",
+        "--connect-timeout",
+        "3s",
+    ];
+
+    // The relay's certificate is not trusted: nothing gets through.
+    let done = pair(&hub, spoke_dir.path(), "desk", &relay_only).await;
+    assert_eq!(done.code, Some(3), "{}", done.stderr);
+
+    let ca = relay.ca_pem.display().to_string();
+    let mut trusted = relay_only.to_vec();
+    trusted.extend(["--relay-ca", ca.as_str()]);
+    let done = pair(&hub, spoke_dir.path(), "desk", &trusted).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args(&trusted).args(["run", "--hub", "desk", "hello"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "through my own relay"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("(route iroh-relay)"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("ERROR"), "{}", done.stderr);
+
+    // The same from the spoke's config file (a relative relay_ca is next to it).
+    std::fs::copy(&relay.ca_pem, spoke_dir.path().join("relay-ca.pem")).unwrap();
+    std::fs::write(
+        spoke_dir.path().join("config.toml"),
+        format!(
+            "[iroh]\nrelay = \"{}\"\nrelay_ca = \"relay-ca.pem\"\nn0_discovery = false\nmdns = false\n",
+            relay.url
+        ),
+    )
+    .unwrap();
+    let mut cmd = spoke_with_own_settings(spoke_dir.path());
+    cmd.args(["--relay-only", "run", "--hub", "desk", "again"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "through my own relay"),
+        "{}",
+        done.stderr
+    );
+    assert!(
+        done.stderr.contains("(route iroh-relay)"),
+        "{}",
+        done.stderr
+    );
+    assert!(!done.stderr.contains("ERROR"), "{}", done.stderr);
+
+    // A CA file that is not PEM is refused before anything is dialed.
+    let bogus = spoke_dir.path().join("bogus.pem");
+    std::fs::write(&bogus, "not a certificate").unwrap();
+    let mut cmd = spoke(spoke_dir.path());
+    cmd.args([
+        "--relay-ca",
+        &bogus.display().to_string(),
+        "run",
+        "--hub",
+        "desk",
+        "x",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(&format!(
+            "reading the relay CA {}: no certificate in it: it must be a PEM file with one or more CERTIFICATE blocks",
+            bogus.display()
+        )),
+        "{}",
+        done.stderr
+    );
     hub.shutdown().await;
 }
 

@@ -149,10 +149,17 @@ pub fn helix(dir: &Path) -> Command {
 
 /// `helix --config-dir DIR --local-only …`: a spoke with its own identity, on loopback.
 pub fn spoke(config_dir: &Path) -> Command {
+    let mut cmd = spoke_with_own_settings(config_dir);
+    cmd.arg("--local-only");
+    cmd
+}
+
+/// `helix` as [`spoke`] runs it but without `--local-only`: how it reaches hubs is what the
+/// config dir's `config.toml` (and the flags the caller adds) say.
+pub fn spoke_with_own_settings(config_dir: &Path) -> Command {
     let mut cmd = Command::new(bin("helix"));
     cmd.arg("--config-dir")
         .arg(config_dir)
-        .arg("--local-only")
         .env_remove("HELIX_HUB_DIR")
         .env_remove("HELIX_CONFIG_DIR")
         .env_remove("HELIX_SUPABASE_URL")

@@ -1,6 +1,6 @@
 //! The `[iroh]` section: how the hub's iroh endpoint is set up.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use helix_mesh::transport::{EndpointOptions, RelayChoice};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,8 @@ pub struct IrohConfig {
     pub n0_discovery: bool,
     pub udp_addr: Option<SocketAddr>,
     pub portmapper: bool,
+    /// A PEM file of extra root certificates for a self-hosted relay with its own CA.
+    pub relay_ca: Option<PathBuf>,
 }
 
 impl Default for IrohConfig {
@@ -29,6 +31,7 @@ impl Default for IrohConfig {
             n0_discovery: true,
             udp_addr: None,
             portmapper: true,
+            relay_ca: None,
         }
     }
 }
@@ -44,6 +47,7 @@ impl IrohConfig {
             n0_discovery: false,
             udp_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             portmapper: false,
+            relay_ca: None,
         }
     }
 
@@ -56,6 +60,12 @@ impl IrohConfig {
                 message: format!("{url:?} is not \"n0\", \"none\" or a relay URL: {e}"),
             })?]),
         };
+        if let Some(path) = &self.relay_ca {
+            helix_mesh::transport::load_relay_ca(path).map_err(|e| ConfigError::Invalid {
+                what: "iroh.relay_ca".into(),
+                message: e.to_string(),
+            })?;
+        }
         Ok(EndpointOptions {
             relay,
             n0_discovery: self.n0_discovery,
@@ -63,6 +73,7 @@ impl IrohConfig {
             udp_addr: self.udp_addr,
             ip_transports: true,
             portmapper: self.portmapper,
+            relay_ca: self.relay_ca.clone(),
         })
     }
 }
