@@ -1,15 +1,20 @@
 //! A local iroh relay served over HTTPS with a certificate from a CA made for the test, as a
 //! self-hosted relay with a private CA is: nobody trusts it unless told to (`[iroh] relay_ca`,
-//! `helix --relay-ca`).
+//! `helix --relay-ca`). In the network lab it also answers QUIC address discovery, which
+//! needs the same TLS, so the hub and the spoke learn their addresses outside their NATs.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tempfile::TempDir;
 
 pub struct TlsRelay {
-    /// `https://127.0.0.1:<port>` (the certificate names the address).
+    /// `https://<address>:<port>` (the certificate names the address).
     pub url: String,
     /// The CA's certificate, PEM.
     pub ca_pem: PathBuf,
@@ -18,7 +23,14 @@ pub struct TlsRelay {
 }
 
 impl TlsRelay {
+    /// On 127.0.0.1 (a free port), without QUIC address discovery.
     pub async fn start() -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), 0, None).await
+    }
+
+    /// On `ip:https_port`, and with QUIC address discovery on `ip:quic_port` when given (iroh
+    /// asks port 7842, its default, of every relay in its map).
+    pub async fn start_on(ip: IpAddr, https_port: u16, quic_port: Option<u16>) -> Self {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -27,7 +39,7 @@ impl TlsRelay {
             .push(DnType::CommonName, "helix test relay CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        let leaf = CertificateParams::new(vec![ip.to_string()])
             .unwrap()
             .signed_by(&leaf_key, &Issuer::from_params(&ca_params, &ca_key))
             .unwrap();
@@ -42,15 +54,17 @@ impl TlsRelay {
                 PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
             )
             .unwrap();
-        let localhost = (std::net::Ipv4Addr::LOCALHOST, 0);
-        let mut relay = iroh_relay::server::RelayConfig::new(localhost);
+        let https = SocketAddr::new(ip, https_port);
+        let mut relay = iroh_relay::server::RelayConfig::new(SocketAddr::new(ip, 0));
         relay.tls = Some(iroh_relay::server::TlsConfig::new(
-            localhost,
+            https,
             iroh_relay::server::CertConfig::Manual { server_config },
         ));
         let mut config = iroh_relay::server::ServerConfig::default();
         config.relay = Some(relay);
-        config.quic = None;
+        // The QUIC server takes the relay's TLS.
+        config.quic =
+            quic_port.map(|port| iroh_relay::server::QuicConfig::new(SocketAddr::new(ip, port)));
         let server = iroh_relay::server::Server::spawn(config).await.unwrap();
         let url = format!("https://{}", server.https_addr().unwrap());
         let dir = tempfile::tempdir().unwrap();
