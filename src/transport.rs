@@ -10,7 +10,9 @@ use std::{
 use iroh::{
     Endpoint, RelayMap, RelayMode, RelayUrl, SecretKey,
     address_lookup::{DnsAddressLookup, PkarrPublisher, PkarrResolver},
-    endpoint::{Connection, EndpointHooks, PortmapperConfig, QuicTransportConfig, VarInt, presets},
+    endpoint::{
+        Connection, EndpointHooks, PathList, PortmapperConfig, QuicTransportConfig, VarInt, presets,
+    },
     tls::CaTlsConfig,
 };
 use iroh_mdns_address_lookup::MdnsAddressLookup;
@@ -65,7 +67,12 @@ impl Route {
 
 /// The route of the path a connection currently sends on.
 pub fn current_route(conn: &Connection) -> Option<Route> {
-    let paths = conn.paths();
+    selected_route(&conn.paths())
+}
+
+/// The route of the selected path in a snapshot of a connection's paths (one item of
+/// `Connection::paths_stream`, say); `None` while no path is selected.
+pub fn selected_route(paths: &PathList<'_>) -> Option<Route> {
     let selected = paths.iter().find(|p| p.is_selected())?;
     Some(if selected.is_relay() {
         Route::Relay

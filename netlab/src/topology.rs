@@ -67,6 +67,8 @@ pub struct Site {
     /// The host's address in its LAN.
     pub host_addr: Ipv4Addr,
     pub router: Netns,
+    /// The router's own address on the WAN.
+    pub router_addr: Ipv4Addr,
 }
 
 /// A built lab; everything in it is deleted on drop.
@@ -134,7 +136,7 @@ impl Lab {
     /// The median of `samples` UDP round trips from site a's host to site b's router (the
     /// path a direct connection between the sites takes, through the delay line both ways).
     pub fn round_trip(&self, samples: usize) -> Result<Duration, LabError> {
-        let echo_at = SocketAddr::from((self.b.public_addr, ECHO_PORT));
+        let echo_at = SocketAddr::from((self.b.router_addr, ECHO_PORT));
         let echo = self
             .b
             .router
@@ -237,6 +239,7 @@ fn site(wan: &Netns, n: u8, spec: SiteSpec) -> Result<Site, LabError> {
         public_addr,
         host_addr,
         router,
+        router_addr: public,
     })
 }
 

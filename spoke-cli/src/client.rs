@@ -1,7 +1,10 @@
 //! Reaching a hub: on this machine through its data dir (loopback TCP + bearer token), or
 //! anywhere by its key over iroh QUIC (direct or through a relay), as a paired device.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use helix_discovery::local::{self, AddBearer, LocalHub, LocalHubError};
 use helix_mesh::{
@@ -26,6 +29,9 @@ pub const CLOSE_GRACE: Duration = Duration::from_millis(50);
 
 /// The route name of the loopback TCP listener.
 pub const ROUTE_LOCAL: &str = "local";
+
+/// The route name of an iroh connection in a moment when none of its paths is selected.
+pub const ROUTE_IROH: &str = "iroh";
 
 pub type HubClient = RemoteExecutionClient<InterceptedService<HubChannel, AddBearer>>;
 
@@ -152,6 +158,11 @@ pub struct Spoke {
 pub struct Connected {
     pub client: HubClient,
     pub link: Link,
+    /// When the connection came up: route changes are timed from here.
+    pub connected_at: Instant,
+    /// The route at that moment (what `connected to hub … (route …)` says); the route may
+    /// change later ([`crate::route_watch`]).
+    pub route_at_connect: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -163,13 +174,31 @@ pub enum Link {
     },
 }
 
+impl Link {
+    /// `local`, `direct` or `iroh-relay`: what carries the calls right now ([`ROUTE_IROH`] in
+    /// a moment when no path is selected).
+    pub fn route(&self) -> &'static str {
+        match self {
+            Link::Local(_) => ROUTE_LOCAL,
+            Link::Iroh { conn, .. } => current_route(conn).map_or(ROUTE_IROH, |r| r.name()),
+        }
+    }
+}
+
 impl Connected {
+    /// A connection that came up just now.
+    fn new(client: HubClient, link: Link) -> Self {
+        Self {
+            client,
+            route_at_connect: link.route(),
+            link,
+            connected_at: Instant::now(),
+        }
+    }
+
     /// `local`, `direct` or `iroh-relay`: what carries the calls right now.
     pub fn route(&self) -> &'static str {
-        match &self.link {
-            Link::Local(_) => ROUTE_LOCAL,
-            Link::Iroh { conn, .. } => current_route(conn).map_or("iroh", |r| r.name()),
-        }
+        self.link.route()
     }
 
     /// The hub's id, when known from the transport.
@@ -328,7 +357,7 @@ impl Spoke {
         if let Target::Remote { label, .. } = target {
             printer.progress(&format!(
                 "connected to hub {label} (route {})",
-                conn.route()
+                conn.route_at_connect
             ));
         }
         Ok(conn)
@@ -349,13 +378,13 @@ impl Spoke {
                 )
                 .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
-                Ok(Connected {
+                Ok(Connected::new(
                     client,
-                    link: Link::Iroh {
+                    Link::Iroh {
                         hub_id: addr.id,
                         conn,
                     },
-                })
+                ))
             }
         }
     }
@@ -368,8 +397,5 @@ pub async fn connect_local(dir: &std::path::Path) -> Result<Connected, ConnectEr
     let client = RemoteExecutionClient::with_interceptor(HubChannel::from(channel), bearer)
         .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
         .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
-    Ok(Connected {
-        client,
-        link: Link::Local(Box::new(hub)),
-    })
+    Ok(Connected::new(client, Link::Local(Box::new(hub))))
 }

@@ -14,7 +14,8 @@ use helix_mesh::iroh_grpc::refusal;
 use crate::{
     client::{ConnectError, Connected, HubStatus, Link, Spoke, Target},
     exit::Exit,
-    render::{Printer, event_json},
+    render::{Printer, event_record},
+    route_watch::{RouteLog, Routes},
 };
 
 /// How long the CLI keeps trying to get back to a hub that went away mid-stream.
@@ -112,6 +113,8 @@ pub async fn follow(
     let mut interrupts = signal(SignalKind::interrupt()).map_err(FollowError::CtrlC)?;
     let mut cancel_requested = false;
     let mut lost_since: Option<Instant> = None;
+    // Watches the connection's path while the command streams; stops when this returns.
+    let mut routes = Routes::start(&conn);
 
     loop {
         let opened = match (&start, submitted) {
@@ -130,6 +133,7 @@ pub async fn follow(
             Err(status) if is_connection_loss(&status) => {
                 refused_by_hub(&conn)?;
                 conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
+                routes.reconnected(&conn, printer);
                 continue;
             }
             Err(status) => return Err(HubStatus(status).into()),
@@ -153,6 +157,10 @@ pub async fn follow(
                     });
                     continue;
                 }
+                seen = routes.changed() => {
+                    routes.seen(seen, printer);
+                    continue;
+                }
                 m = stream.message() => m,
             };
             let event = match message {
@@ -171,11 +179,13 @@ pub async fn follow(
                         &tonic::Status::unavailable("the stream ended early"),
                     )
                     .await?;
+                    routes.reconnected(&conn, printer);
                     break;
                 }
                 Err(status) if is_connection_loss(&status) => {
                     refused_by_hub(&conn)?;
                     conn = reconnect(spoke, target, &mut lost_since, printer, &status).await?;
+                    routes.reconnected(&conn, printer);
                     break;
                 }
                 Err(status) => return Err(HubStatus(status).into()),
@@ -192,22 +202,25 @@ pub async fn follow(
                 printer.out_line(&command_id);
                 return Ok(Exit::Ok);
             }
-            if let Some(exit) = show_event(printer, &event, conn.route(), cancel_requested) {
+            routes.catch_up(printer);
+            if let Some(exit) = show_event(printer, &event, routes.log(), cancel_requested) {
                 return Ok(exit);
             }
         }
     }
 }
 
-/// Prints one event; returns the exit code once the command has finished.
+/// Prints one event, by the routes `routes` says the command went; returns the exit code once
+/// the command has finished.
 pub(crate) fn show_event(
     printer: &mut Printer,
     event: &pb::CommandEvent,
-    route: &str,
+    routes: &RouteLog,
     cancel_requested: bool,
 ) -> Option<Exit> {
+    let route = routes.now();
     if printer.json {
-        printer.out_line(&event_json(event, route).to_string());
+        printer.out_line(&event_record(event, routes).to_string());
     }
     match &event.kind {
         Some(Kind::Queued(q)) => {

@@ -1,5 +1,5 @@
 //! The `helix` subcommands about the hub as a whole: `watch` (every command's status changes,
-//! live) and `info` (version, id, providers, limits).
+//! live, and on stderr each change of route) and `info` (version, id, providers, limits).
 
 use helix_mesh::pb;
 use serde_json::json;
@@ -8,6 +8,7 @@ use crate::{
     client::{HubStatus, ReachError, Spoke},
     exit::Exit,
     render::{Printer, provider_name, status_name, time_text},
+    route_watch::Routes,
 };
 
 /// `helix watch` or `helix info` failed.
@@ -38,9 +39,15 @@ pub async fn watch(
         .into_inner();
     let mut printer = Printer::new(json, quiet);
     printer.progress("watching the hub's commands (Ctrl-C to stop)");
+    // Says when the connection's path changes; stops when the watch ends.
+    let mut routes = Routes::start(&conn);
     loop {
         let change = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            seen = routes.changed() => {
+                routes.seen(seen, &mut printer);
+                continue;
+            }
             m = stream.message() => m,
         };
         match change {

@@ -15,6 +15,8 @@
 //! - [`follow`]: streaming one command to its end: resume after a lost connection, Ctrl-C
 //!   cancels on the hub.
 //! - [`render`]: stdout (product) and stderr (progress) output, JSON records.
+//! - [`route_watch`]: the route a command goes by over iroh as it changes (relay → direct):
+//!   progress lines and the `route_history` of the final JSON record.
 //! - [`cloud_route`]: the cloud route through the Supabase tables, v2 (send, follow and attach
 //!   to any command of the hub, cancel, show); [`fallback`]: when a command takes it instead of
 //!   iroh.
@@ -38,5 +40,6 @@ pub mod hub_info;
 pub mod pair;
 pub mod queries;
 pub mod render;
+pub mod route_watch;
 pub mod run;
 pub mod settings;

@@ -24,7 +24,7 @@ use serde_json::json;
 
 use crate::{
     cli::Via,
-    client::{BindError, ConnectError, HubStatus, Spoke, Target},
+    client::{BindError, ConnectError, Connected, HubStatus, Spoke, Target},
     config::{ConfigError, KnownHub},
     exit::Exit,
     render::{Printer, printable},
@@ -267,8 +267,10 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, PairError> {
         let cloud = cloud_online
             .iter()
             .any(|p| p.hub_id == hub.hub_id.to_string());
+        // The path selected now, as the row is printed: a probe that answered early had the
+        // time the slower ones took to move from the relay to a direct path, at no cost.
         let (reachable, route, detail) = match result {
-            Ok((route, version)) => (true, route, format!("version {version}")),
+            Ok((conn, version)) => (true, conn.route(), format!("version {version}")),
             Err(e) => (false, "-", e.to_string()),
         };
         if json {
@@ -298,12 +300,13 @@ pub async fn hubs(spoke: &Spoke, json: bool) -> Result<Exit, PairError> {
 }
 
 /// Whether a paired hub answers now: dials it (within the dial timeout) and asks for its info
-/// (within the same timeout again). The route and the hub's version when it does.
+/// (within the same timeout again). The connection (kept open until its row is printed) and
+/// the hub's version when it does.
 async fn probe(
     spoke: &Spoke,
     name: &str,
     hub: &KnownHub,
-) -> Result<(&'static str, String), ProbeError> {
+) -> Result<(Connected, String), ProbeError> {
     let target = Target::Remote {
         label: name.to_owned(),
         addr: hub.addr.clone(),
@@ -317,5 +320,5 @@ async fn probe(
     .map_err(|_| ProbeError::NoAnswer(spoke.dial_timeout))?
     .map_err(HubStatus)?
     .into_inner();
-    Ok((conn.route(), info.version))
+    Ok((conn, info.version))
 }

@@ -9,6 +9,8 @@ use helix_mesh::{
 };
 use serde_json::{Value, json};
 
+use crate::route_watch::RouteLog;
+
 /// `text` from the cloud (a row's reason, a hub's name in its presence row) without the
 /// characters that would act on a terminal instead of showing: control characters (C0, DEL,
 /// C1, so no escape sequences) and the bidirectional overrides and isolates that reorder what
@@ -71,6 +73,18 @@ pub fn event_json(ev: &pb::CommandEvent, route: &str) -> Value {
     };
     if let (Some(obj), Value::Object(extra)) = (v.as_object_mut(), extra) {
         obj.extend(extra);
+    }
+    v
+}
+
+/// One event as its `--json` record: [`event_json`] with the route the command is on now, and
+/// on `finished` the routes it went by (`route_history`, [`RouteLog::json`]).
+pub fn event_record(ev: &pb::CommandEvent, routes: &RouteLog) -> Value {
+    let mut v = event_json(ev, routes.now());
+    if matches!(ev.kind, Some(Kind::Finished(_)))
+        && let Some(obj) = v.as_object_mut()
+    {
+        obj.insert("route_history".into(), routes.json());
     }
     v
 }
@@ -188,5 +202,28 @@ mod tests {
             })),
         };
         insta::assert_snapshot!(event_json(&ev, "local").to_string(), @r#"{"attempt":2,"command_id":"c","delay_ms":1500,"reason":"overloaded","route":"local","seq":3,"time":"2023-11-14T22:13:20.123Z","type":"retrying"}"#);
+    }
+
+    #[test]
+    fn the_finished_record_carries_the_routes_the_command_went_by() {
+        let mut routes = RouteLog::new("iroh-relay");
+        let event = |seq, kind| pb::CommandEvent {
+            command_id: "c".into(),
+            seq,
+            time: Some(ms_to_timestamp(1_700_000_000_123)),
+            kind: Some(kind),
+        };
+        let output = event(3, Kind::Output(pb::Output { text: "hi".into() }));
+        insta::assert_snapshot!(event_record(&output, &routes).to_string(), @r#"{"command_id":"c","route":"iroh-relay","seq":3,"text":"hi","time":"2023-11-14T22:13:20.123Z","type":"output"}"#);
+        routes.record("direct", std::time::Duration::from_millis(412));
+        let finished = event(
+            4,
+            Kind::Finished(pb::Finished {
+                status: CommandStatus::Completed as i32,
+                attempts: 1,
+                ..Default::default()
+            }),
+        );
+        insta::assert_snapshot!(event_record(&finished, &routes).to_string(), @r#"{"attempts":1,"command_id":"c","error":"","executed_at":null,"route":"direct","route_history":{"at_end":"direct","at_start":"iroh-relay","changes":[{"after_ms":412,"from":"iroh-relay","to":"direct"}]},"seq":4,"status":"completed","time":"2023-11-14T22:13:20.123Z","type":"finished"}"#);
     }
 }

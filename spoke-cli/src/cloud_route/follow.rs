@@ -21,6 +21,7 @@ use crate::{
     exit::Exit,
     follow::show_event,
     render::{Printer, printable},
+    route_watch::RouteLog,
 };
 
 /// Following one command sent through (or mirrored to) the cloud.
@@ -122,10 +123,12 @@ impl Follow<'_> {
             return Ok(Step::Wait);
         };
         let page = row::events(self.rest, self.command_id, *last).await?;
+        // The cloud route does not change on the way.
+        let routes = RouteLog::new(ROUTE_CLOUD);
         for stored in &page {
             let event = open.event(stored, *last + 1)?;
             *last = event.seq;
-            if let Some(exit) = show_event(printer, &event, ROUTE_CLOUD, self.cancel_requested) {
+            if let Some(exit) = show_event(printer, &event, &routes, self.cancel_requested) {
                 return Ok(Step::Done(exit));
             }
         }
