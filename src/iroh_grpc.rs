@@ -291,32 +291,40 @@ impl IrohConnector {
     pub async fn channel(&self) -> Result<DirectChannel, DialError> {
         let opened = tokio::time::timeout(self.timeout, async {
             let io = self.open().await.map_err(DialError::Channel)?;
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .initial_stream_window_size(crate::transport::H2_STREAM_WINDOW)
-                .initial_connection_window_size(crate::transport::H2_CONNECTION_WINDOW)
-                .max_frame_size(crate::transport::H2_MAX_FRAME)
-                .handshake(hyper_util::rt::TokioIo::new(io))
-                .await
-                .map_err(DialError::Handshake)
+            http2_channel(io).await.map_err(DialError::Handshake)
         })
         .await
         .unwrap_or(Err(DialError::Timeout(self.timeout)));
-        let (send, connection) = match opened {
-            Ok(parts) => parts,
-            Err(e) => {
-                return Err(match self.refusal().await {
-                    Some(reason) => DialError::Refused(reason),
-                    None => e,
-                });
-            }
-        };
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(error = %error_chain(&error), "gRPC connection over iroh ended");
-            }
-        });
-        Ok(DirectChannel::new(send))
+        match opened {
+            Ok(channel) => Ok(channel),
+            Err(e) => Err(match self.refusal().await {
+                Some(reason) => DialError::Refused(reason),
+                None => e,
+            }),
+        }
     }
+}
+
+/// A gRPC client's HTTP/2 connection over `io` (an iroh stream, or a pipe spliced to one),
+/// with the windows and frame size both sides use; its connection task runs until `io` ends.
+/// The client's preface goes out with its first request: no round trip is spent here.
+pub async fn http2_channel<T>(io: T) -> Result<DirectChannel, hyper::Error>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (send, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(crate::transport::H2_STREAM_WINDOW)
+            .initial_connection_window_size(crate::transport::H2_CONNECTION_WINDOW)
+            .max_frame_size(crate::transport::H2_MAX_FRAME)
+            .handshake(hyper_util::rt::TokioIo::new(io))
+            .await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(error = %error_chain(&error), "gRPC connection over iroh ended");
+        }
+    });
+    Ok(DirectChannel::new(send))
 }
 
 /// An error with its sources, on one line.

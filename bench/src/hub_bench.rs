@@ -70,9 +70,19 @@ pub fn loopback_config() -> anyhow::Result<HubConfig> {
 
 /// A hub in this process on `dir` with the instant provider (and an API key stored for it).
 pub async fn instant_hub(dir: &Path, config: HubConfig) -> anyhow::Result<Hub> {
+    hub_with(dir, config, Arc::new(InstantProvider)).await
+}
+
+/// A hub in this process on `dir` with `provider` as Anthropic (and an API key stored for
+/// it), its local API on a free loopback port.
+pub async fn hub_with(
+    dir: &Path,
+    config: HubConfig,
+    provider: Arc<dyn ProviderExec>,
+) -> anyhow::Result<Hub> {
     CredentialStore::in_dir(dir).set_api_key(Provider::Anthropic, Secret::new("sk-bench"))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let providers = Providers::default().with(Provider::Anthropic, Arc::new(InstantProvider));
+    let providers = Providers::default().with(Provider::Anthropic, provider);
     Ok(Hub::builder(dir, config)
         .listener(listener)
         .providers(providers)

@@ -1,7 +1,7 @@
 //! `helix-bench`: the mesh measured against its own limits, every scenario side by side in one
 //! process run on loopback (and, with root, across a veth link to a network namespace it
-//! makes), so ratios compare like with like. Build in release first:
-//! `scripts/bench` (or `cargo build --release --workspace --bins && target/release/helix-bench`).
+//! makes, and across a 40 ms WAN in a network lab), so ratios compare like with like. Build in
+//! release first: `scripts/bench` (or `cargo build --release --workspace --bins && target/release/helix-bench`).
 //!
 //! Prints a Markdown table on stdout; `--json FILE` also writes the numbers as one object.
 
@@ -17,6 +17,7 @@ mod scenarios;
 mod slow_auth;
 mod stats;
 mod transport;
+mod wan;
 
 use std::{path::PathBuf, time::Duration};
 
@@ -27,6 +28,7 @@ use scenarios::{
     link::link,
     relay::relay_scenario,
     transports::{relayed, solo, transports},
+    wan::wan,
 };
 use serde_json::json;
 
@@ -53,13 +55,20 @@ struct Args {
     /// unshaped, then 1 Gbit/s). Needs root and iproute2.
     #[arg(long, conflicts_with_all = ["transport_only", "relay_only", "first_output_only"])]
     link_only: bool,
+    /// Only the WAN lab: the hub and `helix` in two sites 40 ms apart (no NAT) and a relay on
+    /// the WAN, every row a ratio to the round trip. Needs root, iproute2 and nftables.
+    #[arg(
+        long,
+        conflicts_with_all = ["transport_only", "relay_only", "first_output_only", "link_only"]
+    )]
+    wan_only: bool,
     /// One transport alone, 4 downloads (256 MiB each, 64 MiB with --quick), each reported:
     /// the run to profile, e.g. `perf record -g target/release/helix-bench --solo grpc`.
     #[arg(
         long,
         value_enum,
         value_name = "TRANSPORT",
-        conflicts_with_all = ["transport_only", "relay_only", "first_output_only", "link_only"]
+        conflicts_with_all = ["transport_only", "relay_only", "first_output_only", "link_only", "wan_only"]
     )]
     solo: Option<transport::Solo>,
 }
@@ -80,6 +89,12 @@ struct Sizes {
     idle: Duration,
     /// How long the idle hub's requests to the cloud are counted.
     idle_cloud: Duration,
+    /// WAN lab: warm `Execute` calls per route, cold (and repeat) `helix run`s per route,
+    /// streamed answers per route, and UDP probes per round-trip measurement.
+    wan_calls: usize,
+    wan_runs: usize,
+    wan_streams: usize,
+    wan_rtt_probes: usize,
 }
 
 impl Sizes {
@@ -98,6 +113,10 @@ impl Sizes {
                 cold_runs: 5,
                 idle: Duration::from_secs(5),
                 idle_cloud: Duration::from_secs(32),
+                wan_calls: 50,
+                wan_runs: 5,
+                wan_streams: 3,
+                wan_rtt_probes: 20,
             }
         } else {
             Sizes {
@@ -113,6 +132,10 @@ impl Sizes {
                 cold_runs: 10,
                 idle: Duration::from_secs(10),
                 idle_cloud: Duration::from_secs(92),
+                wan_calls: 200,
+                wan_runs: 10,
+                wan_streams: 5,
+                wan_rtt_probes: 50,
             }
         }
     }
@@ -143,6 +166,8 @@ async fn main() -> anyhow::Result<()> {
         hub_in_process(&mut report, &sizes).await?;
     } else if args.link_only {
         link(&mut report, &sizes).await?;
+    } else if args.wan_only {
+        wan(&mut report, &sizes).await?;
     } else {
         transports(&mut report, &sizes).await?;
         link(&mut report, &sizes).await?;
@@ -151,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
             hub_in_process(&mut report, &sizes).await?;
             hub_process(&mut report, &sizes).await?;
             relay_scenario(&mut report, &sizes).await?;
+            wan(&mut report, &sizes).await?;
         }
     }
     report.set("quick", json!(args.quick));

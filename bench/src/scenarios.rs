@@ -4,3 +4,4 @@ pub mod hub;
 pub mod link;
 pub mod relay;
 pub mod transports;
+pub mod wan;

@@ -67,6 +67,12 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub local_only: bool,
 
+    /// Neither use nor start the keeper: a background helix that keeps this device's
+    /// connection to a hub warm for 10 minutes after a command (`keep_warm` in config.toml),
+    /// so the next command skips the handshake.
+    #[arg(long, global = true)]
+    pub no_keeper: bool,
+
     /// No progress lines on stderr (errors are still printed).
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -147,6 +153,16 @@ pub enum Command {
     },
     /// Print this device's id (its public key) as the last stdout line.
     Whoami,
+    /// The keeper itself (started by helix; see --no-keeper).
+    #[command(hide = true)]
+    Keeper {
+        /// Hub tickets to dial at once.
+        #[arg(long)]
+        hub: Vec<String>,
+        /// Leave after this long without a command.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        idle: std::time::Duration,
+    },
     /// The optional cloud (Supabase): sign in, status, sign out.
     Cloud {
         #[command(subcommand)]

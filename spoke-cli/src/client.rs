@@ -20,6 +20,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::{
     config::{ConfigError, KnownHub, SpokeConfig},
+    keeper::{self, Asked, Keeper},
     render::Printer,
 };
 
@@ -150,6 +151,12 @@ pub struct Spoke {
     pub dial_timeout: Duration,
     /// How long a command followed through the cloud route may go without news from the hub.
     pub cloud_silence: Duration,
+    /// The keeper to ask for warm connections (and start after a cold one), if it is on.
+    keeper: Option<Keeper>,
+    /// The hub this command dialed itself, for the keeper to dial when it ends.
+    cold_hub: std::sync::Mutex<Option<EndpointAddr>>,
+    /// Held while this process has an endpoint, so no keeper binds one with the same key.
+    endpoint_lock: std::sync::Mutex<Option<std::fs::File>>,
     endpoint: OnceCell<Endpoint>,
 }
 
@@ -172,6 +179,12 @@ pub enum Link {
         conn: Connection,
         hub_id: EndpointId,
     },
+    /// A stream of the keeper's warm connection ([`crate::keeper`]), on the route it had when
+    /// the keeper answered.
+    Keeper {
+        hub_id: EndpointId,
+        route: &'static str,
+    },
 }
 
 impl Link {
@@ -181,6 +194,7 @@ impl Link {
         match self {
             Link::Local(_) => ROUTE_LOCAL,
             Link::Iroh { conn, .. } => current_route(conn).map_or(ROUTE_IROH, |r| r.name()),
+            Link::Keeper { route, .. } => route,
         }
     }
 }
@@ -205,7 +219,9 @@ impl Connected {
     pub fn hub_label(&self) -> String {
         match &self.link {
             Link::Local(hub) => hub.info.grpc_addr.to_string(),
-            Link::Iroh { hub_id, .. } => hub_id.fmt_short().to_string(),
+            Link::Iroh { hub_id, .. } | Link::Keeper { hub_id, .. } => {
+                hub_id.fmt_short().to_string()
+            }
         }
     }
 }
@@ -224,14 +240,34 @@ impl Spoke {
             options,
             dial_timeout,
             cloud_silence,
+            keeper: None,
+            cold_hub: Default::default(),
+            endpoint_lock: Default::default(),
             endpoint: OnceCell::new(),
         }
+    }
+
+    /// This spoke, asking `keeper` for warm connections.
+    pub fn with_keeper(self, keeper: Option<Keeper>) -> Self {
+        Self { keeper, ..self }
+    }
+
+    /// The keeper, when it is on.
+    pub fn keeper(&self) -> Option<&Keeper> {
+        self.keeper.as_ref()
     }
 
     /// This device's iroh endpoint (bound once).
     pub async fn endpoint(&self) -> Result<&Endpoint, BindError> {
         self.endpoint
             .get_or_try_init(|| async {
+                // One endpoint per key: a relay serves only the newest.
+                if let Some(keeper) = &self.keeper
+                    && let Some(lock) = keeper::own_endpoint(keeper).await
+                    && let Ok(mut held) = self.endpoint_lock.lock()
+                {
+                    *held = Some(lock);
+                }
                 let secret = self.config.secret_key().map_err(BindError::Key)?;
                 // Signed in to the cloud: hub keys also resolve through presence rows.
                 let lookup = match helix_discovery::cloud::Cloud::in_dir(self.config.path())
@@ -262,6 +298,8 @@ impl Spoke {
     /// for the hub to acknowledge them (a round trip, more through a relay), which nobody at
     /// this terminal needs: after [`CLOSE_GRACE`] the process leaves the endpoint to the OS as
     /// it exits, rather than drop it mid-close (iroh logs that as an ungraceful abort).
+    /// A command that dialed a hub itself then starts the keeper, to hold the connection for
+    /// the next one.
     pub async fn close(&self) {
         let Some(endpoint) = self.endpoint.get() else {
             return;
@@ -272,6 +310,10 @@ impl Spoke {
             // The process is about to exit: the spawned close, and this clone, must not drop
             // the endpoint's last handle before it does.
             std::mem::forget(endpoint.clone());
+        }
+        let cold = self.cold_hub.lock().ok().and_then(|mut hub| hub.take());
+        if let (Some(keeper), Some(hub)) = (&self.keeper, cold) {
+            keeper::start(keeper, &hub);
         }
     }
 
@@ -355,8 +397,13 @@ impl Spoke {
         }
         let conn = self.connect(target).await?;
         if let Target::Remote { label, .. } = target {
+            let warm = if matches!(conn.link, Link::Keeper { .. }) {
+                ", kept warm"
+            } else {
+                ""
+            };
             printer.progress(&format!(
-                "connected to hub {label} (route {})",
+                "connected to hub {label} (route {}{warm})",
                 conn.route_at_connect
             ));
         }
@@ -368,18 +415,28 @@ impl Spoke {
         match target {
             Target::Local(dir) => connect_local(dir).await,
             Target::Remote { addr, .. } => {
+                if let Some(keeper) = &self.keeper
+                    && let Asked::Warm(channel, route) =
+                        keeper::ask(keeper, addr, self.dial_timeout).await
+                {
+                    return Ok(Connected::new(
+                        hub_client(HubChannel::from(channel)),
+                        Link::Keeper {
+                            hub_id: addr.id,
+                            route,
+                        },
+                    ));
+                }
                 let endpoint = self.endpoint().await?.clone();
                 let connector = IrohConnector::new(endpoint, addr.clone(), self.dial_timeout);
                 let channel = connector.channel().await?;
                 let conn = connector.connection().await?;
-                let client = RemoteExecutionClient::with_interceptor(
-                    HubChannel::from(channel),
-                    AddBearer::none(),
-                )
-                .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES);
+                if let Ok(mut cold) = self.cold_hub.lock() {
+                    // For the next command: a keeper is started as this one ends.
+                    *cold = Some(addr.clone());
+                }
                 Ok(Connected::new(
-                    client,
+                    hub_client(HubChannel::from(channel)),
                     Link::Iroh {
                         hub_id: addr.id,
                         conn,
@@ -388,6 +445,13 @@ impl Spoke {
             }
         }
     }
+}
+
+/// A paired device's client on `channel` (the hub knows it by its key: no bearer).
+fn hub_client(channel: HubChannel) -> HubClient {
+    RemoteExecutionClient::with_interceptor(channel, AddBearer::none())
+        .max_decoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(helix_mesh::MAX_MESSAGE_BYTES)
 }
 
 /// Finds the hub through its data dir and dials it.

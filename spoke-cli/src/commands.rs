@@ -13,7 +13,9 @@ use crate::{
     device,
     error::Error,
     exit::Exit,
-    hub_info, pair, queries, run,
+    hub_info,
+    keeper::{self, Keeper},
+    pair, queries, run,
     settings::Settings,
 };
 
@@ -56,7 +58,43 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
         Command::Hubs { json } => pair::hubs(spoke, json).await?,
         Command::Cloud { command } => device::cloud(spoke, command, quiet).await?,
         Command::Whoami => device::whoami(spoke, quiet)?,
+        Command::Keeper { hub, idle } => keep(spoke, hub, idle).await?,
     })
+}
+
+/// `helix keeper`: serves until idle (see [`crate::keeper`]).
+async fn keep(spoke: &Spoke, hubs: Vec<String>, idle: std::time::Duration) -> Result<Exit, Error> {
+    let Some(keeper) = spoke.keeper() else {
+        return Ok(Exit::Ok);
+    };
+    let keeper = Keeper {
+        idle,
+        ..keeper.clone()
+    };
+    let setup = |e: &dyn std::error::Error| Error::Keeper(std::io::Error::other(e.to_string()));
+    let mut pre_dial = Vec::new();
+    for hub in hubs {
+        let ticket = helix_mesh::ticket::Ticket::decode(&hub).map_err(|e| setup(&e))?;
+        pre_dial.push(ticket.addr().clone());
+    }
+    // This process is the keeper: its endpoint does not ask a keeper to leave.
+    let own = Spoke::new(
+        spoke.config.clone(),
+        None,
+        spoke.options.clone(),
+        spoke.dial_timeout,
+        spoke.cloud_silence,
+    );
+    let endpoint = async {
+        own.endpoint()
+            .await
+            .cloned()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    keeper::serve(&keeper, endpoint, spoke.dial_timeout, pre_dial)
+        .await
+        .map_err(Error::Keeper)?;
+    Ok(Exit::Ok)
 }
 
 /// The spoke context the flags describe, over the config dir's `config.toml`.
@@ -85,18 +123,59 @@ fn spoke_for(cli: &Cli) -> Result<Spoke, Error> {
             ..EndpointOptions::default()
         }
     };
-    options.relay_ca = cli.relay_ca.clone().or(settings.iroh.relay_ca);
+    options.relay_ca = cli.relay_ca.clone().or(settings.iroh.relay_ca.clone());
     if let Some(path) = &options.relay_ca {
         helix_mesh::transport::load_relay_ca(path)?;
     }
     if cli.relay_only {
         options.ip_transports = false;
     }
+    let keep_warm = settings.keep_warm().unwrap_or(keeper::DEFAULT_IDLE);
+    let keeper = if cli.no_keeper || cli.local_only || keep_warm.is_zero() {
+        None
+    } else {
+        Keeper::new(
+            config.path(),
+            &options,
+            keeper_args(cli, config.path()),
+            keep_warm,
+        )
+    };
     Ok(Spoke::new(
         config,
         cli.hub_dir.clone(),
         options,
         cli.connect_timeout,
         cli.cloud_silence,
-    ))
+    )
+    .with_keeper(keeper))
+}
+
+/// The global flags that give a keeper the endpoint settings of this command line (the
+/// config dir's config.toml gives it the rest).
+fn keeper_args(cli: &Cli, config_dir: &std::path::Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--config-dir".into(), config_dir.into()];
+    if let Some(url) = &cli.relay_url {
+        args.extend(["--relay-url".into(), url.into()]);
+    }
+    if let Some(ca) = &cli.relay_ca {
+        args.extend(["--relay-ca".into(), ca.into()]);
+    }
+    for (set, flag) in [
+        (cli.no_relay, "--no-relay"),
+        (cli.no_mdns, "--no-mdns"),
+        (cli.no_n0_discovery, "--no-n0-discovery"),
+        (cli.relay_only, "--relay-only"),
+    ] {
+        if set {
+            args.push(flag.into());
+        }
+    }
+    args.extend([
+        "--connect-timeout".into(),
+        humantime::format_duration(cli.connect_timeout)
+            .to_string()
+            .into(),
+    ]);
+    args
 }

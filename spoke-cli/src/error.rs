@@ -41,6 +41,9 @@ pub enum Error {
     Pair(#[from] PairError),
     #[error(transparent)]
     Device(#[from] DeviceError),
+    /// `helix keeper` could not run.
+    #[error("the keeper could not run: {0}")]
+    Keeper(#[source] std::io::Error),
 }
 
 impl Error {
@@ -48,6 +51,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::RelayUrl { .. } | Error::Settings(_) | Error::RelayCa(_) => Exit::Usage,
+            Error::Keeper(_) => Exit::Unreachable,
             Error::Run(e) => run_exit(e),
             Error::Cancel(e) => match e {
                 CancelError::Resolve(e) => resolve_exit(e),

@@ -37,6 +37,7 @@ pub mod exit;
 pub mod fallback;
 pub mod follow;
 pub mod hub_info;
+pub mod keeper;
 pub mod pair;
 pub mod queries;
 pub mod render;

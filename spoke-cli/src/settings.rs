@@ -8,6 +8,8 @@
 //! relay_ca = "relay-ca.pem"             # extra roots for that relay (relative to this dir)
 //! n0_discovery = false                  # resolve hub ids through n0's DNS (default true)
 //! mdns = true                           # look for hubs on the local network (default true)
+//! keep_warm = "10m"                     # how long the keeper holds a hub's connection
+//!                                       # after a command; "0s" turns it off
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -35,6 +37,8 @@ pub struct IrohSettings {
     pub relay_ca: Option<PathBuf>,
     pub n0_discovery: Option<bool>,
     pub mdns: Option<bool>,
+    /// How long the keeper stays after a command, e.g. `10m`; `0s` turns it off.
+    pub keep_warm: Option<String>,
 }
 
 /// The file could not be used.
@@ -70,12 +74,26 @@ impl Settings {
                 message: format!("iroh.relay: {message}"),
             })?;
         }
+        if let Some(text) = &settings.iroh.keep_warm {
+            humantime::parse_duration(text).map_err(|e| SettingsError::Invalid {
+                path: path.clone(),
+                message: format!("iroh.keep_warm: {text:?} is not a duration such as \"10m\": {e}"),
+            })?;
+        }
         if let Some(ca) = settings.iroh.relay_ca.as_mut()
             && ca.is_relative()
         {
             *ca = dir.join(&*ca);
         }
         Ok(settings)
+    }
+
+    /// How long the keeper stays after a command (`None`: the default).
+    pub fn keep_warm(&self) -> Option<std::time::Duration> {
+        self.iroh
+            .keep_warm
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
     }
 
     /// The relay the file names, if any.
@@ -138,5 +156,14 @@ mod tests {
             err.contains("iroh.relay: \"not a url\" is not \"n0\", \"none\" or a relay URL"),
             "{err}"
         );
+        std::fs::write(&path, "[iroh]\nkeep_warm = \"soon\"\n").unwrap();
+        let err = Settings::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("iroh.keep_warm: \"soon\" is not a duration such as \"10m\""),
+            "{err}"
+        );
+        std::fs::write(&path, "[iroh]\nkeep_warm = \"0s\"\n").unwrap();
+        let settings = Settings::load(dir.path()).unwrap();
+        assert_eq!(settings.keep_warm(), Some(std::time::Duration::ZERO));
     }
 }

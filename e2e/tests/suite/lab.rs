@@ -156,10 +156,14 @@ async fn timed(mut cmd: Command) -> TimedRun {
     let mut first_byte = None;
     let mut buf = [0u8; 16_384];
     loop {
-        let n = tokio::time::timeout(crate::support::TEST_TIMEOUT, stdout.read(&mut buf))
-            .await
-            .expect("helix run did not finish in time")
-            .unwrap();
+        let Ok(read) =
+            tokio::time::timeout(crate::support::TEST_TIMEOUT, stdout.read(&mut buf)).await
+        else {
+            let _ = child.start_kill();
+            let said = errors.await.unwrap().unwrap_or_default();
+            panic!("helix did not finish in time; it said: {said}");
+        };
+        let n = read.unwrap();
         if n == 0 {
             break;
         }
@@ -201,9 +205,9 @@ fn slow_reply(chunks: &[String], pause: Duration) -> Reply {
 /// The route a run ended on, from what it printed: `direct` once it said so, else the
 /// route it connected on.
 fn final_route(run: &TimedRun) -> &'static str {
-    if run.stderr.contains("→ direct") || run.stderr.contains("(route direct)") {
+    if run.stderr.contains("→ direct") || run.stderr.contains("(route direct") {
         "direct"
-    } else if run.stderr.contains("(route iroh-relay)") {
+    } else if run.stderr.contains("(route iroh-relay") {
         "iroh-relay"
     } else {
         "unknown"
@@ -329,6 +333,39 @@ async fn at_a_40_ms_round_trip_the_stream_keeps_the_providers_pace_on_every_rout
         if route == "iroh-relay" {
             assert_eq!(final_route(&run), "iroh-relay", "{}", run.stderr);
         }
+
+        // The cold run started a keeper; once it holds the connection (it dials as the cold
+        // run ends), the same command again skips the handshake.
+        let repeat = warm_run(&mesh, extra).await;
+        assert_eq!(repeat.code, Some(0), "{}", repeat.stderr);
+        assert_eq!(repeat.stdout, chunks.concat(), "{route}");
+        assert!(repeat.stderr.contains("kept warm)"), "{}", repeat.stderr);
+        eprintln!(
+            "{route}: repeat first byte {:.2} RTT",
+            repeat.first_byte.as_secs_f64() / rtt.as_secs_f64()
+        );
+        assert!(
+            repeat.first_byte < run.first_byte,
+            "{route}: repeat {:?}, cold {:?}",
+            repeat.first_byte,
+            run.first_byte
+        );
     }
     mesh.shutdown().await;
+}
+
+/// `helix run` again until it goes through the keeper the last cold command started
+/// (which dials as that command ends), within a few seconds.
+async fn warm_run(mesh: &LabMesh, extra: &[&str]) -> TimedRun {
+    // A person reads the answer before running the command again: the keeper has dialed.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = mesh.timed_run("again", extra).await;
+        if run.stderr.contains("kept warm)") {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "no warm keeper: {}", run.stderr);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
