@@ -7,8 +7,6 @@
 //! What is timed here: a warm in-process client's `Execute` calls ([`warm_first_outputs`]),
 //! and `helix` processes from their start to their first and last stdout byte ([`timed`]).
 
-mod relay;
-
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -28,7 +26,7 @@ use helix_mesh::{
 use helix_netlab::{Lab, Nat, Netns, NsRuntime, SiteSpec, TwoSites};
 use iroh::{EndpointAddr, SecretKey};
 use tempfile::TempDir;
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::process::Command;
 
 use crate::{
     hub_bench::{first_output, hub_with, loopback_config},
@@ -36,7 +34,8 @@ use crate::{
     stats::Samples,
 };
 
-pub use relay::TlsRelay;
+use helix_testkit::relay::TlsRelay;
+pub use helix_testkit::timed::TimedRun;
 
 /// Each way across the WAN: a 40 ms round trip between the sites, and through the relay.
 pub const ONE_WAY_DELAY: Duration = Duration::from_millis(20);
@@ -135,8 +134,12 @@ impl WanMesh {
         let relay_side = lab.relay.runtime(1)?;
         let relay_ip = IpAddr::V4(lab.relay_addr);
         let relay = relay_side
-            .run(TlsRelay::start(relay_ip, RELAY_HTTPS_PORT, QAD_PORT))
-            .await??;
+            .run(TlsRelay::start_on(
+                relay_ip,
+                RELAY_HTTPS_PORT,
+                Some(QAD_PORT),
+            ))
+            .await?;
         let (relay_url, relay_ca) = (relay.url.clone(), relay.ca_pem.clone());
 
         let hub_dir = tempfile::tempdir()?;
@@ -263,7 +266,7 @@ impl WanMesh {
             self.hub_side.run(hub.shutdown()).await?;
         }
         if let Some(relay) = self.relay.take() {
-            self.relay_side.run(relay.shutdown()).await??;
+            self.relay_side.run(relay.shutdown()).await?;
         }
         Ok(())
     }
@@ -306,78 +309,22 @@ async fn checked_output(mut cmd: Command, what: &str) -> anyhow::Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// One `helix` process, timed from its start.
-#[derive(Debug)]
-pub struct TimedRun {
-    pub first_byte: Duration,
-    pub last_byte: Duration,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl TimedRun {
-    /// From the first stdout byte to the last.
-    pub fn span(&self) -> Duration {
-        self.last_byte - self.first_byte
-    }
-
-    /// The route it said it connected on (`connected to hub … (route R…)`), and whether the
-    /// keeper's warm connection carried it.
-    pub fn route(&self) -> (&str, bool) {
-        let Some(line) = self.stderr.lines().find(|l| l.contains("connected to hub")) else {
-            return ("unknown", false);
-        };
-        let route = line
-            .split_once("(route ")
-            .map(|(_, rest)| rest.split([',', ')']).next().unwrap_or("unknown"))
-            .unwrap_or("unknown");
-        (route, line.contains("kept warm"))
-    }
-}
-
 /// Runs `cmd`: when its first stdout byte came and when its stdout ended, from its start. An
 /// error unless it exits successfully within [`RUN_TIMEOUT`].
-pub async fn timed(mut cmd: Command) -> anyhow::Result<TimedRun> {
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = cmd.spawn().context("starting helix")?;
-    let mut stdout = child.stdout.take().context("no stdout")?;
-    let mut stderr = child.stderr.take().context("no stderr")?;
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.map(|_| text)
-    });
-    let reading = async {
-        let (mut output, mut first_byte) = (Vec::new(), None);
-        let mut buf = [0u8; 16_384];
-        loop {
-            let n = stdout.read(&mut buf).await?;
-            if n == 0 {
-                return std::io::Result::Ok((output, first_byte, started.elapsed()));
-            }
-            first_byte.get_or_insert_with(|| started.elapsed());
-            output.extend_from_slice(&buf[..n]);
-        }
-    };
-    let (output, first_byte, last_byte) = tokio::time::timeout(RUN_TIMEOUT, reading)
+pub async fn timed(cmd: Command) -> anyhow::Result<TimedRun> {
+    let run = helix_testkit::timed::timed(cmd, RUN_TIMEOUT)
         .await
-        .with_context(|| format!("helix did not finish in {RUN_TIMEOUT:?}"))??;
-    let status = tokio::time::timeout(RUN_TIMEOUT, child.wait())
-        .await
-        .context("helix did not exit")??;
-    let stderr = errors.await??;
+        .context("timing helix")?;
     if std::env::var_os(LOG_ENV).is_some() {
-        crate::report::progress(&format!("helix stderr:\n{stderr}"));
+        crate::report::progress(&format!("helix stderr:\n{}", run.stderr));
     }
-    if !status.success() {
-        bail!("helix failed ({status}): {}", stderr.trim());
+    if run.code != Some(0) {
+        bail!("helix failed ({:?}): {}", run.code, run.stderr.trim());
     }
-    Ok(TimedRun {
-        first_byte: first_byte.context("helix printed nothing")?,
-        last_byte,
-        stdout: String::from_utf8_lossy(&output).into_owned(),
-        stderr,
-    })
+    if run.stdout.is_empty() {
+        bail!("helix printed nothing: {}", run.stderr.trim());
+    }
+    Ok(run)
 }
 
 /// What a warm client measured.

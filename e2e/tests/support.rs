@@ -12,9 +12,8 @@ pub mod mock_gemini;
 pub mod mock_gotrue;
 pub mod mock_oauth;
 pub mod relay;
-pub mod tls_relay;
 
-pub use helix_testkit::{pg, postrust, realtime as mock_realtime};
+pub use helix_testkit::{pg, postrust, realtime as mock_realtime, relay::LocalRelay};
 
 use std::{path::Path, time::Duration};
 
@@ -64,28 +63,6 @@ pub async fn loopback_endpoint(secret: iroh::SecretKey, alpns: &[&[u8]]) -> iroh
     )
     .await
     .unwrap()
-}
-
-/// A local iroh relay server (plain HTTP on 127.0.0.1), like `iroh-relay --dev`.
-pub struct LocalRelay {
-    pub url: String,
-    _server: iroh_relay::server::Server,
-}
-
-impl LocalRelay {
-    pub async fn start() -> Self {
-        let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
-        relay.tls = None;
-        let mut config = iroh_relay::server::ServerConfig::default();
-        config.relay = Some(relay);
-        config.quic = None;
-        let server = iroh_relay::server::Server::spawn(config).await.unwrap();
-        let url = format!("http://{}", server.http_addr().unwrap());
-        Self {
-            url,
-            _server: server,
-        }
-    }
 }
 
 /// Stores the test API key in a hub data dir.

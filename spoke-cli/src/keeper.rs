@@ -293,7 +293,7 @@ pub async fn serve(
         endpoint,
         dial_timeout,
         settings: keeper.settings.clone(),
-        conns: tokio::sync::Mutex::new(HashMap::new()),
+        conns: Mutex::new(HashMap::new()),
         active: AtomicUsize::new(0),
         last_used: Mutex::new(Instant::now()),
         leave: tokio::sync::Notify::new(),
@@ -345,14 +345,19 @@ pub async fn serve(
     Ok(())
 }
 
+/// A hub's connection, once dialed (empty while the first dial is under way, or after one
+/// failed).
+type Slot = Arc<tokio::sync::OnceCell<Connection>>;
+
 /// The keeper's connections.
 #[derive(Debug)]
 struct State {
     endpoint: Endpoint,
     dial_timeout: Duration,
     settings: String,
-    /// Held across a dial, so two commands for one hub share it.
-    conns: tokio::sync::Mutex<HashMap<EndpointId, Connection>>,
+    /// One slot per hub: commands asking while it is dialed wait for that one dial (the
+    /// map's lock is held only to find or replace a slot, never across a dial).
+    conns: Mutex<HashMap<EndpointId, Slot>>,
     /// Commands being spliced now.
     active: AtomicUsize,
     last_used: Mutex<Instant>,
@@ -379,28 +384,39 @@ impl State {
         }
     }
 
+    /// The live connection to the hub `id`, if there is one now.
+    fn live(&self, id: &EndpointId) -> Option<Connection> {
+        let conns = self.conns.lock().ok()?;
+        conns
+            .get(id)
+            .and_then(|slot| slot.get())
+            .filter(|conn| conn.close_reason().is_none())
+            .cloned()
+    }
+
     /// The live connection to the hub at `addr`, dialing it (within the dial timeout) if
-    /// there is none.
+    /// there is none; a dial already under way is joined, not repeated.
     async fn connection(&self, addr: &EndpointAddr) -> Option<Connection> {
-        let mut conns = self.conns.lock().await;
-        if let Some(conn) = conns.get(&addr.id)
-            && conn.close_reason().is_none()
-        {
-            return Some(conn.clone());
-        }
-        conns.remove(&addr.id);
-        let dial = self.endpoint.connect(addr.clone(), ALPN_GRPC);
-        match tokio::time::timeout(self.dial_timeout, dial).await {
-            Ok(Ok(conn)) => {
-                conns.insert(addr.id, conn.clone());
-                Some(conn)
+        let slot = {
+            let mut conns = self.conns.lock().ok()?;
+            let slot = conns.entry(addr.id).or_default();
+            if slot.get().is_some_and(|conn| conn.close_reason().is_some()) {
+                *slot = Slot::default();
             }
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "keeper: dialing the hub failed");
-                None
+            slot.clone()
+        };
+        let dial = || async {
+            let dial = self.endpoint.connect(addr.clone(), ALPN_GRPC);
+            match tokio::time::timeout(self.dial_timeout, dial).await {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "keeper: dialing the hub failed");
+                    Err(())
+                }
+                Err(_) => Err(()),
             }
-            Err(_) => None,
-        }
+        };
+        slot.get_or_try_init(dial).await.ok().cloned()
     }
 
     /// Leaves, telling `stream`'s command once it has.
@@ -432,14 +448,7 @@ impl State {
             self.leave_then_tell(stream);
             return;
         };
-        let live = {
-            let conns = self.conns.lock().await;
-            conns
-                .get(&addr.id)
-                .filter(|c| c.close_reason().is_none())
-                .cloned()
-        };
-        let conn = match live {
+        let conn = match self.live(&addr.id) {
             Some(conn) => conn,
             None => {
                 let dialing = Answer {

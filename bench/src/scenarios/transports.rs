@@ -150,7 +150,7 @@ pub async fn solo(report: &mut Report, sizes: &Sizes, which: Solo) -> anyhow::Re
 /// gRPC over iroh through a local relay server, the client without UDP of its own.
 pub async fn relayed(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     progress("gRPC over iroh through a local relay…");
-    let relay = LocalRelay::start().await?;
+    let relay = helix_testkit::relay::LocalRelay::start().await;
     let relay_server = transport::start_server(Some(&relay.url)).await?;
     let relay_client = transport::client_endpoint(Some(&relay.url)).await?;
     let relay_addr = transport::dial_addr(&relay_server, Some(&relay.url))?;
@@ -177,28 +177,4 @@ pub async fn relayed(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()> {
     relay_client.close().await;
     relay_server.endpoint.close().await;
     Ok(())
-}
-
-/// A local iroh relay server (plain HTTP on 127.0.0.1).
-struct LocalRelay {
-    url: String,
-    _server: iroh_relay::server::Server,
-}
-
-impl LocalRelay {
-    async fn start() -> anyhow::Result<Self> {
-        let mut relay = iroh_relay::server::RelayConfig::new((std::net::Ipv4Addr::LOCALHOST, 0));
-        relay.tls = None;
-        let mut config = iroh_relay::server::ServerConfig::default();
-        config.relay = Some(relay);
-        config.quic = None;
-        let server = iroh_relay::server::Server::spawn(config).await?;
-        let addr = server
-            .http_addr()
-            .ok_or_else(|| anyhow::anyhow!("relay has no HTTP address"))?;
-        Ok(Self {
-            url: format!("http://{addr}"),
-            _server: server,
-        })
-    }
 }

@@ -241,7 +241,7 @@ impl Runs {
         let mut counts = std::collections::BTreeMap::<String, usize>::new();
         let mut kept = 0;
         for run in &self.0 {
-            let (route, warm) = run.route();
+            let (route, warm) = run.connected_route();
             *counts.entry(route.to_owned()).or_default() += 1;
             kept += usize::from(warm);
         }

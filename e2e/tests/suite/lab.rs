@@ -10,15 +10,18 @@ use std::{
 };
 
 use helix_netlab::{Lab, Nat, NsRuntime, SiteSpec, TwoSites};
+use helix_testkit::{
+    relay::TlsRelay,
+    timed::{TimedRun, timed},
+};
 use tempfile::TempDir;
-use tokio::{io::AsyncReadExt, process::Command};
+use tokio::process::Command;
 
 use crate::support::{
-    TestHub,
+    TEST_TIMEOUT, TestHub,
     bins::{Finished, hub_cli, run_helix, spoke_with_own_settings},
     config_for,
     mock_anthropic::{MockAnthropic, Reply},
-    tls_relay::TlsRelay,
 };
 
 /// The port iroh asks every relay for QUIC address discovery.
@@ -113,7 +116,7 @@ impl LabMesh {
     async fn timed_run(&self, prompt: &str, extra: &[&str]) -> TimedRun {
         let mut cmd = self.spoke();
         cmd.args(extra).args(["run", "--hub", "desk", prompt]);
-        timed(cmd).await
+        timed_helix(cmd).await
     }
 
     /// `helix run PROMPT` on the hub's own host, through its loopback API: the provider's
@@ -122,7 +125,7 @@ impl LabMesh {
         let mut cmd = crate::support::bins::helix(self.hub().path());
         cmd.args(["run", prompt]);
         self.lab.a.host.enter_command(&mut cmd);
-        timed(cmd).await
+        timed_helix(cmd).await
     }
 
     /// Stops the hub in its namespace; the lab goes on drop.
@@ -134,62 +137,14 @@ impl LabMesh {
     }
 }
 
-/// Runs `cmd` to its end: when its first output byte came and when its output ended, from
-/// its start.
-async fn timed(mut cmd: Command) -> TimedRun {
+/// Runs `cmd` to its end, timed, with the spoke's log at `LAB_LOG` (warnings by default).
+async fn timed_helix(mut cmd: Command) -> TimedRun {
     cmd.env(
         "HELIX_LOG",
         std::env::var("LAB_LOG").unwrap_or_else(|_| "warn".into()),
     )
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = cmd.spawn().unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let errors = tokio::spawn(async move {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).await.map(|_| text)
-    });
-    let mut output = Vec::new();
-    let mut first_byte = None;
-    let mut buf = [0u8; 16_384];
-    loop {
-        let Ok(read) =
-            tokio::time::timeout(crate::support::TEST_TIMEOUT, stdout.read(&mut buf)).await
-        else {
-            let _ = child.start_kill();
-            let said = errors.await.unwrap().unwrap_or_default();
-            panic!("helix did not finish in time; it said: {said}");
-        };
-        let n = read.unwrap();
-        if n == 0 {
-            break;
-        }
-        first_byte.get_or_insert_with(|| started.elapsed());
-        output.extend_from_slice(&buf[..n]);
-    }
-    let output_ended = started.elapsed();
-    let status = child.wait().await.unwrap();
-    TimedRun {
-        code: status.code(),
-        stdout: String::from_utf8(output).unwrap(),
-        stderr: errors.await.unwrap().unwrap(),
-        first_byte: first_byte.unwrap_or(output_ended),
-        output_ended,
-        exited: started.elapsed(),
-    }
-}
-
-#[derive(Debug)]
-struct TimedRun {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    first_byte: Duration,
-    output_ended: Duration,
-    exited: Duration,
+    .stdin(Stdio::null());
+    timed(cmd, TEST_TIMEOUT).await.unwrap()
 }
 
 /// `n` words, as the provider streams them.
@@ -200,18 +155,6 @@ fn words(n: usize) -> Vec<String> {
 fn slow_reply(chunks: &[String], pause: Duration) -> Reply {
     let chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
     Reply::slow(&chunks, pause)
-}
-
-/// The route a run ended on, from what it printed: `direct` once it said so, else the
-/// route it connected on.
-fn final_route(run: &TimedRun) -> &'static str {
-    if run.stderr.contains("→ direct") || run.stderr.contains("(route direct") {
-        "direct"
-    } else if run.stderr.contains("(route iroh-relay") {
-        "iroh-relay"
-    } else {
-        "unknown"
-    }
 }
 
 fn sites(a: Nat, b: Nat) -> TwoSites {
@@ -239,7 +182,7 @@ async fn behind_two_masquerading_nats_a_command_goes_direct_and_arrives_intact()
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, chunks.concat());
     assert!(!run.stderr.contains("ERROR"), "{}", run.stderr);
-    assert_eq!(final_route(&run), "direct", "{}", run.stderr);
+    assert_eq!(run.final_route(), "direct", "{}", run.stderr);
     assert_eq!(mesh.mock.requests(), 1);
     mesh.shutdown().await;
 }
@@ -263,10 +206,10 @@ async fn behind_symmetric_nats_the_relay_carries_the_command() {
         assert_eq!(run.stdout, chunks.concat());
         eprintln!(
             "hub {hub_nat:?}, spoke {spoke_nat:?}: {}",
-            final_route(&run)
+            run.final_route()
         );
         assert_eq!(
-            final_route(&run),
+            run.final_route(),
             "iroh-relay",
             "hub {hub_nat:?}, spoke {spoke_nat:?}: {}",
             run.stderr
@@ -289,7 +232,7 @@ async fn a_spoke_on_a_network_without_udp_is_carried_by_the_relay_over_https() {
     let run = mesh.timed_run("hello over TCP", &[]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, chunks.concat());
-    assert_eq!(final_route(&run), "iroh-relay", "{}", run.stderr);
+    assert_eq!(run.final_route(), "iroh-relay", "{}", run.stderr);
     assert!(!run.stderr.contains("ERROR"), "{}", run.stderr);
     mesh.shutdown().await;
 }
@@ -331,7 +274,7 @@ async fn at_a_40_ms_round_trip_the_stream_keeps_the_providers_pace_on_every_rout
             "{route}: the stream took {span:?}, on the desk {pace:?}, rtt {rtt:?}"
         );
         if route == "iroh-relay" {
-            assert_eq!(final_route(&run), "iroh-relay", "{}", run.stderr);
+            assert_eq!(run.final_route(), "iroh-relay", "{}", run.stderr);
         }
 
         // The cold run started a keeper; once it holds the connection (it dials as the cold
@@ -339,16 +282,26 @@ async fn at_a_40_ms_round_trip_the_stream_keeps_the_providers_pace_on_every_rout
         let repeat = warm_run(&mesh, extra).await;
         assert_eq!(repeat.code, Some(0), "{}", repeat.stderr);
         assert_eq!(repeat.stdout, chunks.concat(), "{route}");
-        assert!(repeat.stderr.contains("kept warm)"), "{}", repeat.stderr);
+        assert!(repeat.connected_route().1, "{}", repeat.stderr);
         eprintln!(
-            "{route}: repeat first byte {:.2} RTT",
-            repeat.first_byte.as_secs_f64() / rtt.as_secs_f64()
+            "{route}: repeat first byte {:.2} RTT, on the desk {:?}",
+            repeat.first_byte.as_secs_f64() / rtt.as_secs_f64(),
+            local.first_byte
         );
         assert!(
             repeat.first_byte < run.first_byte,
             "{route}: repeat {:?}, cold {:?}",
             repeat.first_byte,
             run.first_byte
+        );
+        // On the warm connection the request leaves at once: one round trip more than the
+        // same command on the hub's own host, where a new connection would cost at least two.
+        let warm_limit = local.first_byte + rtt.mul_f64(1.5);
+        assert!(
+            repeat.first_byte < warm_limit,
+            "{route}: repeat {:?}, on the desk {:?}, rtt {rtt:?}: not on a warm connection",
+            repeat.first_byte,
+            local.first_byte
         );
     }
     mesh.shutdown().await;
@@ -362,7 +315,7 @@ async fn warm_run(mesh: &LabMesh, extra: &[&str]) -> TimedRun {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let run = mesh.timed_run("again", extra).await;
-        if run.stderr.contains("kept warm)") {
+        if run.connected_route().1 {
             return run;
         }
         assert!(Instant::now() < deadline, "no warm keeper: {}", run.stderr);

@@ -147,7 +147,7 @@ async fn relay_only_spoke_streams_through_a_local_relay() {
 /// cannot reach the hub, and says so.
 #[tokio::test]
 async fn a_relay_with_a_private_ca_carries_commands_once_its_ca_is_trusted() {
-    let relay = crate::support::tls_relay::TlsRelay::start().await;
+    let relay = helix_testkit::relay::TlsRelay::start().await;
     let mock = MockAnthropic::start(Reply::text(&["through ", "my own relay"])).await;
     let mut config = config_for(&mock);
     config.iroh = helix_hub::config::IrohConfig {

@@ -1,4 +1,5 @@
-//! A local iroh relay served over HTTPS with a certificate from a CA made for the test, as a
+//! Local iroh relays: [`LocalRelay`], plain HTTP on 127.0.0.1 like `iroh-relay --dev`; and
+//! [`TlsRelay`], served over HTTPS with a certificate from a CA made for the run, as a
 //! self-hosted relay with a private CA is: nobody trusts it unless told to (`[iroh] relay_ca`,
 //! `helix --relay-ca`). In the network lab it also answers QUIC address discovery, which
 //! needs the same TLS, so the hub and the spoke learn their addresses outside their NATs.
@@ -13,13 +14,54 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tempfile::TempDir;
 
+/// A local iroh relay server (plain HTTP on 127.0.0.1, no QUIC address discovery).
+pub struct LocalRelay {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    _server: iroh_relay::server::Server,
+}
+
+impl std::fmt::Debug for LocalRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalRelay")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalRelay {
+    pub async fn start() -> Self {
+        let mut relay = iroh_relay::server::RelayConfig::new((Ipv4Addr::LOCALHOST, 0));
+        relay.tls = None;
+        let mut config = iroh_relay::server::ServerConfig::default();
+        config.relay = Some(relay);
+        config.quic = None;
+        let server = iroh_relay::server::Server::spawn(config).await.unwrap();
+        let url = format!("http://{}", server.http_addr().unwrap());
+        Self {
+            url,
+            _server: server,
+        }
+    }
+}
+
+/// A relay over HTTPS with its own CA; its CA's file goes with it.
 pub struct TlsRelay {
     /// `https://<address>:<port>` (the certificate names the address).
     pub url: String,
     /// The CA's certificate, PEM.
     pub ca_pem: PathBuf,
     _dir: TempDir,
-    _server: iroh_relay::server::Server,
+    server: iroh_relay::server::Server,
+}
+
+impl std::fmt::Debug for TlsRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsRelay")
+            .field("url", &self.url)
+            .field("ca_pem", &self.ca_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsRelay {
@@ -36,7 +78,7 @@ impl TlsRelay {
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
             .distinguished_name
-            .push(DnType::CommonName, "helix test relay CA");
+            .push(DnType::CommonName, "helix-testkit relay CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
         let leaf = CertificateParams::new(vec![ip.to_string()])
@@ -74,7 +116,12 @@ impl TlsRelay {
             url,
             ca_pem,
             _dir: dir,
-            _server: server,
+            server,
         }
+    }
+
+    /// Stops the relay (on the runtime it runs on; dropping it there stops it too).
+    pub async fn shutdown(self) {
+        self.server.shutdown().await.unwrap();
     }
 }
