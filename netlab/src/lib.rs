@@ -19,11 +19,13 @@
 //! that failed.
 
 mod delay;
+mod forward;
 mod netns;
 mod run;
 mod topology;
 
 pub use delay::DelayLine;
+pub use forward::Forward;
 pub use netns::{Netns, NsRuntime};
 pub use topology::{Lab, Nat, Site, SiteSpec, TwoSites};
 

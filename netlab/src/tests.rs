@@ -242,3 +242,52 @@ async fn a_runtime_in_a_namespace_binds_there_and_a_process_starts_there() {
     let (_, peer) = listener.accept().await.unwrap();
     assert_eq!(peer.ip(), Ipv4Addr::new(10, 99, 1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_carries_a_lab_hosts_connection_to_a_server_on_this_machines_loopback() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let Some(lab) = lab(
+        SiteSpec::nat(Nat::Masquerade),
+        SiteSpec::nat(Nat::None),
+        None,
+    ) else {
+        return;
+    };
+    // An upper-casing server on this process's loopback, which no lab host can route to.
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = server.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = server.accept().await.unwrap();
+        let mut buf = [0u8; 5];
+        stream.read_exact(&mut buf).await.unwrap();
+        stream.write_all(&buf.to_ascii_uppercase()).await.unwrap();
+    });
+    let relay = lab.relay.runtime(1).unwrap();
+    let forward = crate::Forward::start(&relay, SocketAddr::from((lab.relay_addr, 0)), target)
+        .await
+        .unwrap();
+    assert_eq!(forward.addr().ip(), lab.relay_addr);
+
+    // From site a's host, behind its NAT: the forward answers with the server's reply.
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!(
+            "exec 3<>/dev/tcp/{}/{}; printf hello >&3; head -c 5 <&3",
+            forward.addr().ip(),
+            forward.addr().port()
+        ),
+    ]);
+    lab.a.host.enter_command(&mut cmd);
+    let out = cmd.output().await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO", "{out:?}");
+    // The loopback server itself stays out of the lab's reach.
+    let mut cmd = tokio::process::Command::new("bash");
+    cmd.args([
+        "-c",
+        &format!("exec 3<>/dev/tcp/127.0.0.1/{}", target.port()),
+    ]);
+    lab.a.host.enter_command(&mut cmd);
+    assert!(!cmd.status().await.unwrap().success());
+}

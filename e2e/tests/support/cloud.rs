@@ -55,11 +55,16 @@ impl TestCloud {
     /// A fresh data dir with this cloud's settings (REST through `rest_url`) and a session of
     /// the test user: what `cloud login` leaves, for a hub or a device.
     pub async fn signed_in_dir(&self, rest_url: &str) -> TempDir {
+        self.signed_in_dir_at(&self.config.url, rest_url).await
+    }
+
+    /// [`TestCloud::signed_in_dir`] whose owner reaches Auth at `url` (e.g. through a
+    /// forward into a network lab); the session is made here, through the loopback.
+    pub async fn signed_in_dir_at(&self, url: &str, rest_url: &str) -> TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("cloud.json"),
-            json!({"url": self.config.url, "anon_key": self.config.anon_key, "rest_url": rest_url})
-                .to_string(),
+            json!({"url": url, "anon_key": self.config.anon_key, "rest_url": rest_url}).to_string(),
         )
         .unwrap();
         let session = Auth::new(&self.config)
