@@ -14,6 +14,7 @@ mod lab;
 mod lifecycle;
 mod login;
 mod mesh;
+mod pairing;
 mod protocol;
 mod provider_errors;
 mod provider_streams;

@@ -8,7 +8,7 @@
 //!   keys right after the handshake, with a reason that says how to pair.
 
 use std::{
-    collections::{BTreeMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
@@ -30,8 +30,13 @@ use subtle::ConstantTimeEq;
 /// The devices file's name inside the data dir.
 pub const FILE_NAME: &str = "devices.json";
 
-/// Wrong pairing attempts allowed per [`FAILURE_WINDOW`] before all pairing pauses.
+/// Wrong pairing attempts one device key may make per [`FAILURE_WINDOW`]; past them its
+/// wrong attempts are answered "paused" (a right secret still pairs it, and other keys are
+/// not affected).
 pub const MAX_FAILURES: usize = 5;
+/// Device keys whose wrong attempts are remembered at once; a new one past this forgets the
+/// key that failed longest ago (keys cost nothing to make, memory does).
+pub const MAX_FAILING_PEERS: usize = 1024;
 /// The window over which wrong attempts are counted.
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Pairing tickets kept at once; creating more drops the oldest.
@@ -170,7 +175,9 @@ pub enum PairError {
     Unknown,
     #[error("this pairing ticket has expired: create a new one with `helix-hub pair`")]
     Expired,
-    #[error("too many wrong pairing attempts; pairing is paused, try again in {0} s")]
+    #[error(
+        "too many wrong pairing attempts from this device; its attempts are paused, try again in {0} s"
+    )]
     Throttled(u64),
 }
 
@@ -184,7 +191,8 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct Pairings {
     pending: Mutex<VecDeque<Pending>>,
-    failures: Mutex<VecDeque<Instant>>,
+    /// Each failing device key's wrong attempts within [`FAILURE_WINDOW`].
+    failures: Mutex<HashMap<EndpointId, VecDeque<Instant>>>,
     /// When the last secret issued expires (or expired), used or not.
     last_expiry: Mutex<Option<Instant>>,
 }
@@ -234,28 +242,11 @@ impl Pairings {
             .is_some_and(|t| t + grace > Instant::now())
     }
 
-    /// Uses up `secret` if it is outstanding and unexpired.
-    pub fn redeem(&self, secret: &PairingSecret) -> Result<(), PairError> {
+    /// Uses up `secret` if it is outstanding and unexpired: a right secret always pairs,
+    /// whoever sent wrong ones before. A wrong one counts against `peer` (the key asking), and
+    /// past [`MAX_FAILURES`] in [`FAILURE_WINDOW`] that key is told to wait.
+    pub fn redeem(&self, secret: &PairingSecret, peer: &EndpointId) -> Result<(), PairError> {
         let now = Instant::now();
-        {
-            let mut failures = self
-                .failures
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            while failures
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
-            {
-                failures.pop_front();
-            }
-            if failures.len() >= MAX_FAILURES {
-                let wait = failures
-                    .front()
-                    .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
-                    .unwrap_or(FAILURE_WINDOW);
-                return Err(PairError::Throttled(wait.as_secs().max(1)));
-            }
-        }
         let mut pending = self
             .pending
             .lock()
@@ -273,10 +264,38 @@ impl Pairings {
             None => PairError::Unknown,
         };
         drop(pending);
-        self.failures
+        let mut failures = self
+            .failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push_back(now);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        failures.retain(|_, times| {
+            while times
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW)
+            {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        if !failures.contains_key(peer) && failures.len() >= MAX_FAILING_PEERS {
+            let oldest = failures
+                .iter()
+                .min_by_key(|(_, times)| times.back().copied())
+                .map(|(key, _)| *key);
+            if let Some(key) = oldest {
+                failures.remove(&key);
+            }
+        }
+        let times = failures.entry(*peer).or_default();
+        if times.len() >= MAX_FAILURES {
+            // Paused: this attempt is not counted, so the pause ends a window after the first.
+            let wait = times
+                .front()
+                .map(|t| FAILURE_WINDOW.saturating_sub(now.duration_since(*t)))
+                .unwrap_or(FAILURE_WINDOW);
+            return Err(PairError::Throttled(wait.as_secs().max(1)));
+        }
+        times.push_back(now);
         Err(outcome)
     }
 }
@@ -313,26 +332,82 @@ pub fn not_paired_reason(device: &EndpointId) -> String {
 mod tests {
     use super::*;
 
+    fn key(seed: u8) -> EndpointId {
+        iroh::SecretKey::from_bytes(&[seed; 32]).public()
+    }
+
     #[test]
-    fn secrets_are_single_use_expire_and_throttle() {
+    fn secrets_are_single_use_and_expire() {
         let pairings = Pairings::default();
+        let device = key(1);
         let s = pairings.create(Duration::from_secs(60));
         assert!(pairings.has_pending());
-        assert_eq!(pairings.redeem(&s), Ok(()));
+        assert_eq!(pairings.redeem(&s, &device), Ok(()));
         assert!(!pairings.has_pending());
-        assert_eq!(pairings.redeem(&s), Err(PairError::Unknown), "single use");
+        assert_eq!(
+            pairings.redeem(&s, &device),
+            Err(PairError::Unknown),
+            "single use"
+        );
         let old = pairings.create(Duration::ZERO);
-        assert_eq!(pairings.redeem(&old), Err(PairError::Expired));
-        for _ in 0..3 {
+        assert_eq!(pairings.redeem(&old, &device), Err(PairError::Expired));
+    }
+
+    #[test]
+    fn wrong_secrets_pause_only_the_key_that_sent_them_and_a_right_one_always_pairs() {
+        let pairings = Pairings::default();
+        let (guesser, owner) = (key(1), key(2));
+        for _ in 0..MAX_FAILURES {
             assert_eq!(
-                pairings.redeem(&PairingSecret([9; 32])),
+                pairings.redeem(&PairingSecret([9; 32]), &guesser),
                 Err(PairError::Unknown)
             );
         }
-        let good = pairings.create(Duration::from_secs(60));
         assert!(
-            matches!(pairings.redeem(&good), Err(PairError::Throttled(_))),
-            "paused after 5 failures"
+            matches!(
+                pairings.redeem(&PairingSecret([9; 32]), &guesser),
+                Err(PairError::Throttled(_))
+            ),
+            "the guesser is paused"
+        );
+        // Another device with its ticket pairs, and is not paused by the guesser's attempts.
+        let ticket = pairings.create(Duration::from_secs(60));
+        assert_eq!(pairings.redeem(&ticket, &owner), Ok(()));
+        assert_eq!(
+            pairings.redeem(&PairingSecret([8; 32]), &owner),
+            Err(PairError::Unknown)
+        );
+        // Even the paused key pairs with a right secret.
+        let ticket = pairings.create(Duration::from_secs(60));
+        assert_eq!(pairings.redeem(&ticket, &guesser), Ok(()));
+    }
+
+    #[test]
+    fn failing_keys_are_remembered_up_to_a_bound() {
+        let pairings = Pairings::default();
+        let first = key(0);
+        for _ in 0..MAX_FAILURES {
+            let _ = pairings.redeem(&PairingSecret([9; 32]), &first);
+        }
+        for i in 0..MAX_FAILING_PEERS {
+            let peer = iroh::SecretKey::from_bytes(&{
+                let mut seed = [7u8; 32];
+                seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                seed
+            })
+            .public();
+            let _ = pairings.redeem(&PairingSecret([9; 32]), &peer);
+        }
+        let remembered = pairings
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        assert_eq!(remembered, MAX_FAILING_PEERS);
+        // The key that failed longest ago was forgotten: its next wrong attempt counts anew.
+        assert_eq!(
+            pairings.redeem(&PairingSecret([9; 32]), &first),
+            Err(PairError::Unknown)
         );
     }
 
@@ -344,7 +419,7 @@ mod tests {
             "none issued"
         );
         let s = pairings.create(Duration::from_secs(60));
-        assert_eq!(pairings.redeem(&s), Ok(()));
+        assert_eq!(pairings.redeem(&s, &key(1)), Ok(()));
         assert!(!pairings.has_pending());
         assert!(pairings.issued_within(Duration::ZERO), "used, not expired");
         let short = Pairings::default();

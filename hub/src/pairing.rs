@@ -26,7 +26,7 @@ impl PairingDesk {
         let Some(secret) = PairingSecret::from_hex(secret_hex) else {
             return Err("the pairing ticket's secret is malformed".into());
         };
-        if let Err(e) = self.pairings.redeem(&secret) {
+        if let Err(e) = self.pairings.redeem(&secret, &device) {
             tracing::warn!(peer = %device, error = %e, "pairing refused");
             return Err(e.to_string());
         }

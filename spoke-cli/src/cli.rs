@@ -49,7 +49,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub relay_ca: Option<PathBuf>,
 
-    /// How long to try to reach a hub over iroh before giving up, e.g. 10s.
+    /// How long to try to reach a hub over iroh before giving up (and to wait for its answer to
+    /// a pairing request), e.g. 10s.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     pub connect_timeout: std::time::Duration,
 
@@ -130,9 +131,16 @@ pub enum Command {
         json: bool,
     },
     /// Pair this device with a hub, using a ticket from `helix-hub pair` on the hub.
+    ///
+    /// The ticket holds a one-time secret: give it on stdin (`-` or no argument, e.g.
+    /// `helix pair < ticket.txt`, or paste it) or with --ticket-file to keep it out of the
+    /// process list and the shell's history.
     Pair {
-        /// The pairing ticket (starts with helixpair).
-        ticket: String,
+        /// The pairing ticket (starts with helixpair); `-` or none reads it from stdin.
+        ticket: Option<String>,
+        /// Read the pairing ticket from this file.
+        #[arg(long, value_name = "PATH", conflicts_with = "ticket")]
+        ticket_file: Option<PathBuf>,
         /// The name to remember the hub by (default: the hub's own name).
         #[arg(long)]
         name: Option<String>,

@@ -45,6 +45,7 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
         Command::Info { json } => hub_info::info(spoke, hub, json).await?,
         Command::Pair {
             ticket,
+            ticket_file,
             name,
             device_name,
             via,
@@ -53,6 +54,7 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
                 hub: name,
                 device: device_name,
             };
+            let ticket = pair::ticket_text(ticket, ticket_file.as_deref())?;
             pair::pair(spoke, &ticket, names, via, quiet).await?
         }
         Command::Hubs { json } => pair::hubs(spoke, json).await?,

@@ -99,12 +99,16 @@ fn run_exit(e: &RunError) -> Exit {
 
 fn pair_exit(e: &PairError) -> Exit {
     match e {
-        PairError::Ticket(_) | PairError::AddressTicket => Exit::Usage,
+        PairError::Ticket(_)
+        | PairError::AddressTicket
+        | PairError::TicketInput(_)
+        | PairError::TicketFile { .. } => Exit::Usage,
         PairError::Bind(e) => bind_exit(e),
         PairError::NoRoute(_)
         | PairError::Dial(_)
         | PairError::Stream(_)
-        | PairError::Exchange(_) => Exit::Unreachable,
+        | PairError::Exchange(_)
+        | PairError::NoAnswer(_) => Exit::Unreachable,
         PairError::Refused(_) => Exit::Refused,
         PairError::Config(_) => Exit::Failed,
         PairError::Cloud(e) => cloud_pair_exit(e),

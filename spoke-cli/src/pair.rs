@@ -57,8 +57,20 @@ pub enum PairError {
     Stream(#[source] ConnectionError),
     #[error("could not reach the hub to pair: {0}")]
     Exchange(#[source] PairWireError),
+    #[error(
+        "the hub did not answer the pairing request within {0:?}; check that it is a Helix hub and try again"
+    )]
+    NoAnswer(Duration),
     #[error("the hub refused to pair: {0}")]
     Refused(String),
+    #[error("reading the pairing ticket: {0}")]
+    TicketInput(#[from] helix_mesh::secret_input::SecretInputError),
+    #[error("reading the pairing ticket from {path}: {source}")]
+    TicketFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Cloud(#[from] cloud::CloudPairError),
     /// The known-hubs file could not be read or written.
@@ -75,6 +87,32 @@ enum ProbeError {
     NoAnswer(Duration),
     #[error(transparent)]
     Status(#[from] HubStatus),
+}
+
+/// The ticket's text: from `file`, else the argument, else (no argument or `-`) from stdin.
+pub fn ticket_text(
+    argument: Option<String>,
+    file: Option<&std::path::Path>,
+) -> Result<String, PairError> {
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| PairError::TicketFile {
+            path: path.to_owned(),
+            source,
+        })?;
+        return Ok(text.trim().to_owned());
+    }
+    match argument {
+        Some(ticket) if ticket != "-" => Ok(ticket),
+        _ => Ok(helix_mesh::secret_input::read_secret(
+            &helix_mesh::secret_input::SecretRequest {
+                what: "pairing ticket",
+                prompt: "Paste the pairing ticket from `helix-hub pair`, then press Enter and Ctrl-D:",
+                shape: helix_mesh::secret_input::Shape::Token {
+                    example: "`helix pair < ticket.txt`",
+                },
+            },
+        )?),
+    }
 }
 
 pub async fn pair(
@@ -162,17 +200,29 @@ async fn over_iroh(
     .await
     .map_err(|_| PairError::NoRoute(spoke.dial_timeout))?
     .map_err(PairError::Dial)?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(PairError::Stream)?;
     let request = PairRequest {
         secret: secret.to_hex(),
         name: device_name.to_owned(),
     };
-    write_pair_message(&mut send, &request)
-        .await
-        .map_err(PairError::Exchange)?;
-    let response: PairResponse = read_pair_message(&mut recv)
-        .await
-        .map_err(PairError::Exchange)?;
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await.map_err(PairError::Stream)?;
+        write_pair_message(&mut send, &request)
+            .await
+            .map_err(PairError::Exchange)?;
+        read_pair_message::<PairResponse>(&mut recv)
+            .await
+            .map_err(PairError::Exchange)
+    };
+    // The hub answers at once (a refusal after a 300 ms pause); something that takes the
+    // connection and never answers is not left to hang `helix pair`.
+    let answered = tokio::time::timeout(spoke.dial_timeout, exchange).await;
+    let response = match answered {
+        Ok(response) => response?,
+        Err(_) => {
+            conn.close(VarInt::from_u32(0), b"no answer");
+            return Err(PairError::NoAnswer(spoke.dial_timeout));
+        }
+    };
     conn.close(VarInt::from_u32(0), b"paired");
     if !response.ok {
         return Err(PairError::Refused(response.error));

@@ -65,7 +65,8 @@ pub async fn hub_in_process(report: &mut Report, sizes: &Sizes) -> anyhow::Resul
         "Execute → first output (instant provider, iroh direct)",
         "× raw iroh RTT (rounds)",
         format!("{ratio:.2} ({})", spread(&ratios)),
-        &format!("≤ 3: {}", met(ratio <= 3.0)),
+        // The loopback target (≤ 3) is retired: the WAN rows measure what a person waits.
+        "",
     );
     report.set("first_output_ms", json!(ms(first.p50())));
     report.set("first_output_p99_ms", json!(ms(first.p99())));

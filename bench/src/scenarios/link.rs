@@ -14,7 +14,7 @@ use crate::{
     report::{Report, progress},
     scenarios::transports::ratio_rows,
     stats::ms,
-    transport::{self, Comparison},
+    transport::{self, Comparison, Targets},
 };
 
 /// The link's cases: the name in the report, the JSON keys' prefix, and the rate (`tc`'s
@@ -85,7 +85,11 @@ async fn measure(report: &mut Report, sizes: &Sizes, link: &Link) -> anyhow::Res
         )
         .await
         .with_context(|| name.to_owned())?;
-        rows(report, name, key, &compared);
+        let targets = match rate {
+            Some(_) => Targets::LINK_1GBIT,
+            None => Targets::LINK,
+        };
+        rows(report, name, key, &compared, targets);
         if let Some(path) = server.raw_path() {
             report.row(
                 name,
@@ -111,7 +115,7 @@ async fn measure(report: &mut Report, sizes: &Sizes, link: &Link) -> anyhow::Res
 }
 
 /// One case's rows and keys.
-fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
+fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison, targets: Targets) {
     let (raw, tcp, grpc) = (&compared.raw, &compared.tcp, &compared.grpc);
     report.row(
         name,
@@ -133,7 +137,7 @@ fn rows(report: &mut Report, name: &str, key: &str, compared: &Comparison) {
         ),
         "",
     );
-    ratio_rows(report, name, "gRPC over iroh ", compared);
+    ratio_rows(report, name, "gRPC over iroh ", compared, targets);
     report.row(
         name,
         "CPU per MiB moved: raw iroh / tonic TCP / gRPC over iroh",

@@ -8,7 +8,7 @@ use crate::{
     Sizes,
     report::{Report, met, progress, spread},
     stats::ms,
-    transport::{self, Comparison, Solo, TARGET_VS_RAW, TARGET_VS_TCP},
+    transport::{self, Comparison, Solo, TARGET_CPU_VS_RAW, TARGET_VS_RAW, TARGET_VS_TCP, Targets},
 };
 
 /// Raw iroh, tonic/TCP and gRPC over iroh direct, side by side.
@@ -71,7 +71,13 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
         grpc_iroh.rtt.p50_p99_ms(),
         "",
     );
-    ratio_rows(report, "gRPC over iroh direct", "", &compared);
+    ratio_rows(
+        report,
+        "gRPC over iroh direct",
+        "",
+        &compared,
+        Targets::LOOPBACK,
+    );
     // gRPC over iroh cannot outrun the QUIC stream it rides on: this is the ceiling of the
     // row above.
     let raw_vs_tcp = raw.mib_per_s / tcp.mib_per_s;
@@ -97,21 +103,48 @@ pub async fn transports(report: &mut Report, sizes: &Sizes) -> anyhow::Result<()
     Ok(())
 }
 
-/// The rows of gRPC over iroh's two throughput ratios, each with its rounds' range and its
-/// target; `measure` starts each row's measure ("" or "gRPC over iroh ").
-pub fn ratio_rows(report: &mut Report, scenario: &str, measure: &str, compared: &Comparison) {
+/// The rows of gRPC over iroh's two throughput ratios, each with its rounds' range, and its
+/// CPU per MiB against raw iroh's, each with a target where `targets` holds it to one;
+/// `measure` starts each row's measure ("" or "gRPC over iroh ").
+pub fn ratio_rows(
+    report: &mut Report,
+    scenario: &str,
+    measure: &str,
+    compared: &Comparison,
+    targets: Targets,
+) {
     let (vs_raw, vs_tcp) = (compared.grpc_vs_raw(), compared.grpc_vs_tcp());
+    let target = |held: bool, text: String| if held { text } else { String::new() };
     report.row(
         scenario,
         &format!("{measure}× raw iroh throughput (rounds)"),
         format!("{vs_raw:.2} ({})", spread(&compared.vs_raw)),
-        &format!("≥ {TARGET_VS_RAW:.2}: {}", met(vs_raw >= TARGET_VS_RAW)),
+        &target(
+            targets.vs_raw,
+            format!("≥ {TARGET_VS_RAW:.2}: {}", met(vs_raw >= TARGET_VS_RAW)),
+        ),
     );
     report.row(
         scenario,
         &format!("{measure}× tonic/TCP throughput (rounds)"),
         format!("{vs_tcp:.2} ({})", spread(&compared.vs_tcp)),
-        &format!("≥ {TARGET_VS_TCP:.2}: {}", met(vs_tcp >= TARGET_VS_TCP)),
+        &target(
+            targets.vs_tcp,
+            format!("≥ {TARGET_VS_TCP:.2}: {}", met(vs_tcp >= TARGET_VS_TCP)),
+        ),
+    );
+    let cpu = compared.grpc_cpu_vs_raw();
+    report.row(
+        scenario,
+        &format!("{measure}CPU per MiB ÷ raw iroh's"),
+        format!("{cpu:.2}"),
+        &target(
+            targets.cpu_vs_raw,
+            format!(
+                "≤ {TARGET_CPU_VS_RAW:.1}: {}",
+                met(cpu <= TARGET_CPU_VS_RAW)
+            ),
+        ),
     );
 }
 

@@ -67,7 +67,7 @@ pub(crate) async fn pair(
             .build());
     }
     say(&format!(
-        "one-time pairing ticket, valid until {expires}; on the new device run: helix pair <ticket>"
+        "one-time pairing ticket, valid until {expires}; on the new device run `helix pair` and paste it (or `helix pair < FILE`, `helix pair --ticket-file FILE`), which keeps it out of the process list and shell history"
     ));
     out(&ticket.ticket);
     Ok(())
