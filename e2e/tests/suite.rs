@@ -5,6 +5,7 @@ mod cloud_pairing;
 mod cloud_reads;
 mod cloud_spoke;
 mod cloud_sql;
+mod completions;
 mod credentials;
 mod execute;
 mod http2_settings;

@@ -69,6 +69,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script, e.g. `helix-hub completions bash >
+    /// ~/.local/share/bash-completion/completions/helix-hub`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `shell`'s completion script for `helix-hub`, made in memory (clap_complete panics on a
+/// failed write, so the caller writes it and handles a closed pipe).
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "helix-hub", &mut script);
+    script
 }
 
 #[derive(Debug, Clone, Subcommand)]

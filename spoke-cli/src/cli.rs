@@ -161,6 +161,13 @@ pub enum Command {
     },
     /// Print this device's id (its public key) as the last stdout line.
     Whoami,
+    /// Print a shell completion script, e.g. `helix completions zsh > ~/.zfunc/_helix` or
+    /// `helix completions fish > ~/.config/fish/completions/helix.fish`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// The keeper itself (started by helix; see --no-keeper).
     #[command(hide = true)]
     Keeper {
@@ -290,6 +297,15 @@ impl From<StatusArg> for CommandStatus {
             StatusArg::Expired => CommandStatus::Expired,
         }
     }
+}
+
+/// `shell`'s completion script for `helix`, made in memory (clap_complete panics on a
+/// failed write, so the caller writes it and handles a closed pipe).
+pub fn completion_script(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "helix", &mut script);
+    script
 }
 
 #[cfg(test)]

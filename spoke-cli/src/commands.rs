@@ -21,6 +21,10 @@ use crate::{
 
 /// Runs one parsed command line.
 pub async fn dispatch(cli: Cli) -> Result<Exit, Error> {
+    // Needs no config dir, key or settings: a completion script is printed on a fresh machine.
+    if let Command::Completions { shell } = cli.command {
+        return Ok(completions(shell));
+    }
     let spoke = spoke_for(&cli)?;
     let result = dispatch_with(&spoke, cli).await;
     spoke.close().await;
@@ -61,7 +65,24 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
         Command::Cloud { command } => device::cloud(spoke, command, quiet).await?,
         Command::Whoami => device::whoami(spoke, quiet)?,
         Command::Keeper { hub, idle } => keep(spoke, hub, idle).await?,
+        Command::Completions { shell } => completions(shell),
     })
+}
+
+/// `helix completions SHELL` (a pipe closed early, as by `| head`, is not a failure).
+fn completions(shell: clap_complete::Shell) -> Exit {
+    use std::io::Write;
+    let script = crate::cli::completion_script(shell);
+    match std::io::stdout().lock().write_all(&script) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            #[allow(clippy::print_stderr)] // the one error this command can have
+            {
+                eprintln!("helix: error: writing the completion script: {e}");
+            }
+            Exit::Failed
+        }
+        _ => Exit::Ok,
+    }
 }
 
 /// `helix keeper`: serves until idle (see [`crate::keeper`]).

@@ -114,6 +114,17 @@ async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Ticket => devices::ticket(&data_dir).await,
+        Command::Completions { shell } => {
+            use std::io::Write;
+            let script = helix_hub::cli::completion_script(shell);
+            match std::io::stdout().lock().write_all(&script) {
+                // `| head` closing the pipe early is not a failure.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(anyhow::Error::new(e).context("writing the completion script"))
+                }
+                _ => Ok(()),
+            }
+        }
         Command::Cloud { command } => {
             let cloud = helix_discovery::cloud::Cloud::in_dir(&data_dir);
             let lines = cloud
