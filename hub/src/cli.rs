@@ -141,8 +141,8 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Subcommand)]
 pub enum AuthAction {
     /// Per provider: the credential kind, account and expiry. Exit codes with --check: 0 ok,
-    /// 1 missing or expired, 2 expiring within 24 h (without PROVIDER: over the providers
-    /// that have a credential, and 1 if none has).
+    /// 1 missing or expired, 3 expiring within 24 h (without PROVIDER: over the providers
+    /// that have a credential, and 1 if none has); 2 stays a usage error.
     Status {
         /// Only this provider.
         #[arg(value_enum)]

@@ -198,9 +198,16 @@ pub fn report(
     Ok(rows)
 }
 
-/// `auth status --check`'s exit code: 0 ok, 1 missing or expired, 2 expiring within 24 h.
-/// Without a provider filter, providers with no credential do not count, but having none at
-/// all does.
+/// The exit codes of a check (`auth status --check`, and every check command after it): all
+/// fine, something failed, or only warnings. Not 2: that is clap's usage error, and a script
+/// must tell "expiring soon" from "you typed it wrong".
+pub const CHECK_OK: u8 = 0;
+pub const CHECK_FAILED: u8 = 1;
+pub const CHECK_WARNINGS: u8 = 3;
+
+/// `auth status --check`'s exit code: [`CHECK_OK`], [`CHECK_FAILED`] (missing or expired),
+/// [`CHECK_WARNINGS`] (expiring within 24 h). Without a provider filter, providers with no
+/// credential do not count, but having none at all does.
 pub fn check_code(rows: &[CredentialReport], filtered: bool) -> u8 {
     let considered: Vec<&CredentialReport> = rows
         .iter()
@@ -211,11 +218,11 @@ pub fn check_code(rows: &[CredentialReport], filtered: bool) -> u8 {
             .iter()
             .any(|r| matches!(r.health, Health::Missing | Health::Expired))
     {
-        1
+        CHECK_FAILED
     } else if considered.iter().any(|r| r.health == Health::Expiring) {
-        2
+        CHECK_WARNINGS
     } else {
-        0
+        CHECK_OK
     }
 }
 
@@ -250,7 +257,11 @@ mod tests {
                 Some(now_ms() + 3_600_000),
             )
             .unwrap();
-        assert_eq!(check_code(&report(&store, None).unwrap(), false), 2);
+        assert_eq!(
+            check_code(&report(&store, None).unwrap(), false),
+            CHECK_WARNINGS
+        );
+        assert_ne!(CHECK_WARNINGS, 2, "2 is clap's usage error");
         store
             .set_token(Provider::GoogleGemini, Secret::new("t"), Some(now_ms() - 1))
             .unwrap();

@@ -124,7 +124,7 @@ async fn codex_login_signs_in_and_stores_the_profile_privately() {
     assert_eq!(mode(&dir), 0o700);
 
     // auth status shows it, without the secrets; the access token lasts an hour, so --check
-    // says "expiring within 24 h" (exit 2).
+    // says "expiring within 24 h" (exit 3; 2 is a usage error).
     let status = run_helix(
         {
             let mut c = hub_cmd(&dir, &oauth);
@@ -134,7 +134,7 @@ async fn codex_login_signs_in_and_stores_the_profile_privately() {
         None,
     )
     .await;
-    assert_eq!(status.code, Some(2), "{}", status.stderr);
+    assert_eq!(status.code, Some(3), "{}", status.stderr);
     assert!(status.stdout.contains("oauth"), "{}", status.stdout);
     assert!(
         status.stdout.contains("expiring within 24 h"),
