@@ -166,25 +166,61 @@ impl ConnectionTracker {
 /// handful suffices; a full queue makes the acceptor wait (QUIC flow control pushes back).
 pub const ACCEPT_QUEUE: usize = 64;
 
+/// Asked of a peer once its connection is registered: `None` lets it in, `Some((code,
+/// reason))` closes the connection with them. A device revoked between the handshake's check
+/// and the registration is not among the connections the revoke closed; this second look,
+/// made after the registration, is what catches it (the revoke removes the device before it
+/// closes the registered connections, so one of the two always sees the other).
+pub type PeerGate = Arc<dyn Fn(&EndpointId) -> Option<(u32, String)> + Send + Sync>;
+
 /// The hub's handler for [`ALPN_GRPC`]: every accepted bi-stream becomes an HTTP/2 connection
 /// of the gRPC server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GrpcAcceptor {
     tx: mpsc::Sender<io::Result<IrohIo>>,
     tracker: ConnectionTracker,
+    gate: Option<PeerGate>,
+}
+
+impl std::fmt::Debug for GrpcAcceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcAcceptor")
+            .field("tracker", &self.tracker)
+            .field("gate", &self.gate.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcAcceptor {
     /// The handler and the stream to give `serve_with_incoming`.
     pub fn new(tracker: ConnectionTracker) -> (Self, ReceiverStream<io::Result<IrohIo>>) {
         let (tx, rx) = mpsc::channel(ACCEPT_QUEUE);
-        (Self { tx, tracker }, ReceiverStream::new(rx))
+        let acceptor = Self {
+            tx,
+            tracker,
+            gate: None,
+        };
+        (acceptor, ReceiverStream::new(rx))
+    }
+
+    /// Asks `gate` of every peer once its connection is registered (see [`PeerGate`]).
+    pub fn with_gate(mut self, gate: PeerGate) -> Self {
+        self.gate = Some(gate);
+        self
     }
 }
 
 impl ProtocolHandler for GrpcAcceptor {
     async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
         self.tracker.add(&conn);
+        if let Some(gate) = &self.gate
+            && let Some((code, reason)) = gate(&conn.remote_id())
+        {
+            self.tracker.remove(&conn);
+            tracing::info!(peer = %conn.remote_id(), %reason, "refused a connection after registering it");
+            conn.close(VarInt::from_u32(code), reason.as_bytes());
+            return Ok(());
+        }
         tracing::debug!(peer = %conn.remote_id(), route = ?current_route(&conn), "grpc connection");
         // A spoke's channel opens a new stream whenever it reconnects: keep accepting.
         while let Ok((send, recv)) = conn.accept_bi().await {

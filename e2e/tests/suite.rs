@@ -8,6 +8,7 @@ mod cloud_sql;
 mod completions;
 mod credentials;
 mod execute;
+mod grpc_acceptor;
 mod http2_settings;
 mod hubs;
 mod iroh_io;

@@ -89,11 +89,10 @@ impl HubAdmin for AdminService {
         if !found {
             return Err(Status::not_found(format!("no paired device {raw}")));
         }
-        let closed = self.tunnel.tracker().close_peer(
-            id,
-            CLOSE_REVOKED,
-            "this device was revoked on the hub: pair it again to use it",
-        );
+        let closed =
+            self.tunnel
+                .tracker()
+                .close_peer(id, CLOSE_REVOKED, crate::tunnel::REVOKED_REASON);
         tracing::info!(device = %id, closed, "device revoked");
         Ok(Response::new(pb::RevokeDeviceResponse {
             closed_connections: u32::try_from(closed).unwrap_or(u32::MAX),

@@ -10,8 +10,8 @@ use helix_mesh::{
         PairRequest, PairResponse, PairingSecret, Ticket, read_pair_message, write_pair_message,
     },
     transport::{
-        ALPN_GRPC, ALPN_PAIR, CLOSE_SHUTDOWN, EndpointOptions, RelayChoice, bind_endpoint,
-        with_hooks,
+        ALPN_GRPC, ALPN_PAIR, CLOSE_REVOKED, CLOSE_SHUTDOWN, EndpointOptions, RelayChoice,
+        bind_endpoint, with_hooks,
     },
 };
 use iroh::{
@@ -26,6 +26,10 @@ use crate::{
     pairing::PairingDesk,
     service::RemoteExecutionService,
 };
+
+/// What a revoked device's connections are closed with (at the revoke, or when one was
+/// registered just after it).
+pub const REVOKED_REASON: &str = "this device was revoked on the hub: pair it again to use it";
 
 /// How long a pairing peer may take to send its request.
 const PAIR_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -71,6 +75,10 @@ impl Tunnel {
         .await?;
         let tracker = ConnectionTracker::default();
         let (acceptor, incoming) = GrpcAcceptor::new(tracker.clone());
+        let paired = devices.clone();
+        let acceptor = acceptor.with_gate(Arc::new(move |peer| {
+            (!paired.is_paired(peer)).then(|| (CLOSE_REVOKED, REVOKED_REASON.to_owned()))
+        }));
         let router = Router::builder(endpoint.clone())
             .accept(ALPN_GRPC, acceptor)
             .accept(
