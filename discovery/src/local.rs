@@ -60,6 +60,12 @@ pub enum LocalHubError {
     Corrupt { path: PathBuf, problem: String },
     #[error("{path} is empty; restart the hub to create a token")]
     EmptyToken { path: PathBuf },
+    /// `hub.json` is there but no hub holds the data dir's lock: a hub that crashed left it.
+    /// Nothing is sent to the port it names (another program may have taken it).
+    #[error(
+        "no hub is running with data dir {dir}: its {RUNTIME_FILE} was left by a hub (pid {pid}) that did not exit cleanly, so nothing was sent to the port it names; start the hub with `helix-hub serve`"
+    )]
+    Stale { dir: PathBuf, pid: u32 },
 }
 
 /// A hub found through its data dir. `Debug` does not show the token.
@@ -81,7 +87,9 @@ impl std::fmt::Debug for LocalHub {
 }
 
 impl LocalHub {
-    /// Reads `hub.json` and the token from `dir`.
+    /// Reads `hub.json` and the token from `dir`, when a hub holds the data dir's lock: a
+    /// `hub.json` a crashed hub left names a port anyone may have bound since, and the token
+    /// is never offered to it.
     pub fn find(dir: &Path) -> Result<Self, LocalHubError> {
         let runtime_path = dir.join(RUNTIME_FILE);
         let bytes = match std::fs::read(&runtime_path) {
@@ -103,6 +111,12 @@ impl LocalHub {
                 path: runtime_path.clone(),
                 problem: e.to_string(),
             })?;
+        if !is_running(dir) {
+            return Err(LocalHubError::Stale {
+                dir: dir.to_owned(),
+                pid: info.pid,
+            });
+        }
         let token_path = dir.join(TOKEN_FILE);
         let token = std::fs::read_to_string(&token_path)
             .map_err(|source| LocalHubError::Read {
@@ -251,6 +265,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join(TOKEN_FILE), "secret-token\n").unwrap();
+        // Left by a hub that is gone: refused before the token is read.
+        let err = LocalHub::find(dir.path()).unwrap_err();
+        assert!(matches!(err, LocalHubError::Stale { pid: 1, .. }), "{err}");
+        assert!(err.to_string().contains("helix-hub serve"), "{err}");
+        let lock = std::fs::File::create(dir.path().join(LOCK_FILE)).unwrap();
+        lock.lock().unwrap();
         let hub = LocalHub::find(dir.path()).unwrap();
         assert_eq!(hub.info, info);
         assert_eq!(hub.token(), "secret-token");

@@ -1,7 +1,8 @@
 //! The bearer token that guards `RemoteExecution` on the hub's TCP listener.
 //!
-//! Created once (32 random bytes, hex) in `<data-dir>/hub-token`, mode 0600, so only the
-//! desktop user (and the spokes that user runs there) can read it. Compared in constant time.
+//! Made anew at every start (32 random bytes, hex) in `<data-dir>/hub-token`, mode 0600, so
+//! only the desktop user (and the spokes that user runs there) can read it, and a token read
+//! before a restart is worth nothing after it. Compared in constant time.
 
 use std::{fmt, path::Path, sync::Arc};
 
@@ -24,16 +25,10 @@ impl fmt::Debug for BearerToken {
 }
 
 impl BearerToken {
-    /// Reads the token from `data_dir`, creating it on first use.
-    pub fn load_or_create(data_dir: &Path) -> Result<Self, FsError> {
+    /// A new token, written to `data_dir` in place of the last one (atomically: a spoke reads
+    /// the old one or the new one, never half of either).
+    pub fn rotate(data_dir: &Path) -> Result<Self, FsError> {
         let path = data_dir.join(FILE_NAME);
-        if let Some(bytes) = fsutil::read_optional(&path)? {
-            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
-            if text.len() >= 32 {
-                return Ok(Self(text.into()));
-            }
-            tracing::warn!(path = %path.display(), "token file is too short; writing a new token");
-        }
         let token = hex::encode(rand::random::<[u8; 32]>());
         fsutil::write_private_atomic(&path, format!("{token}\n").as_bytes())?;
         Ok(Self(token.into()))
@@ -77,11 +72,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_is_created_once_and_checked() {
+    fn a_new_token_at_every_start_private_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = tempfile::tempdir().unwrap();
-        let a = BearerToken::load_or_create(dir.path()).unwrap();
-        let b = BearerToken::load_or_create(dir.path()).unwrap();
-        assert!(a.matches(&b.0));
+        let old = BearerToken::rotate(dir.path()).unwrap();
+        let a = BearerToken::rotate(dir.path()).unwrap();
+        assert!(
+            !a.matches(&old.0),
+            "a restart makes the old token worthless"
+        );
+        let path = dir.path().join(FILE_NAME);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), &*a.0);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(a.0.len(), 64);
         assert!(!format!("{a:?}").contains(&*a.0));
         let mut check = RequireBearer(a.clone());
         let mut req = Request::new(());

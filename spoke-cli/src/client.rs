@@ -321,10 +321,14 @@ impl Spoke {
     pub fn resolve(&self, hub: Option<&str>) -> Result<Target, ResolveError> {
         let Some(hub) = hub else {
             let dir = self.hub_dir.clone().unwrap_or_else(local::default_hub_dir);
-            if self.hub_dir.is_some() || dir.join(local::RUNTIME_FILE).exists() {
+            if self.hub_dir.is_some() || local::is_running(&dir) {
                 return Ok(Target::Local(dir));
             }
             let known = self.known_hubs()?;
+            // A hub.json a crashed hub left, and no paired hub to use instead: say so.
+            if known.is_empty() && dir.join(local::RUNTIME_FILE).exists() {
+                return Ok(Target::Local(dir));
+            }
             return match known.len() {
                 1 => {
                     let (name, hub) = known.into_iter().next().ok_or(ResolveError::NoHub)?;

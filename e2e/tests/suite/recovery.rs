@@ -20,6 +20,7 @@ async fn sigkill_mid_stream_then_restart_keeps_the_journal_and_runs_pending_work
     store_api_key(dir.path());
 
     let mut hub = HubProcess::spawn(dir.path()).await;
+    let token_before = std::fs::read_to_string(dir.path().join("hub-token")).unwrap();
     let mut client = helix_spoke::client::connect_local(dir.path())
         .await
         .unwrap()
@@ -51,9 +52,15 @@ async fn sigkill_mid_stream_then_restart_keeps_the_journal_and_runs_pending_work
         !matches!(stream.message().await, Ok(Some(_))),
         "the stream ends with the hub"
     );
+    stale_hub_json_is_not_dialed(dir.path(), hub.info.grpc_addr).await;
     mock.release();
 
     let restarted = HubProcess::spawn(dir.path()).await;
+    let token_after = std::fs::read_to_string(dir.path().join("hub-token")).unwrap();
+    assert_ne!(
+        token_before, token_after,
+        "a new bearer token at every start"
+    );
     assert_eq!(
         restarted.info.hub_id, hub.info.hub_id,
         "same hub id after restart"
@@ -169,4 +176,35 @@ async fn a_corrupt_journal_is_reported_with_its_path() {
         b"this is not a database, it is text",
         "left untouched"
     );
+}
+
+/// Another program bound the port the crashed hub's `hub.json` names: `helix` and `helix-hub
+/// pair` say the hub is not running and never connect to it (the token is not offered).
+async fn stale_hub_json_is_not_dialed(dir: &std::path::Path, port: std::net::SocketAddr) {
+    let squatter = tokio::net::TcpListener::bind(port).await.unwrap();
+    let mut helix = tokio::process::Command::new(crate::support::bins::bin("helix"));
+    helix
+        .arg("--hub-dir")
+        .arg(dir)
+        .args(["--config-dir"])
+        .arg(dir.join("spoke"))
+        .args(["run", "hello?"]);
+    let mut pair = tokio::process::Command::new(crate::support::bins::bin("helix-hub"));
+    pair.arg("--data-dir").arg(dir).arg("pair");
+    for (what, mut cmd) in [("helix run", helix), ("helix-hub pair", pair)] {
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("did not exit cleanly") && stderr.contains("helix-hub serve"),
+            "{what}: {stderr}"
+        );
+    }
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(200), squatter.accept()).await;
+    assert!(accepted.is_err(), "something dialed the stale port");
 }

@@ -48,7 +48,7 @@ impl Hub {
         let secret = helix_mesh::transport::load_or_create_secret_key(&data_dir.join(KEY_FILE))?;
         let devices = Arc::new(Devices::load(data_dir)?);
         let pairings = Arc::new(Pairings::default());
-        let token = BearerToken::load_or_create(data_dir)?;
+        let token = BearerToken::rotate(data_dir)?;
         let providers = match providers {
             Some(p) => p,
             None => providers_from_config(&config)?,
