@@ -84,6 +84,46 @@ pub(crate) fn mode(path: &Path) -> u32 {
 }
 
 #[tokio::test]
+async fn an_idle_or_stalled_connection_to_the_callback_port_does_not_keep_the_login_waiting() {
+    let oauth = MockOAuth::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("hub");
+    let login = start_login(&mut hub_cmd(&dir, &oauth), &["--port", "0"]).await;
+    let port = login
+        .url
+        .split("localhost%3A")
+        .nth(1)
+        .and_then(|rest| rest.split("%2F").next())
+        .and_then(|port| port.parse::<u16>().ok())
+        .expect("the redirect URI names the callback port");
+    // A browser's spare keep-alive connection (or anything else) that never sends a request,
+    // and one that stopped half-way through its request's headers.
+    let idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut stalled = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stalled,
+        b"GET /auth/callback HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await
+    .unwrap();
+    let (status, page) = browse(&login.url).await;
+    assert_eq!(status, 200, "{page}");
+    let started = std::time::Instant::now();
+    let (code, stderr) = login.end().await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the login waited {:?} for the idle connection",
+        started.elapsed()
+    );
+    drop((idle, stalled));
+}
+
+#[tokio::test]
 async fn codex_login_signs_in_and_stores_the_profile_privately() {
     let oauth = MockOAuth::start().await;
     let tmp = tempfile::tempdir().unwrap();

@@ -28,6 +28,10 @@ use crate::credentials::Secret;
 /// Random bytes in `state`.
 const STATE_BYTES: usize = 32;
 
+/// How long the callback servers may take, once the sign-in has its answer, to finish writing
+/// it; connections still open then (idle keep-alives) are dropped.
+const CALLBACK_DRAIN: Duration = Duration::from_secs(2);
+
 /// A sign-in in progress: the callback port is bound and the authorize URL is ready to show.
 #[derive(Debug)]
 pub struct CodexLogin {
@@ -129,7 +133,12 @@ impl CodexLogin {
         drop(rx);
         stop.cancel();
         // The servers stop once the answer above is written; they have nothing else to finish.
-        while servers.join_next().await.is_some() {}
+        // An idle connection (a browser's keep-alive, or anything else connected to the port)
+        // would hold the graceful shutdown open forever: past a short drain, drop them.
+        let drain = async { while servers.join_next().await.is_some() {} };
+        if tokio::time::timeout(CALLBACK_DRAIN, drain).await.is_err() {
+            servers.abort_all();
+        }
         result
     }
 }
