@@ -20,6 +20,9 @@
 //! connect_timeout = "10s"
 //! idle_timeout = "120s"            # longest silence inside a streaming answer
 //! claude_binary = "claude"      # runs setup-token credentials (Claude Code, headless)
+//! # workdir = "/home/me/agent"  # Claude Code's working dir (default: a new empty one per command)
+//! # allowed_tools = ["Read", "Grep"]       # its --allowedTools (default: none)
+//! # permission_mode = "default"  # its --permission-mode: default, acceptEdits, plan, dontAsk, auto, bypassPermissions
 //!
 //! [providers.openai_codex]
 //! base_url = "https://chatgpt.com"        # env HELIX_CODEX_BASE_URL wins over this
@@ -65,7 +68,7 @@ mod providers;
 pub use endpoint::IrohConfig;
 pub use providers::{
     AnthropicConfig, CODEX_BASE_URL_ENV, CodexConfig, GEMINI_BASE_URL_ENV, GeminiConfig,
-    ProvidersConfig,
+    PermissionMode, ProvidersConfig,
 };
 
 /// The config file's name inside the data dir.
@@ -291,6 +294,30 @@ impl HubConfig {
                 "must be at most 4m: devices count a hub offline 5 minutes after its last announce",
             ));
         }
+        let anthropic = &self.providers.anthropic;
+        if let Some(dir) = &anthropic.workdir
+            && !(dir.is_absolute() && dir.is_dir())
+        {
+            return Err(invalid(
+                "providers.anthropic.workdir",
+                &format!(
+                    "{} is not an existing directory given by its absolute path",
+                    dir.display()
+                ),
+            ));
+        }
+        if let Some(tool) = anthropic
+            .allowed_tools
+            .iter()
+            .find(|t| t.trim().is_empty() || t.contains(','))
+        {
+            return Err(invalid(
+                "providers.anthropic.allowed_tools",
+                &format!(
+                    "{tool:?}: give one tool (or tool pattern) per entry, e.g. [\"Read\", \"Bash(git status)\"]"
+                ),
+            ));
+        }
         for (name, agent) in &self.agents {
             if let Some(p) = &agent.provider {
                 p.parse::<Provider>().map_err(|e| ConfigError::Invalid {
@@ -393,6 +420,62 @@ mod tests {
         );
         assert_eq!(config.default_provider("coder"), Provider::OpenaiCodex);
         assert_eq!(config.default_provider("main"), Provider::Anthropic);
+    }
+
+    #[test]
+    fn the_claude_code_policy_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let write = |body: &str| {
+            std::fs::write(
+                dir.path().join(FILE_NAME),
+                format!("[providers.anthropic]\n{body}"),
+            )
+            .unwrap();
+        };
+        write(&format!(
+            "workdir = {:?}\nallowed_tools = [\"Read\", \"Bash(git status)\"]\npermission_mode = \"acceptEdits\"\n",
+            work.path()
+        ));
+        let config = HubConfig::load(dir.path()).unwrap();
+        config.validate().unwrap();
+        let a = &config.providers.anthropic;
+        assert_eq!(a.workdir.as_deref(), Some(work.path()));
+        assert_eq!(a.allowed_tools, ["Read", "Bash(git status)"]);
+        assert_eq!(a.permission_mode, Some(PermissionMode::AcceptEdits));
+        assert_eq!(PermissionMode::AcceptEdits.as_arg(), "acceptEdits");
+
+        for (body, expected) in [
+            (
+                "workdir = \"relative/dir\"\n",
+                "providers.anthropic.workdir",
+            ),
+            (
+                "workdir = \"/no/such/dir/here\"\n",
+                "providers.anthropic.workdir",
+            ),
+            (
+                "allowed_tools = [\"Read,Edit\"]\n",
+                "providers.anthropic.allowed_tools",
+            ),
+            (
+                "allowed_tools = [\" \"]\n",
+                "providers.anthropic.allowed_tools",
+            ),
+        ] {
+            write(body);
+            let err = HubConfig::load(dir.path())
+                .and_then(|c| c.validate())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{body}: {err}");
+        }
+        write("permission_mode = \"yolo\"\n");
+        let err = HubConfig::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("permission_mode") || err.contains("yolo"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -127,6 +127,11 @@ async fn setup_token_commands_run_through_claude_code() {
     let anthropic = MockAnthropic::start(Reply::text(&chunks)).await;
     let mut config = config_for(&anthropic);
     config.providers.anthropic.claude_binary = claude;
+    // The real CLI takes the policy's flags and the working directory.
+    let workdir = tempfile::tempdir().unwrap();
+    config.providers.anthropic.workdir = Some(workdir.path().to_owned());
+    config.providers.anthropic.allowed_tools = vec!["Read".into(), "Grep".into()];
+    config.providers.anthropic.permission_mode = Some(helix_hub::config::PermissionMode::Default);
     let hub = TestHub::start_without_credentials(config).await;
     CredentialStore::in_dir(hub.path())
         .set_token(Provider::Anthropic, Secret::new(token), None)
@@ -175,5 +180,80 @@ async fn setup_token_commands_run_through_claude_code() {
         f.error
     );
     assert!(!f.error.contains(token));
+    hub.shutdown().await;
+}
+
+/// A stand-in for the Claude Code CLI that records what it was started with (argv, working
+/// directory, environment) in `record`, then answers as the real one does on stdout.
+fn recording_claude(dir: &Path, record: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("claude");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+cat >/dev/null
+{{ printf 'argv:'; for a in "$@"; do printf ' [%s]' "$a"; done; printf '\n'; printf 'cwd: %s\n' "$(pwd)"; env; }} > '{}'
+echo '{{"type":"stream_event","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"recorded"}}}},"parent_tool_use_id":null}}'
+echo '{{"type":"result","subtype":"success","is_error":false,"result":"recorded"}}'
+"#,
+            record.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+#[tokio::test]
+async fn claude_code_gets_an_allow_listed_environment_its_workdir_and_its_tool_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let record = tmp.path().join("record.txt");
+    let claude = recording_claude(tmp.path(), &record);
+    let workdir = tmp.path().join("work");
+    std::fs::create_dir(&workdir).unwrap();
+    let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let mut config = config_for(&anthropic);
+    config.providers.anthropic.claude_binary = claude.display().to_string();
+    config.providers.anthropic.workdir = Some(workdir.clone());
+    config.providers.anthropic.allowed_tools = vec!["Read".into(), "Bash(git status)".into()];
+    config.providers.anthropic.permission_mode = Some(helix_hub::config::PermissionMode::Plan);
+    let hub = TestHub::start_without_credentials(config).await;
+    let token = "sk-ant-oat01-recorded-token";
+    CredentialStore::in_dir(hub.path())
+        .set_token(Provider::Anthropic, Secret::new(token), None)
+        .unwrap();
+    let mut client = hub.client().await;
+    let events = run(&mut client, request("what do you see?")).await;
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Completed as i32, "{}", f.error);
+    assert_eq!(outputs(&events), ["recorded"]);
+
+    let seen = std::fs::read_to_string(&record).unwrap();
+    assert!(
+        seen.contains("[--allowedTools] [Read,Bash(git status)]"),
+        "{seen}"
+    );
+    assert!(seen.contains("[--permission-mode] [plan]"), "{seen}");
+    assert!(
+        seen.contains(&format!("cwd: {}\n", workdir.display())),
+        "{seen}"
+    );
+    let env: Vec<&str> = seen.lines().filter(|l| l.contains('=')).collect();
+    let has = |name: &str| env.iter().any(|l| l.starts_with(&format!("{name}=")));
+    assert!(has("PATH") && has("HOME"), "{seen}");
+    assert!(
+        has("CLAUDE_CODE_OAUTH_TOKEN") && has("ANTHROPIC_BASE_URL"),
+        "{seen}"
+    );
+    // What cargo put in this process's environment (and anything else not on the list,
+    // such as other programs' keys) does not reach the agent.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+    assert!(!has("CARGO_MANIFEST_DIR"), "{seen}");
+    assert!(!has("CARGO_PKG_NAME"), "{seen}");
+    assert!(
+        !seen.contains(hub.path().to_str().unwrap()),
+        "the hub's data dir stays unnamed"
+    );
     hub.shutdown().await;
 }

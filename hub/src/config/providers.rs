@@ -84,6 +84,46 @@ pub struct AnthropicConfig {
     pub idle_timeout: Duration,
     /// The Claude Code CLI that runs setup-token credentials (a name on PATH or a path).
     pub claude_binary: String,
+    /// Claude Code's working directory: what its tools (Read, Edit, Bash…) work in. Unset:
+    /// a new empty directory for each command, removed after it.
+    pub workdir: Option<std::path::PathBuf>,
+    /// Tools Claude Code may use without asking (its `--allowedTools`, e.g. `"Read"`,
+    /// `"Bash(git status)"`). Headless, a tool that would ask is refused instead.
+    pub allowed_tools: Vec<String>,
+    /// Claude Code's `--permission-mode`; unset: its own default.
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// Claude Code's permission modes (`claude --help`, 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PermissionMode {
+    /// Asks for anything not allowed (headless: refuses it).
+    Default,
+    /// File edits without asking.
+    AcceptEdits,
+    /// Plans only: no edits, no commands.
+    Plan,
+    /// Refuses whatever would ask.
+    DontAsk,
+    /// Claude Code decides.
+    Auto,
+    /// Every tool without asking: the agent can do on the desktop whatever this user can.
+    BypassPermissions,
+}
+
+impl PermissionMode {
+    /// The name Claude Code takes.
+    pub fn as_arg(self) -> &'static str {
+        match self {
+            PermissionMode::Default => "default",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Plan => "plan",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::Auto => "auto",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+        }
+    }
 }
 
 impl Default for AnthropicConfig {
@@ -95,6 +135,9 @@ impl Default for AnthropicConfig {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(120),
             claude_binary: "claude".into(),
+            workdir: None,
+            allowed_tools: Vec::new(),
+            permission_mode: None,
         }
     }
 }

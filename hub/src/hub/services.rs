@@ -15,7 +15,11 @@ use crate::{
     bearer::{BearerToken, RequireBearer},
     config::HubConfig,
     provider::{
-        Providers, anthropic::Anthropic, claude_code::ClaudeCode, codex::Codex, gemini::Gemini,
+        Providers,
+        anthropic::Anthropic,
+        claude_code::{ClaudeCode, ClaudeCodePolicy},
+        codex::Codex,
+        gemini::Gemini,
     },
     service::RemoteExecutionService,
 };
@@ -64,11 +68,15 @@ pub fn providers_from_config(config: &HubConfig) -> Result<Providers, HubError> 
     let a = &config.providers.anthropic;
     let anthropic = Anthropic::new(&a.base_url, a.connect_timeout, a.idle_timeout)
         .map_err(|e| HubError::Provider("anthropic", e))?
-        .with_claude_code(ClaudeCode::new(
-            &a.claude_binary,
-            &a.base_url,
-            a.idle_timeout,
-        ));
+        .with_claude_code(
+            ClaudeCode::new(&a.claude_binary, &a.base_url, a.idle_timeout).with_policy(
+                ClaudeCodePolicy {
+                    workdir: a.workdir.clone(),
+                    allowed_tools: a.allowed_tools.clone(),
+                    permission_mode: a.permission_mode,
+                },
+            ),
+        );
     let c = &config.providers.openai_codex;
     let codex = Codex::new(&c.base_url, c.connect_timeout, c.idle_timeout)
         .map_err(|e| HubError::Provider("openai-codex", e))?;

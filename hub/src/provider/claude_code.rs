@@ -4,7 +4,10 @@
 //! `claude -p --output-format stream-json --verbose --include-partial-messages -- PROMPT`, with
 //! the token in `CLAUDE_CODE_OAUTH_TOKEN` (never argv), `ANTHROPIC_BASE_URL` from the hub's
 //! config, `CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1`, and a throwaway `HOME` (also the
-//! working directory) so the person's own Claude Code settings and files are not touched.
+//! working directory unless `workdir` is set) so the person's own Claude Code settings and
+//! files are not touched. Of the hub's environment only an allow-list is passed on
+//! ([`ENV_ALLOWED`]); `allowed_tools` and `permission_mode` become `--allowedTools` and
+//! `--permission-mode`.
 //!
 //! stdout is one JSON object per line: `system`, `stream_event` (a Messages API SSE event;
 //! `content_block_delta`/`text_delta` carries the text token by token), `assistant` (the
@@ -31,12 +34,55 @@ use crate::credentials::{Credential, Secret};
 /// How long a child that has sent its `result` may take to exit before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(5);
 
+/// The hub's environment variables Claude Code is given (everything else, e.g. other
+/// programs' tokens and keys in the hub's environment, is not): what finding programs,
+/// language, time zone, temporary files, TLS roots and proxies need.
+const ENV_ALLOWED: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Whether the hub's variable `name` is passed on to Claude Code ([`ENV_ALLOWED`] and the
+/// locale's `LC_*`).
+fn env_allowed(name: &str) -> bool {
+    ENV_ALLOWED.contains(&name) || name.starts_with("LC_")
+}
+
+/// What Claude Code may do, from `[providers.anthropic]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaudeCodePolicy {
+    /// Its working directory; `None`: the command's throwaway `HOME`.
+    pub workdir: Option<std::path::PathBuf>,
+    /// `--allowedTools`.
+    pub allowed_tools: Vec<String>,
+    /// `--permission-mode`.
+    pub permission_mode: Option<crate::config::PermissionMode>,
+}
+
 /// Runs the Claude Code CLI.
 #[derive(Debug, Clone)]
 pub struct ClaudeCode {
     binary: String,
     base_url: String,
     idle_timeout: Duration,
+    policy: ClaudeCodePolicy,
 }
 
 impl ClaudeCode {
@@ -47,7 +93,14 @@ impl ClaudeCode {
             binary: binary.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
             idle_timeout,
+            policy: ClaudeCodePolicy::default(),
         }
+    }
+
+    /// With its working directory and tool policy.
+    pub fn with_policy(mut self, policy: ClaudeCodePolicy) -> Self {
+        self.policy = policy;
+        self
     }
 }
 
@@ -143,16 +196,24 @@ impl ClaudeCode {
         if let Some(system) = &request.system {
             cmd.arg("--append-system-prompt").arg(system);
         }
+        if !self.policy.allowed_tools.is_empty() {
+            cmd.arg("--allowedTools")
+                .arg(self.policy.allowed_tools.join(","));
+        }
+        if let Some(mode) = self.policy.permission_mode {
+            cmd.arg("--permission-mode").arg(mode.as_arg());
+        }
+        // Only the allowed part of the hub's environment: nothing else it holds (other
+        // programs' keys and tokens) reaches the agent or the tools it runs.
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(name, _)| name.to_str().is_some_and(env_allowed)));
         // The prompt goes on stdin, not argv: argv is capped (128 KiB per argument on
         // Linux, below the 1 MiB prompt limit) and visible to every user in `ps`.
-        cmd.env_remove("ANTHROPIC_API_KEY")
-            .env_remove("ANTHROPIC_AUTH_TOKEN")
-            .env_remove("CLAUDE_CONFIG_DIR")
-            .env("CLAUDE_CODE_OAUTH_TOKEN", token.expose())
+        cmd.env("CLAUDE_CODE_OAUTH_TOKEN", token.expose())
             .env("ANTHROPIC_BASE_URL", &self.base_url)
             .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
             .env("HOME", home)
-            .current_dir(home)
+            .current_dir(self.policy.workdir.as_deref().unwrap_or(home))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
