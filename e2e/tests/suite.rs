@@ -26,6 +26,7 @@ mod relay_cancel;
 mod relay_faults;
 mod relay_recovery;
 mod route_report;
+mod service;
 mod supabase_auth;
 mod supabase_rest;
 mod table_relay;

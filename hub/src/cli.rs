@@ -69,6 +69,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the hub as a service of this user: a systemd user unit on Linux, a LaunchAgent on
+    /// macOS, started at login and restarted after a failure.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// Print a shell completion script, e.g. `helix-hub completions bash >
     /// ~/.local/share/bash-completion/completions/helix-hub`.
     Completions {
@@ -136,6 +142,20 @@ pub struct ServeArgs {
     /// no relay unless --relay-url names one (for trying things out, and for tests).
     #[arg(long)]
     pub local_only: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ServiceAction {
+    /// Write the service file for this binary and data dir, and enable and start it.
+    Install {
+        /// Print the file (and where it would go) instead of writing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop and disable the service, and remove its file.
+    Uninstall,
+    /// Whether the service file is installed, enabled and running.
+    Status,
 }
 
 #[derive(Debug, Clone, Subcommand)]

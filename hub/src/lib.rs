@@ -36,6 +36,7 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod credentials;
+pub mod desktop_service;
 pub mod devices;
 pub mod executor;
 pub mod grpc_status;

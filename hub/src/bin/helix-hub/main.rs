@@ -1,15 +1,16 @@
 //! `helix-hub`: parse arguments, set up logging, load config, call the library, wait for a
 //! signal. Exit codes: 0 ok, 1 error, 2 usage; `auth status --check`: 0 ok, 1 missing or
-//! expired, 2 expiring within 24 h.
+//! expired, 3 expiring within 24 h.
 //!
 //! The subcommands other than `serve` and `cloud` live beside this file: [`login`] (`login`,
 //! `logout`), [`auth`] (`auth status|refresh|import-openclaw`), [`status`], [`devices`]
-//! (`pair`, `devices`, `ticket`); [`terminal`] reads secrets from stdin and writes stdout and
+//! (`pair`, `devices`, `ticket`), [`service`] (`service install|uninstall|status`); [`terminal`] reads secrets from stdin and writes stdout and
 //! stderr.
 
 mod auth;
 mod devices;
 mod login;
+mod service;
 mod status;
 mod terminal;
 
@@ -114,6 +115,7 @@ async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
             .await
         }
         Command::Ticket => devices::ticket(&data_dir).await,
+        Command::Service { action } => service::service(&data_dir, action),
         Command::Completions { shell } => {
             use std::io::Write;
             let script = helix_hub::cli::completion_script(shell);
