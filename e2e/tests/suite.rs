@@ -7,6 +7,7 @@ mod cloud_spoke;
 mod cloud_sql;
 mod completions;
 mod credentials;
+mod disk_full;
 mod execute;
 mod grpc_acceptor;
 mod http2_settings;

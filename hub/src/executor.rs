@@ -321,9 +321,7 @@ impl Executor {
             self.execute(command_id, next.command, next.started, &token)
                 .await
         };
-        if let Err(error) = self.inner.journal.append(command_id, end).await {
-            tracing::error!(%command_id, %error, "could not record the end of a command");
-        }
+        self.record_end(command_id, end).await;
         {
             let mut state = self.state();
             state.running.remove(&command_id);
@@ -331,6 +329,64 @@ impl Executor {
         }
         drop(permit);
     }
+}
+
+/// How long to wait before each try to record a command's end (a full disk may clear).
+const END_RETRIES: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+
+impl Executor {
+    /// Records `end`, or, when an output of the command was not stored (see
+    /// [`Journal::lost_write`]), a failure that says so; a failed write is tried again a few
+    /// times, as a full disk may clear.
+    async fn record_end(&self, command_id: Uuid, mut end: EventKind) {
+        let journal = &self.inner.journal;
+        for (i, delay) in END_RETRIES.iter().enumerate() {
+            tokio::time::sleep(*delay).await;
+            if let Some(lost) = journal.lost_write(&command_id) {
+                end = journal_failed(&end, &lost);
+            }
+            match journal.append(command_id, end.clone()).await {
+                Ok(_) => return,
+                Err(error) if i + 1 < END_RETRIES.len() => {
+                    tracing::warn!(%command_id, %error, "could not record the end of a command; trying again");
+                    end = journal_failed(&end, &error.to_string());
+                }
+                Err(error) => {
+                    tracing::error!(%command_id, %error, "could not record the end of a command");
+                }
+            }
+        }
+    }
+}
+
+/// The text a command ends with when the journal could not store one of its events.
+pub const JOURNAL_WRITE_FAILED: &str = "the journal could not be written";
+
+/// `end` turned into a failure because the journal could not store an event: `error`.
+fn journal_failed(end: &EventKind, error: &str) -> EventKind {
+    let attempts = match end {
+        EventKind::Finished { attempts, .. } => *attempts,
+        _ => 0,
+    };
+    if let EventKind::Finished {
+        status: FinalStatus::Failed,
+        error: already,
+        ..
+    } = end
+        && already.starts_with(JOURNAL_WRITE_FAILED)
+    {
+        return end.clone();
+    }
+    finished(
+        FinalStatus::Failed,
+        &format!("{JOURNAL_WRITE_FAILED}: {error}; output may be missing"),
+        attempts,
+    )
 }
 
 fn finished(status: FinalStatus, error: &str, attempts: u32) -> EventKind {

@@ -140,6 +140,8 @@ pub struct Journal {
 struct Inner {
     tx: mpsc::Sender<Request>,
     writer: Arc<SharedWriter>,
+    /// Shared with the writer: commands whose unanswered appends were lost.
+    lost: Arc<writer::LostWrites>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
 }
@@ -184,17 +186,27 @@ impl Journal {
 
         let mut writer = Writer::new(conn);
         let recovery = writer.recover()?;
+        let lost = writer.lost.clone();
 
         let (tx, inbox) = mpsc::channel(INBOX_CAPACITY);
         let journal = Journal {
             inner: Arc::new(Inner {
                 tx,
                 writer: Arc::new(SharedWriter::new(writer, bus)),
+                lost,
                 path,
                 readers: Mutex::new(Vec::new()),
             }),
         };
         Ok((journal, recovery, inbox))
+    }
+
+    /// Why an event of `command_id` appended without waiting for its answer
+    /// ([`Journal::append_queued`], [`Journal::append_here_if_free`]) was not stored, once;
+    /// `None` while all were. The executor asks after each output and before the command's
+    /// end, and fails the command rather than complete it with text missing.
+    pub fn lost_write(&self, command_id: &Uuid) -> Option<String> {
+        self.inner.lost.take(command_id)
     }
 
     pub fn path(&self) -> &Path {

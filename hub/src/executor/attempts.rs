@@ -294,6 +294,15 @@ impl Executor {
                     if let Err(e) = stored {
                         return Err(finished(FinalStatus::Failed, &e.to_string(), attempt));
                     }
+                    // An earlier output's batch did not commit: the text has a hole, so the
+                    // command must not complete (its end says why).
+                    if let Some(lost) = journal.lost_write(&command_id) {
+                        let lost = super::journal_failed(
+                            &finished(FinalStatus::Failed, "", attempt),
+                            &lost,
+                        );
+                        return Err(lost);
+                    }
                 }
                 Some(Err(e)) => break e,
                 None => return Err(finished(FinalStatus::Completed, "", attempt)),

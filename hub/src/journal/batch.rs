@@ -48,6 +48,12 @@ impl Writer {
             // be ahead of the database.
             self.live.clear();
             tracing::error!(error = %e, "journal commit failed");
+            let text = e.to_string();
+            for a in &applied {
+                if let Some(command_id) = a.unanswered_append() {
+                    self.lost.record(command_id, &text);
+                }
+            }
             let e = Arc::new(e);
             for a in applied {
                 a.into_reply().send_err(JournalError::Commit(e.clone()));
@@ -60,6 +66,11 @@ impl Writer {
             "journal batch committed"
         );
         for a in applied {
+            if let Applied::Failed { error, .. } = &a
+                && let Some(command_id) = a.unanswered_append()
+            {
+                self.lost.record(command_id, &error.to_string());
+            }
             a.publish_and_reply(bus);
         }
     }

@@ -47,6 +47,8 @@ pub(super) enum Applied {
     Failed {
         reply: Reply,
         error: JournalError,
+        /// The command an append was for.
+        command_id: Option<Uuid>,
     },
 }
 
@@ -78,7 +80,24 @@ impl Applied {
                     let _ = reply.send(Ok(event));
                 }
             }
-            Applied::Failed { reply, error } => reply.send_err(error),
+            Applied::Failed { reply, error, .. } => reply.send_err(error),
+        }
+    }
+
+    /// The command of an append nobody waits an answer for (a streamed output): if it is not
+    /// stored, only the journal knows, and it must tell the executor
+    /// ([`super::writer::LostWrites`]).
+    pub(super) fn unanswered_append(&self) -> Option<Uuid> {
+        match self {
+            Applied::Appended {
+                reply: None, event, ..
+            } => Some(event.command_id),
+            Applied::Failed {
+                reply: Reply::Append(None),
+                command_id,
+                ..
+            } => *command_id,
+            _ => None,
         }
     }
 
@@ -141,6 +160,7 @@ pub(super) fn apply_op(
             Err(error) => Applied::Failed {
                 reply: Reply::Submit(reply),
                 error,
+                command_id: None,
             },
         },
         Op::Append {
@@ -158,6 +178,7 @@ pub(super) fn apply_op(
             Err(error) => Applied::Failed {
                 reply: Reply::Append(reply),
                 error,
+                command_id: Some(command_id),
             },
         },
     }

@@ -5,7 +5,7 @@
 use std::{
     collections::HashMap,
     sync::{
-        Mutex, MutexGuard, PoisonError, TryLockError,
+        Arc, Mutex, MutexGuard, PoisonError, TryLockError,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
@@ -30,6 +30,43 @@ pub(super) struct Writer {
     pub(super) live: HashMap<Uuid, LiveCommand>,
     /// The WAL's size in pages after the last commit.
     pub(super) wal_pages: i32,
+    /// Commands whose unanswered appends were not stored.
+    pub(super) lost: Arc<LostWrites>,
+}
+
+/// Commands some of whose events were not stored although nobody waited for the answer (a
+/// streamed output is appended without one): a failed commit (a full disk) or a failed
+/// insert. The executor asks before it goes on, and ends such a command failed, saying why,
+/// instead of completing it with text missing.
+#[derive(Debug, Default)]
+pub(super) struct LostWrites {
+    /// Whether `commands` holds anything: the check made for every output stays one load.
+    any: AtomicBool,
+    commands: Mutex<HashMap<Uuid, String>>,
+}
+
+impl LostWrites {
+    /// Notes that an event of `command_id` was not stored, and why (the first reason kept).
+    pub(super) fn record(&self, command_id: Uuid, error: &str) {
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        commands
+            .entry(command_id)
+            .or_insert_with(|| error.to_owned());
+        self.any.store(true, Ordering::Release);
+    }
+
+    /// Why an event of `command_id` was not stored, once; `None` if all were.
+    pub(super) fn take(&self, command_id: &Uuid) -> Option<String> {
+        if !self.any.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut commands = self.commands.lock().unwrap_or_else(PoisonError::into_inner);
+        let error = commands.remove(command_id);
+        if commands.is_empty() {
+            self.any.store(false, Ordering::Release);
+        }
+        error
+    }
 }
 
 impl Writer {
@@ -41,6 +78,7 @@ impl Writer {
             conn,
             live: HashMap::new(),
             wal_pages: 0,
+            lost: Arc::default(),
         }
     }
 }
