@@ -357,7 +357,9 @@ impl Executor {
                     end = journal_failed(&end, &error.to_string());
                 }
                 Err(error) => {
-                    tracing::error!(%command_id, %error, "could not record the end of a command");
+                    tracing::error!(%command_id, %error, "could not record the end of a command; its followers are told without it");
+                    journal.publish_unstored_end(command_id, end).await;
+                    return;
                 }
             }
         }

@@ -209,6 +209,24 @@ impl Journal {
         self.inner.lost.take(command_id)
     }
 
+    /// Tells the followers of `command_id` that it ended with `end` although the journal
+    /// could not store that (the disk stays full): they stop waiting. Nothing is stored; the
+    /// row stays `executing` until the next start's recovery finishes it `failed`, at the seq
+    /// given here (the one after the last stored event).
+    pub async fn publish_unstored_end(&self, command_id: Uuid, end: EventKind) {
+        let last_seq = match self.command(command_id).await {
+            Ok(Some(record)) => record.last_seq,
+            _ => return,
+        };
+        let event = StoredEvent {
+            command_id,
+            seq: last_seq + 1,
+            at_ms: helix_mesh::proto_ext::now_ms(),
+            kind: end,
+        };
+        self.inner.writer.bus().publish(&event, None);
+    }
+
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

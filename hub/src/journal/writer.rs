@@ -102,6 +102,11 @@ impl std::fmt::Debug for SharedWriter {
 }
 
 impl SharedWriter {
+    /// The bus the writer publishes to.
+    pub(super) fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
     pub(super) fn new(writer: Writer, bus: Bus) -> Self {
         Self {
             writer: Mutex::new(writer),
