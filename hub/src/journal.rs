@@ -214,17 +214,31 @@ impl Journal {
     /// row stays `executing` until the next start's recovery finishes it `failed`, at the seq
     /// given here (the one after the last stored event).
     pub async fn publish_unstored_end(&self, command_id: Uuid, end: EventKind) {
-        let last_seq = match self.command(command_id).await {
-            Ok(Some(record)) => record.last_seq,
-            _ => return,
+        let Ok(Some(record)) = self.command(command_id).await else {
+            return;
         };
+        let (seq, at_ms) = (record.last_seq + 1, helix_mesh::proto_ext::now_ms());
+        // Watchers see the change too, as they would a stored one.
+        let status = end.status_change().map(|status| crate::bus::StatusEvent {
+            command_id,
+            status,
+            at_ms,
+            session_id: record.command.session_id.clone(),
+            provider: record.command.provider,
+            source_device_id: record.command.source_device_id.clone(),
+            error: match &end {
+                EventKind::Finished { error, .. } => error.clone(),
+                _ => String::new(),
+            },
+            seq,
+        });
         let event = StoredEvent {
             command_id,
-            seq: last_seq + 1,
-            at_ms: helix_mesh::proto_ext::now_ms(),
+            seq,
+            at_ms,
             kind: end,
         };
-        self.inner.writer.bus().publish(&event, None);
+        self.inner.writer.bus().publish(&event, status);
     }
 
     pub fn path(&self) -> &Path {

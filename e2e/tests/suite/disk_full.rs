@@ -76,6 +76,8 @@ struct Followed {
 struct OnSmallDisk {
     hub: TestHub,
     client: HubClient,
+    /// A Watch opened before the command.
+    watch: tonic::Streaming<pb::StatusChange>,
     /// Kept for the commands after the one that met the full disk.
     _mock: MockAnthropic,
 }
@@ -90,6 +92,13 @@ async fn full_for(disk: &SmallDisk, hold: Duration) -> (OnSmallDisk, Followed) {
     store_api_key(data.path());
     let hub = TestHub::start_in(data, config_for(&mock)).await;
     let mut client = hub.client().await;
+    let watch = hub
+        .client()
+        .await
+        .watch(pb::WatchRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     let req = request("fill the disk while I talk");
     let command_id = req.command_id.clone();
     let mut stream = client.execute(req).await.unwrap().into_inner();
@@ -125,6 +134,7 @@ async fn full_for(disk: &SmallDisk, hold: Duration) -> (OnSmallDisk, Followed) {
     let on = OnSmallDisk {
         hub,
         client,
+        watch,
         _mock: mock,
     };
     (
@@ -164,6 +174,7 @@ async fn a_full_disk_mid_stream_fails_the_command_and_says_why() {
         hub,
         mut client,
         _mock,
+        ..
     } = on;
     assert_journal_failure(&seen.finished);
     assert!(!seen.text.is_empty() && !seen.seqs.is_empty());
@@ -195,8 +206,26 @@ async fn a_disk_that_stays_full_still_ends_the_stream_and_a_restart_records_the_
     };
     // Longer than the hub tries to record the end (0.2 + 1 + 3 s).
     let (on, seen) = full_for(&disk, Duration::from_secs(6)).await;
-    let hub = on.hub;
+    let (hub, mut watch) = (on.hub, on.watch);
     assert_journal_failure(&seen.finished);
+    // Watchers are told as well.
+    let change = tokio::time::timeout(TEST_TIMEOUT, async {
+        loop {
+            let change = watch.message().await.unwrap().expect("the watch ended");
+            if change.command_id == seen.command_id && change.status == CommandStatus::Failed as i32
+            {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the watch saw the failure");
+    assert!(
+        change
+            .error
+            .starts_with("the journal could not be written:"),
+        "{change:?}"
+    );
     // Nothing could be stored: after a restart, recovery finishes the command failed.
     let dir = hub.stop_keeping_dir().await;
     let mock = MockAnthropic::start(Reply::text(&["x"])).await;
