@@ -3,28 +3,19 @@
 //! or key is made), and a closed pipe is not an error. (clap_complete lists hidden subcommands
 //! too, so `helix keeper`, which helix starts itself, is in the scripts.)
 
-use std::process::Stdio;
-
 use tokio::process::Command;
 
-use crate::support::bins::bin;
+use crate::support::bins::{bin, run_helix};
 
 /// `binary completions shell` with HOME and XDG dirs in `home`; (exit code, stdout, stderr).
 async fn completions(binary: &str, shell: &str, home: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(bin(binary))
-        .args(["completions", shell])
+    let mut cmd = Command::new(bin(binary));
+    cmd.args(["completions", shell])
         .env("HOME", home)
         .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+        .env("XDG_DATA_HOME", home.join(".local/share"));
+    let done = run_helix(cmd, None).await;
+    (done.code.unwrap_or(-1), done.stdout, done.stderr)
 }
 
 #[tokio::test]

@@ -3,29 +3,22 @@
 //! when no user session bus answers, as in a container. (The LaunchAgent's contents are
 //! checked by the unit tests in `hub/src/desktop_service.rs`.)
 
-use std::{path::Path, process::Stdio};
+use std::path::Path;
 
 use tokio::process::Command;
 
-use crate::support::bins::bin;
+use crate::support::bins::{bin, run_helix};
 
 /// `helix-hub --data-dir DATA service ARGS` with HOME and XDG_CONFIG_HOME under `home`.
 async fn service(home: &Path, data: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("helix-hub"))
-        .current_dir(home)
+    let mut cmd = Command::new(bin("helix-hub"));
+    cmd.current_dir(home)
         .args(["--data-dir", data, "service"])
         .args(args)
         .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("cfg"))
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+        .env("XDG_CONFIG_HOME", home.join("cfg"));
+    let done = run_helix(cmd, None).await;
+    (done.code.unwrap_or(-1), done.stdout, done.stderr)
 }
 
 #[cfg(target_os = "linux")]
