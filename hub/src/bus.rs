@@ -17,7 +17,7 @@ use helix_mesh::{
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::command::StoredEvent;
+use crate::command::{EventKind, StoredEvent};
 
 /// Events buffered per command for live subscribers. A subscriber more than this many events
 /// behind re-reads from the journal instead; so this only needs to cover short stalls.
@@ -41,6 +41,32 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
+    /// The change `kind` (stored, or about to be published, at `seq`) makes to its command's
+    /// status, if any; `error` is the `finished` event's.
+    pub fn for_event(
+        command_id: Uuid,
+        kind: &EventKind,
+        seq: u64,
+        at_ms: i64,
+        session_id: &str,
+        provider: Provider,
+        source_device_id: &str,
+    ) -> Option<StatusEvent> {
+        kind.status_change().map(|status| StatusEvent {
+            command_id,
+            status,
+            at_ms,
+            session_id: session_id.to_owned(),
+            provider,
+            source_device_id: source_device_id.to_owned(),
+            error: match kind {
+                EventKind::Finished { error, .. } => error.clone(),
+                _ => String::new(),
+            },
+            seq,
+        })
+    }
+
     pub fn to_proto(&self) -> pb::StatusChange {
         pb::StatusChange {
             command_id: self.command_id.to_string(),

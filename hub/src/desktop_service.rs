@@ -31,14 +31,6 @@ impl Manager {
     }
 }
 
-/// A service file: where it goes and what it says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceFile {
-    pub manager: Manager,
-    pub path: PathBuf,
-    pub text: String,
-}
-
 /// Where the user's service files live: `config_home` is `$XDG_CONFIG_HOME` (or
 /// `~/.config`) for systemd; `home` is the home directory for launchd.
 pub fn service_path(manager: Manager, config_home: &Path, home: &Path) -> PathBuf {
@@ -50,17 +42,13 @@ pub fn service_path(manager: Manager, config_home: &Path, home: &Path) -> PathBu
     }
 }
 
-/// The file that runs `exe serve` on `data_dir` (both absolute: a service manager has no
-/// working directory or PATH of the person's shell), restarting it when it fails.
-pub fn service_file(manager: Manager, exe: &Path, data_dir: &Path, path: PathBuf) -> ServiceFile {
-    let text = match manager {
+/// The text of the file that runs `exe serve` on `data_dir` (both absolute: a service
+/// manager has no working directory or PATH of the person's shell), restarting it when it
+/// fails.
+pub fn service_text(manager: Manager, exe: &Path, data_dir: &Path) -> String {
+    match manager {
         Manager::Systemd => systemd_unit(exe, data_dir),
         Manager::Launchd => launchd_plist(exe, data_dir),
-    };
-    ServiceFile {
-        manager,
-        path,
-        text,
     }
 }
 
@@ -158,30 +146,29 @@ mod tests {
 
     #[test]
     fn the_systemd_unit_runs_serve_with_absolute_paths_and_restarts_on_failure() {
-        let file = service_file(
+        let text = service_text(
             Manager::Systemd,
             Path::new("/opt/helix/bin/helix-hub"),
             Path::new("/home/ada/my 100% data"),
+        );
+        assert_eq!(
             service_path(
                 Manager::Systemd,
                 Path::new("/home/ada/.config"),
                 Path::new("/home/ada"),
             ),
-        );
-        assert_eq!(
-            file.path,
             Path::new("/home/ada/.config/systemd/user/helix-hub.service")
         );
-        assert!(file.text.contains(
+        assert!(text.contains(
             "ExecStart=\"/opt/helix/bin/helix-hub\" --data-dir \"/home/ada/my 100%% data\" serve\n"
-        ), "{}", file.text);
+        ), "{text}");
         for line in [
             "Restart=on-failure\n",
             "After=network-online.target\n",
             "Wants=network-online.target\n",
             "WantedBy=default.target\n",
         ] {
-            assert!(file.text.contains(line), "{line}: {}", file.text);
+            assert!(text.contains(line), "{line}: {text}");
         }
         assert_eq!(
             systemd_quote(Path::new("/a\"b\\c$d")),
@@ -191,21 +178,19 @@ mod tests {
 
     #[test]
     fn the_launch_agent_runs_at_load_and_is_kept_alive_after_a_failure() {
-        let file = service_file(
+        let text = &service_text(
             Manager::Launchd,
             Path::new("/Applications/Helix <dev>/helix-hub"),
             Path::new("/Users/ada/Library/Application Support/helix-hub"),
+        );
+        assert_eq!(
             service_path(
                 Manager::Launchd,
                 Path::new("/unused"),
                 Path::new("/Users/ada"),
             ),
-        );
-        assert_eq!(
-            file.path,
             Path::new("/Users/ada/Library/LaunchAgents/dev.helix-mesh.hub.plist")
         );
-        let text = &file.text;
         assert!(
             text.contains("<string>/Applications/Helix &lt;dev&gt;/helix-hub</string>"),
             "{text}"

@@ -331,9 +331,8 @@ impl Executor {
     }
 }
 
-/// How long to wait before each try to record a command's end (a full disk may clear).
-const END_RETRIES: [Duration; 4] = [
-    Duration::ZERO,
+/// How long to wait before each try again to record a command's end (a full disk may clear).
+const END_RETRIES: [Duration; 3] = [
     Duration::from_millis(200),
     Duration::from_secs(1),
     Duration::from_secs(3),
@@ -341,27 +340,26 @@ const END_RETRIES: [Duration; 4] = [
 
 impl Executor {
     /// Records `end`, or, when an output of the command was not stored (see
-    /// [`Journal::lost_write`]), a failure that says so; a failed write is tried again a few
-    /// times, as a full disk may clear.
+    /// [`Journal::lost_write`]), a failure that says so; a failed write is tried again after
+    /// each of [`END_RETRIES`], and if none is stored, the end is still published.
     async fn record_end(&self, command_id: Uuid, mut end: EventKind) {
         let journal = &self.inner.journal;
-        for (i, delay) in END_RETRIES.iter().enumerate() {
-            tokio::time::sleep(*delay).await;
+        let mut retries = END_RETRIES.iter();
+        loop {
             if let Some(lost) = journal.lost_write(&command_id) {
                 end = journal_failed(&end, &lost);
             }
-            match journal.append(command_id, end.clone()).await {
-                Ok(_) => return,
-                Err(error) if i + 1 < END_RETRIES.len() => {
-                    tracing::warn!(%command_id, %error, "could not record the end of a command; trying again");
-                    end = journal_failed(&end, &error.to_string());
-                }
-                Err(error) => {
-                    tracing::error!(%command_id, %error, "could not record the end of a command; its followers are told without it");
-                    journal.publish_unstored_end(command_id, end).await;
-                    return;
-                }
-            }
+            let Err(error) = journal.append(command_id, end.clone()).await else {
+                return;
+            };
+            end = journal_failed(&end, &error.to_string());
+            let Some(delay) = retries.next() else {
+                tracing::error!(%command_id, %error, "could not record the end of a command; its followers are told without it");
+                journal.publish_unstored_end(command_id, end).await;
+                return;
+            };
+            tracing::warn!(%command_id, %error, "could not record the end of a command; trying again");
+            tokio::time::sleep(*delay).await;
         }
     }
 }
@@ -369,26 +367,26 @@ impl Executor {
 /// The text a command ends with when the journal could not store one of its events.
 pub const JOURNAL_WRITE_FAILED: &str = "the journal could not be written";
 
-/// `end` turned into a failure because the journal could not store an event: `error`.
-fn journal_failed(end: &EventKind, error: &str) -> EventKind {
-    let attempts = match end {
-        EventKind::Finished { attempts, .. } => *attempts,
-        _ => 0,
-    };
-    if let EventKind::Finished {
-        status: FinalStatus::Failed,
-        error: already,
-        ..
-    } = end
-        && already.starts_with(JOURNAL_WRITE_FAILED)
-    {
-        return end.clone();
-    }
+/// The end of a command after `attempts` whose event the journal could not store: `error`.
+fn journal_failure(attempts: u32, error: &str) -> EventKind {
     finished(
         FinalStatus::Failed,
         &format!("{JOURNAL_WRITE_FAILED}: {error}; output may be missing"),
         attempts,
     )
+}
+
+/// `end` turned into a [`journal_failure`] (unless it is one already, whose reason stays).
+fn journal_failed(end: &EventKind, error: &str) -> EventKind {
+    match end {
+        EventKind::Finished {
+            status: FinalStatus::Failed,
+            error: already,
+            ..
+        } if already.starts_with(JOURNAL_WRITE_FAILED) => end.clone(),
+        EventKind::Finished { attempts, .. } => journal_failure(*attempts, error),
+        _ => journal_failure(0, error),
+    }
 }
 
 fn finished(status: FinalStatus, error: &str, attempts: u32) -> EventKind {

@@ -219,19 +219,16 @@ impl Journal {
         };
         let (seq, at_ms) = (record.last_seq + 1, helix_mesh::proto_ext::now_ms());
         // Watchers see the change too, as they would a stored one.
-        let status = end.status_change().map(|status| crate::bus::StatusEvent {
+        let c = &record.command;
+        let status = crate::bus::StatusEvent::for_event(
             command_id,
-            status,
-            at_ms,
-            session_id: record.command.session_id.clone(),
-            provider: record.command.provider,
-            source_device_id: record.command.source_device_id.clone(),
-            error: match &end {
-                EventKind::Finished { error, .. } => error.clone(),
-                _ => String::new(),
-            },
+            &end,
             seq,
-        });
+            at_ms,
+            &c.session_id,
+            c.provider,
+            &c.source_device_id,
+        );
         let event = StoredEvent {
             command_id,
             seq,

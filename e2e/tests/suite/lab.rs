@@ -365,12 +365,12 @@ async fn stream_keeps_pace(one_way: Duration) {
     let local = mesh.timed_local_run("on the desk").await;
     assert_eq!(local.code, Some(0), "{}", local.stderr);
     assert_eq!(local.stdout, chunks.concat());
-    let pace = local.output_ended - local.first_byte;
+    let pace = local.span();
     for (route, extra) in [("direct", &[][..]), ("iroh-relay", &["--relay-only"][..])] {
         let run = mesh.timed_run("from afar", extra).await;
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         assert_eq!(run.stdout, chunks.concat(), "{route}");
-        let span = run.output_ended - run.first_byte;
+        let span = run.span();
         if std::env::var_os("LAB_LOG").is_some() {
             eprintln!("{route} cold run's stderr:\n{}", run.stderr);
         }
@@ -450,7 +450,7 @@ async fn table_relay_carries_the_command(one_way: Duration) {
     let rtt = mesh.lab.round_trip(5).unwrap();
     let local = mesh.timed_local_run("on the desk").await;
     assert_eq!(local.code, Some(0), "{}", local.stderr);
-    let pace = local.output_ended - local.first_byte;
+    let pace = local.span();
     mesh.stop_relay().await;
 
     let run = mesh.timed_run("through the table", &[]).await;
@@ -464,7 +464,7 @@ async fn table_relay_carries_the_command(one_way: Duration) {
     );
     assert!(run.stderr.contains("route cloud"), "{}", run.stderr);
     assert!(!run.stderr.contains("ERROR"), "{}", run.stderr);
-    let span = run.output_ended - run.first_byte;
+    let span = run.span();
     if std::env::var_os("LAB_LOG").is_some() {
         eprintln!("cloud run's stderr:\n{}", run.stderr);
     }

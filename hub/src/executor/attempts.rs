@@ -297,11 +297,7 @@ impl Executor {
                     // An earlier output's batch did not commit: the text has a hole, so the
                     // command must not complete (its end says why).
                     if let Some(lost) = journal.lost_write(&command_id) {
-                        let lost = super::journal_failed(
-                            &finished(FinalStatus::Failed, "", attempt),
-                            &lost,
-                        );
-                        return Err(lost);
+                        return Err(super::journal_failure(attempt, &lost));
                     }
                 }
                 Some(Err(e)) => break e,

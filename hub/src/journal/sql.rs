@@ -262,19 +262,15 @@ fn insert_event(
     if matches!(kind, EventKind::Started { .. }) {
         state.executed_at_ms = Some(at_ms);
     }
-    let status = kind.status_change().map(|s| StatusEvent {
+    let status = StatusEvent::for_event(
         command_id,
-        status: s,
-        at_ms,
-        session_id: state.session_id.clone(),
-        provider: state.provider,
-        source_device_id: state.source_device_id.clone(),
-        error: match &kind {
-            EventKind::Finished { error, .. } => error.clone(),
-            _ => String::new(),
-        },
+        &kind,
         seq,
-    });
+        at_ms,
+        &state.session_id,
+        state.provider,
+        &state.source_device_id,
+    );
     Ok((
         StoredEvent {
             command_id,

@@ -11,7 +11,7 @@ use std::{
 use anyhow::{Context, bail};
 use helix_hub::{
     cli::ServiceAction,
-    desktop_service::{LAUNCHD_LABEL, Manager, SYSTEMD_UNIT, service_file, service_path},
+    desktop_service::{LAUNCHD_LABEL, Manager, SYSTEMD_UNIT, service_path, service_text},
 };
 
 use crate::terminal::{out, say};
@@ -31,31 +31,30 @@ pub(crate) fn service(data_dir: &Path, action: ServiceAction) -> anyhow::Result<
         .unwrap_or_else(|| home.join(".config"));
     let path = service_path(manager, &config_home, &home);
     match action {
-        ServiceAction::Install { dry_run } => install(manager, data_dir, path, dry_run),
+        ServiceAction::Install { dry_run } => install(manager, data_dir, &path, dry_run),
         ServiceAction::Uninstall => uninstall(manager, &path),
         ServiceAction::Status => status(manager, data_dir, &path),
     }
 }
 
-fn install(manager: Manager, data_dir: &Path, path: PathBuf, dry_run: bool) -> anyhow::Result<()> {
+fn install(manager: Manager, data_dir: &Path, path: &Path, dry_run: bool) -> anyhow::Result<()> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("finding this helix-hub binary's path")?;
     let data_dir = std::path::absolute(data_dir)
         .with_context(|| format!("making {} absolute", data_dir.display()))?;
-    let file = service_file(manager, &exe, &data_dir, path);
+    let text = service_text(manager, &exe, &data_dir);
     if dry_run {
-        say(&format!("would write {}:", file.path.display()));
-        out(file.text.trim_end());
+        say(&format!("would write {}:", path.display()));
+        out(text.trim_end());
         return Ok(());
     }
-    if let Some(parent) = file.path.parent() {
+    if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    std::fs::write(&file.path, &file.text)
-        .with_context(|| format!("writing {}", file.path.display()))?;
-    say(&format!("wrote {}", file.path.display()));
+    std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+    say(&format!("wrote {}", path.display()));
     let user = std::env::var("USER").unwrap_or_else(|_| "$USER".into());
     match manager {
         Manager::Systemd => {
@@ -75,12 +74,12 @@ fn install(manager: Manager, data_dir: &Path, path: PathBuf, dry_run: bool) -> a
             let domain = format!("gui/{}", current_uid());
             match run(
                 "launchctl",
-                &["bootstrap", &domain, &file.path.to_string_lossy()],
+                &["bootstrap", &domain, &path.to_string_lossy()],
             ) {
                 Ok(()) => say(&format!("loaded {LAUNCHD_LABEL}; it starts at every login")),
                 Err(why) => say(&format!(
                     "could not load it ({why}); run: launchctl bootstrap {domain} {}",
-                    file.path.display()
+                    path.display()
                 )),
             }
         }
