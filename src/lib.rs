@@ -4,7 +4,8 @@
 //! - [`proto_ext`]: names, parsing and conversions for the generated enums and times.
 //! - [`transport`]: ALPNs, close codes, iroh endpoint options, keys, routes.
 //! - [`iroh_grpc`]: gRPC over iroh QUIC (server acceptor, client connector).
-//! - [`ticket`]: address and pairing tickets, and the pairing exchange.
+//! - [`ticket`]: address and pairing tickets, and the pairing exchange; [`web_link`]: the
+//!   link that pairs a browser through the cloud.
 //! - [`envelope_v2`]: end-to-end-encrypted, signed envelopes for the cloud route (Supabase
 //!   tables): commands and content keys sealed to one key, content under a per-command key;
 //!   [`cloud_payload`]: the JSON inside them.
@@ -23,6 +24,7 @@ pub mod secret_input;
 pub mod ticket;
 pub mod transport;
 pub mod urlenc;
+pub mod web_link;
 
 /// Generated code for package `helix.remote.v1`.
 #[allow(clippy::all, missing_debug_implementations)]

@@ -46,9 +46,17 @@ pub enum Command {
         /// How long the ticket stays valid, e.g. 10m, 1h (at most 24h).
         #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
-        /// One JSON object (ticket, expires_at) instead of text.
+        /// One JSON object (ticket, expires_at; with --web also link) instead of text.
         #[arg(long)]
         json: bool,
+        /// Pair a browser or phone through the cloud: print a link to the web app (and a QR
+        /// code on a terminal) whose fragment carries the pairing. Needs `helix-hub cloud login`.
+        #[arg(long)]
+        web: bool,
+        /// Where the web app is served (https://…, or http://localhost / 127.0.0.1); default
+        /// $HELIX_WEB_APP_URL.
+        #[arg(long, value_name = "URL", requires = "web", env = "HELIX_WEB_APP_URL")]
+        app_url: Option<String>,
     },
     /// List or revoke paired devices.
     Devices {

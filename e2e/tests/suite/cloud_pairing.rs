@@ -207,3 +207,92 @@ async fn an_answer_not_signed_by_the_tickets_hub_is_refused_and_pairs_nothing() 
     assert!(known.hubs.is_empty(), "{:?}", known.hubs.keys());
     drop(hub_dir);
 }
+
+/// The fields of a web pairing link's fragment (`URLSearchParams` decoding, enough for the
+/// percent-encoding the hub writes).
+fn fragment_fields(link: &str) -> std::collections::HashMap<String, String> {
+    let (_, fragment) = link.split_once('#').expect("the link has a fragment");
+    fragment
+        .split('&')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            let mut bytes = Vec::new();
+            let raw = v.as_bytes();
+            let mut i = 0;
+            while i < raw.len() {
+                if raw[i] == b'%' {
+                    bytes.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
+                    i += 3;
+                } else {
+                    bytes.push(raw[i]);
+                    i += 1;
+                }
+            }
+            (k.to_owned(), String::from_utf8(bytes).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_web_pairing_link_carries_the_hub_the_secret_and_the_cloud_in_its_fragment() {
+    let cloud = TestCloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["ok"])).await;
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    registered(&cloud, &hub).await;
+
+    // Without an app URL, or with one a browser would not run WebCrypto on: said, no ticket.
+    let mut cmd = crate::support::bins::hub_cli(hub.path());
+    cmd.args(["pair", "--web"]).env_remove("HELIX_WEB_APP_URL");
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(done.stderr.contains("--app-url"), "{}", done.stderr);
+    let mut cmd = crate::support::bins::hub_cli(hub.path());
+    cmd.args(["pair", "--web", "--app-url", "http://192.168.1.5:8080/"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(1), "{}", done.stderr);
+    assert!(done.stderr.contains("https://"), "{}", done.stderr);
+
+    let mut cmd = crate::support::bins::hub_cli(hub.path());
+    cmd.args([
+        "pair",
+        "--web",
+        "--app-url",
+        "https://helix.example.com/app/",
+        "--json",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let answer: serde_json::Value = serde_json::from_str(done.stdout.trim()).unwrap();
+    let link = answer["link"].as_str().unwrap();
+    assert!(
+        link.starts_with("https://helix.example.com/app/#pair=1&"),
+        "{link}"
+    );
+    let (before_fragment, _) = link.split_once('#').unwrap();
+    assert!(
+        !before_fragment.contains('?'),
+        "nothing in the query: {link}"
+    );
+    let fields = fragment_fields(link);
+    assert_eq!(fields["hub"], hub.hub().hub_id());
+    assert_eq!(fields["url"], cloud.config.url);
+    assert_eq!(fields["anon"], cloud.config.anon_key);
+    let expires: i64 = fields["exp"].parse().unwrap();
+    let now = helix_mesh::proto_ext::now_ms();
+    assert!(
+        expires > now && expires <= now + 11 * 60 * 1000,
+        "{expires} vs {now}"
+    );
+
+    // The link's secret is a live one-time secret: a device pairs with it through the cloud.
+    let secret = PairingSecret::from_hex(&fields["secret"]).unwrap();
+    let ticket = Ticket::Pair {
+        addr: iroh::EndpointAddr::new(hub.hub().hub_id().parse::<iroh::PublicKey>().unwrap()),
+        secret,
+    }
+    .encode();
+    let phone = signed_in_spoke(&cloud).await;
+    let done = pair_via_cloud(phone.path(), &ticket).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(hub.hub().devices().is_paired(&device_key(&phone).public()));
+}

@@ -9,6 +9,8 @@ use helix_hub::{cli::DevicesAction, devices::Devices};
 use helix_mesh::{
     pb::{self, hub_admin_client::HubAdminClient},
     proto_ext::{ms_to_system_time, timestamp_to_ms},
+    ticket::Ticket,
+    web_link::WebPairingLink,
 };
 use tonic::service::interceptor::InterceptedService;
 
@@ -33,11 +35,45 @@ fn status_error(action: &str, status: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// Where `pair --web` sends the browser: the app's URL and the cloud project it pairs through.
+struct WebTarget {
+    app_url: String,
+    cloud: helix_discovery::rest::SupabaseConfig,
+}
+
+/// Checks everything `pair --web` needs before a ticket (a secret) is created.
+fn web_target(data_dir: &Path, app_url: Option<String>) -> anyhow::Result<WebTarget> {
+    let Some(app_url) = app_url else {
+        bail!(
+            "pair --web needs the web app's address: pass --app-url https://… (or set HELIX_WEB_APP_URL); scripts/local-cloud serves one at its HELIX_SUPABASE_URL"
+        );
+    };
+    helix_mesh::web_link::check_app_url(&app_url).context("--app-url")?;
+    let cloud = helix_discovery::cloud::Cloud::in_dir(data_dir);
+    let config = cloud.config()?.context(
+        "pair --web pairs through the cloud, and this hub has none: run `helix-hub cloud login --url … --anon-key …` first, then restart the hub",
+    )?;
+    if cloud.sessions().load()?.is_none() {
+        bail!(
+            "pair --web pairs through the cloud, and this hub is not signed in: run `helix-hub cloud login`, then restart the hub"
+        );
+    }
+    Ok(WebTarget {
+        app_url,
+        cloud: config,
+    })
+}
+
+/// `helix-hub pair [--web]`. `web`: `Some(app URL)` for a web pairing link.
 pub(crate) async fn pair(
     data_dir: &Path,
     ttl: std::time::Duration,
     json: bool,
+    web: Option<Option<String>>,
 ) -> anyhow::Result<()> {
+    let web = web
+        .map(|app_url| web_target(data_dir, app_url))
+        .transpose()?;
     let mut admin = admin_client(data_dir)
         .await
         .context("pairing needs the running hub")?;
@@ -47,29 +83,56 @@ pub(crate) async fn pair(
         .await
         .map_err(|s| status_error("creating a pairing ticket", s))?
         .into_inner();
-    let expires = ticket
-        .expires_at
-        .as_ref()
-        .map(|t| {
-            humantime::format_rfc3339_seconds(ms_to_system_time(timestamp_to_ms(t))).to_string()
-        })
-        .unwrap_or_default();
+    let expires_at_ms = ticket.expires_at.as_ref().map(timestamp_to_ms).unwrap_or(0);
+    let expires = humantime::format_rfc3339_seconds(ms_to_system_time(expires_at_ms)).to_string();
+    let (text, hint) = match web {
+        None => (
+            ticket.ticket,
+            format!(
+                "one-time pairing ticket, valid until {expires}; on the new device run `helix pair` and paste it (or `helix pair < FILE`, `helix pair --ticket-file FILE`), which keeps it out of the process list and shell history"
+            ),
+        ),
+        Some(target) => {
+            let Ok(Ticket::Pair { addr, secret }) = Ticket::decode(&ticket.ticket) else {
+                bail!("the hub answered with a ticket this program cannot read: update helix-hub");
+            };
+            let link = WebPairingLink {
+                app_url: target.app_url,
+                hub: addr.id.to_string(),
+                secret,
+                supabase_url: target.cloud.url,
+                anon_key: target.cloud.anon_key,
+                expires_at_ms,
+            }
+            .to_url()
+            .context("--app-url")?;
+            (
+                link,
+                format!(
+                    "one-time pairing link, valid until {expires}: open it on the phone or in the browser to pair (scan the code, or send the link to yourself); it pairs the first device that uses it, so share it with no one else"
+                ),
+            )
+        }
+    };
     if json {
-        out(&serde_json::json!({"ticket": ticket.ticket, "expires_at": expires}).to_string());
+        let key = if text.starts_with(helix_mesh::ticket::PAIR_PREFIX) {
+            "ticket"
+        } else {
+            "link"
+        };
+        out(&serde_json::json!({key: text, "expires_at": expires}).to_string());
         return Ok(());
     }
     if std::io::stdout().is_terminal()
-        && let Ok(code) = qrcode::QrCode::new(ticket.ticket.as_bytes())
+        && let Ok(code) = qrcode::QrCode::new(text.as_bytes())
     {
         out(&code
             .render::<qrcode::render::unicode::Dense1x2>()
             .quiet_zone(true)
             .build());
     }
-    say(&format!(
-        "one-time pairing ticket, valid until {expires}; on the new device run `helix pair` and paste it (or `helix pair < FILE`, `helix pair --ticket-file FILE`), which keeps it out of the process list and shell history"
-    ));
-    out(&ticket.ticket);
+    say(&hint);
+    out(&text);
     Ok(())
 }
 

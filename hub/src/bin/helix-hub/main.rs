@@ -106,7 +106,15 @@ async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
         Command::Login(args) => login::login(&data_dir, args).await,
         Command::Logout { provider } => login::logout(&data_dir, provider.into()),
         Command::Status { json } => status::status(&data_dir, json),
-        Command::Pair { ttl, json } => devices::pair(&data_dir, ttl, json).await,
+        Command::Pair {
+            ttl,
+            json,
+            web,
+            app_url,
+        } => {
+            let web = web.then_some(app_url);
+            devices::pair(&data_dir, ttl, json, web).await
+        }
         Command::Devices { action } => {
             devices::devices(
                 &data_dir,
