@@ -1,0 +1,234 @@
+/**
+ * The web spoke in a real browser (Debian's Chromium) against the local cloud and a real hub:
+ * pairing, streaming, a second device, the CLI, reload and network loss mid-stream, cancel,
+ * a hub that is offline when the prompt is sent, a spliced event, the offline shell.
+ * Screenshots go to web/test-results/.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import {
+  CliDevice,
+  collectProblems,
+  eventually,
+  Hub,
+  launchBrowser,
+  LocalCloud,
+  newDevice,
+  pairBrowser,
+  screenshot,
+} from "./harness";
+import { spliceEvent } from "./splice";
+
+const echo = (prompt: string) => `(helix-dev-provider echo) You said: ${prompt}\n`;
+/** A prompt of `n` words: at 60 ms a word it streams for n × 60 ms. */
+const words = (tag: string, n: number) => `${tag} ${Array.from({ length: n }, (_, i) => `w${i}`).join(" ")}`;
+
+let cloud: LocalCloud;
+let hub: Hub;
+let browser: Browser;
+let phone: BrowserContext;
+let page: Page;
+let problems: string[];
+
+beforeAll(async () => {
+  cloud = await LocalCloud.start();
+  hub = await Hub.start(cloud, { wordDelayMs: 60 });
+  await hub.waitOnline(cloud);
+  browser = await launchBrowser();
+  phone = await newDevice(browser, "phone");
+  page = await phone.newPage();
+  problems = collectProblems(page);
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await hub?.stop();
+  await cloud?.stop();
+});
+
+/** Sends a prompt from the hub page; resolves with the command's id once its page opened. */
+async function send(p: Page, prompt: string): Promise<string> {
+  await p.getByPlaceholder("Ask the agent on your hub…").fill(prompt);
+  await p.getByRole("button", { name: "Run" }).click();
+  await p.waitForURL(/#\/hub\/[0-9a-f]{64}\/c\/[0-9a-f-]{36}$/);
+  return p.url().split("/c/")[1] ?? "";
+}
+
+const raw = (p: Page) => p.getByTestId("raw-output").textContent().then((t) => t ?? "");
+const status = (p: Page) => p.getByTestId("status").textContent().then((t) => t ?? "");
+
+async function finished(p: Page, expected = "completed"): Promise<void> {
+  await eventually(async () => (await status(p)).startsWith(expected), `status ${expected} (now: ${await status(p)})`, 60_000);
+}
+
+describe("the web spoke", () => {
+  test("pairs a phone through the cloud and streams a prompt's answer as it comes", async () => {
+    await pairBrowser(page, cloud, hub, "phone");
+    // The pairing secret is out of the address bar and of history.
+    expect(page.url()).not.toContain("secret=");
+    expect(await page.evaluate(() => history.length)).toBeGreaterThan(0);
+    await screenshot(page, "phone-hub");
+    const prompt = words("stream", 40);
+    await send(page, prompt);
+    // Part of the answer shows before all of it: it streams.
+    const partial = await eventually(async () => {
+      const text = await raw(page);
+      return text.length > 0 && text.length < echo(prompt).length ? text : undefined;
+    }, "a partial answer");
+    expect(echo(prompt).startsWith(partial)).toBe(true);
+    await screenshot(page, "phone-streaming");
+    await finished(page);
+    expect(await raw(page)).toBe(echo(prompt));
+    await expect(page.getByTestId("output").locator("p").first().textContent()).resolves.toContain("You said: stream");
+    await screenshot(page, "phone-command");
+  });
+
+  test("a second paired browser sees the same command live, and both see the history", async () => {
+    const desktop = await newDevice(browser, "desktop");
+    const second = await desktop.newPage();
+    await pairBrowser(second, cloud, hub, "laptop");
+    const prompt = words("shared", 50);
+    const id = await send(page, prompt);
+    await second.goto(page.url());
+    await eventually(async () => (await raw(second)).length > 0, "the second device to show output");
+    expect((await raw(second)).length).toBeLessThan(echo(prompt).length);
+    await finished(second);
+    expect(await raw(second)).toBe(echo(prompt));
+    await second.goto(page.url().split("/c/")[0] ?? "");
+    await second.locator(`[data-command-id="${id}"]`).waitFor();
+    await screenshot(second, "desktop-history");
+    await desktop.close();
+  });
+
+  test("the CLI follows a browser-sent command, and the browser a CLI-sent one", async () => {
+    const cli = await CliDevice.pair(cloud, hub);
+    try {
+      const prompt = words("from-browser", 10);
+      const id = await send(page, prompt);
+      const attached = await cli.run(["attach", "--hub", "desk", "--via", "cloud", id]);
+      expect(attached.code, attached.stderr).toBe(0);
+      expect(attached.stdout).toContain(echo(prompt).trim());
+
+      const cliPrompt = words("from-cli", 8);
+      const sent = await cli.run(["run", "--hub", "desk", "--via", "cloud", cliPrompt]);
+      expect(sent.code, sent.stderr).toBe(0);
+      await page.goto(page.url().split("/c/")[0] ?? "");
+      const entry = page.locator("ul.history a", { hasText: "from-cli" });
+      await entry.waitFor({ timeout: 30_000 });
+      await entry.click();
+      await finished(page);
+      expect(await raw(page)).toBe(echo(cliPrompt));
+
+      // One history of every route: a command through the hub's local listener shows too.
+      const localPrompt = words("from-local", 5);
+      expect((await hub.localRun(localPrompt)).trim()).toBe(echo(localPrompt).trim());
+      await page.goto(page.url().split("/c/")[0] ?? "");
+      const local = page.locator("ul.history a", { hasText: "from-local" });
+      await local.waitFor({ timeout: 30_000 });
+      await expect(local.textContent()).resolves.toContain("the hub");
+      await local.click();
+      await finished(page);
+      expect(await raw(page)).toBe(echo(localPrompt));
+    } finally {
+      cli.cleanup();
+    }
+  });
+
+  test("a reload mid-stream resumes after the last event shown: the answer is whole, nothing twice", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const prompt = words("reload", 60);
+    await send(page, prompt);
+    await eventually(async () => (await raw(page)).length > 20, "some output before the reload");
+    await page.reload();
+    await finished(page);
+    expect(await raw(page)).toBe(echo(prompt));
+  });
+
+  test("losing the network mid-stream: the answer completes whole when it comes back", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const prompt = words("offline", 60);
+    await send(page, prompt);
+    await eventually(async () => (await raw(page)).length > 20, "some output before going offline");
+    await phone.setOffline(true);
+    await page.waitForTimeout(1500);
+    await phone.setOffline(false);
+    await finished(page);
+    expect(await raw(page)).toBe(echo(prompt));
+  });
+
+  test("cancel stops a running command", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const prompt = words("cancel", 200);
+    await send(page, prompt);
+    await eventually(async () => (await raw(page)).length > 0, "output before cancelling");
+    await page.getByRole("button", { name: "Cancel" }).click();
+    await finished(page, "cancelled");
+    expect((await raw(page)).length).toBeLessThan(echo(prompt).length);
+    await expect(page.getByRole("button", { name: "Cancel" }).count()).resolves.toBe(0);
+  });
+
+  test("a prompt sent while the hub is offline waits for it, then runs and streams", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    await hub.stopServing();
+    await hub.waitOnline(cloud, false).catch(() => undefined);
+    const prompt = words("waiting", 10);
+    await send(page, prompt);
+    await eventually(async () => (await status(page)).startsWith("waiting for the hub"), "waiting for the hub");
+    await page.waitForTimeout(1000);
+    expect(await raw(page)).toBe("");
+    await screenshot(page, "phone-waiting");
+    await hub.startServing();
+    await finished(page);
+    expect(await raw(page)).toBe(echo(prompt));
+  });
+
+  test("agent output is Markdown rendered without raw HTML", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const prompt = "**bold** <img src=x onerror=alert(1)> <script>window.pwned=1</script> [x](javascript:alert(1))";
+    await send(page, prompt);
+    await finished(page);
+    const output = page.getByTestId("output");
+    await expect(output.locator("strong").first().textContent()).resolves.toBe("bold");
+    await expect(output.locator("img, script").count()).resolves.toBe(0);
+    await expect(output.locator('a[href^="javascript"]').count()).resolves.toBe(0);
+    await expect(page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).resolves.toBeUndefined();
+    await expect(output.textContent()).resolves.toContain("<img src=x onerror=alert(1)>");
+  });
+
+  test("a spliced event is refused with a visible error, and nothing after it is shown", async () => {
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const donor = await send(page, words("donor", 6));
+    await finished(page);
+    await page.goto(page.url().split("/c/")[0] ?? "");
+    const victim = await send(page, words("victim", 6));
+    await finished(page);
+    await spliceEvent(cloud, { from: donor, to: victim, seq: 3 });
+    // A fresh device view (no resume state) reads it again from the start.
+    await page.evaluate((id) => sessionStorage.removeItem(`helix-follow-${id}`), victim);
+    await page.reload();
+    const refusal = page.getByTestId("refusal");
+    await refusal.waitFor({ timeout: 30_000 });
+    await expect(refusal.textContent()).resolves.toContain(`refused event 3 of this command: spliced envelope: it belongs to command ${donor}, not ${victim}`);
+    const shown = await raw(page);
+    expect(echo(words("victim", 6)).startsWith(shown)).toBe(true);
+    expect(shown.length).toBeLessThan(echo(words("victim", 6)).length);
+    await screenshot(page, "phone-refused");
+  });
+
+  test("the app shell opens offline (service worker), and the page logged no errors", async () => {
+    await page.goto(cloud.url + "/");
+    await page.evaluate(async () => {
+      await navigator.serviceWorker.ready;
+    });
+    await page.reload();
+    await phone.setOffline(true);
+    try {
+      await page.reload();
+      await page.getByRole("link", { name: "Helix Mesh" }).waitFor({ timeout: 10_000 });
+    } finally {
+      await phone.setOffline(false);
+    }
+    const unexpected = problems.filter((p) => !/ERR_INTERNET_DISCONNECTED|Failed to fetch|net::ERR|WebSocket/i.test(p));
+    expect(unexpected).toEqual([]);
+  });
+});
