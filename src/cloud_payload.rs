@@ -29,6 +29,28 @@ pub enum PayloadError {
     UnknownProvider(String),
     #[error("malformed payload: status {0:?} is not completed, failed, cancelled or expired")]
     UnknownStatus(String),
+    /// A payload JSON parses but is not exactly one thing (two event kinds, say).
+    #[error("malformed payload: {0}")]
+    Shape(String),
+}
+
+/// The event kinds' keys: an event carries exactly one.
+const EVENT_KIND_KEYS: [&str; 5] = ["queued", "started", "output", "retrying", "finished"];
+
+/// Refuses integers a JavaScript reader cannot hold exactly (over 2^53 − 1), anywhere in
+/// `value`.
+fn check_safe_integers(value: &serde_json::Value) -> Result<(), PayloadError> {
+    match value {
+        serde_json::Value::Number(n) => match n.as_u64() {
+            Some(v) if v > crate::envelope_v2::MAX_SAFE_INTEGER => Err(PayloadError::Shape(
+                format!("{v} is over 2^53 - 1 (the largest integer both sides read exactly)"),
+            )),
+            _ => Ok(()),
+        },
+        serde_json::Value::Array(items) => items.iter().try_for_each(check_safe_integers),
+        serde_json::Value::Object(map) => map.values().try_for_each(check_safe_integers),
+        _ => Ok(()),
+    }
 }
 
 /// A command, as a device sends it or as the hub accepted it.
@@ -133,8 +155,14 @@ impl CommandPayload {
         serde_json::to_vec(self).map_err(PayloadError::Malformed)
     }
 
+    /// Reads a command; its times must be within 2^53 − 1.
     pub fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
-        serde_json::from_slice(bytes).map_err(PayloadError::Malformed)
+        // Typed first (duplicate and unknown fields refused), then the integers' bounds.
+        let command = serde_json::from_slice(bytes).map_err(PayloadError::Malformed)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(PayloadError::Malformed)?;
+        check_safe_integers(&value)?;
+        Ok(command)
     }
 }
 
@@ -271,8 +299,26 @@ impl EventPayload {
         serde_json::to_vec(self).map_err(PayloadError::Malformed)
     }
 
+    /// Reads an event: exactly one kind, integers within 2^53 − 1 (as the TypeScript reader
+    /// refuses them: serde alone would take the first kind of two and any u64).
     pub fn from_json(bytes: &[u8]) -> Result<Self, PayloadError> {
-        serde_json::from_slice(bytes).map_err(PayloadError::Malformed)
+        // Typed first (what serde refuses), then what it lets through.
+        let event = serde_json::from_slice(bytes).map_err(PayloadError::Malformed)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(PayloadError::Malformed)?;
+        if let Some(map) = value.as_object() {
+            let kinds = EVENT_KIND_KEYS
+                .iter()
+                .filter(|k| map.contains_key(**k))
+                .count();
+            if kinds > 1 {
+                return Err(PayloadError::Shape(format!(
+                    "an event has exactly one kind, this one has {kinds}"
+                )));
+            }
+        }
+        check_safe_integers(&value)?;
+        Ok(event)
     }
 }
 

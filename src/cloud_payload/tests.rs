@@ -169,3 +169,29 @@ fn golden_vectors() {
         assert!(refused.is_err(), "{} was accepted", v["name"]);
     }
 }
+
+#[test]
+fn an_event_with_two_kinds_or_an_unsafe_integer_is_refused() {
+    for (json, why) in [
+        (
+            r#"{"seq":1,"output":{"text":"a"},"queued":{"position":1}}"#,
+            "exactly one kind",
+        ),
+        (r#"{"seq":9007199254740992,"output":{"text":"a"}}"#, "2^53"),
+        (
+            r#"{"seq":1,"retrying":{"attempt":1,"delay_ms":9007199254740992,"reason":"r"}}"#,
+            "2^53",
+        ),
+    ] {
+        let err = EventPayload::from_json(json.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("malformed payload: ") && err.contains(why),
+            "{json}: {err}"
+        );
+    }
+    // The largest safe integer is still an integer.
+    let ok = EventPayload::from_json(br#"{"seq":9007199254740991,"output":{"text":"a"}}"#).unwrap();
+    assert_eq!(ok.seq, 9_007_199_254_740_991);
+}
