@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { createClient } from "@supabase/supabase-js";
+import WebSocket from "ws";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
 export const REPO = resolve(import.meta.dirname, "../..");
@@ -106,7 +107,7 @@ export class LocalCloud {
       if (!v) throw new Error(`helix-local-cloud printed no ${k}`);
       return v;
     };
-    return new LocalCloud(proc, need("HELIX_SUPABASE_URL"), need("HELIX_SUPABASE_ANON_KEY"), need("HELIX_TEST_EMAIL"), need("HELIX_TEST_PASSWORD"), values.get("HELIX_DATABASE_URL"));
+    return new LocalCloud(proc, need("HELIX_SUPABASE_URL"), need("HELIX_SUPABASE_ANON_KEY"), need("HELIX_TEST_EMAIL"), need("HELIX_TEST_PASSWORD"), values.get("HELIX_DATABASE_URL") ?? `postgres://postgres@127.0.0.1:5432/helix_localcloud_${child.pid}_0`);
   }
 
   /** The emailed sign-in codes the Auth stand-in printed, newest last. */
@@ -206,7 +207,10 @@ export class Hub {
 
   /** Waits until the cloud lists the hub online (its presence row is fresh). */
   async waitOnline(cloud: LocalCloud, online = true): Promise<void> {
-    const client = createClient(cloud.url, cloud.anonKey, { auth: { persistSession: false } });
+    const client = createClient(cloud.url, cloud.anonKey, {
+      auth: { persistSession: false },
+      realtime: { transport: WebSocket as unknown as never },
+    });
     await client.auth.signInWithPassword({ email: cloud.email, password: cloud.password });
     const id = await this.id();
     await eventually(async () => {
@@ -330,10 +334,18 @@ export async function signIn(page: Page, cloud: LocalCloud): Promise<void> {
 /** Opens a pairing link in `page`, signs in, pairs; resolves on the hub's page. */
 export async function pairBrowser(page: Page, cloud: LocalCloud, hub: Hub, name = "phone"): Promise<void> {
   await page.goto(await hub.pairLink(cloud.url + "/"));
-  if (await page.getByLabel("Password").isVisible().catch(() => false)) await signIn(page, cloud);
+  const password = page.getByLabel("Password");
+  await password.or(page.getByLabel("Name this device")).first().waitFor({ timeout: 20_000 });
+  if (await password.isVisible()) await signIn(page, cloud);
   await page.getByLabel("Name this device").fill(name);
   await page.getByRole("button", { name: "Pair" }).click();
-  await page.getByRole("heading", { name: "History" }).waitFor({ timeout: 60_000 });
+  try {
+    await page.getByRole("heading", { name: "History" }).waitFor({ timeout: 60_000 });
+  } catch (e) {
+    await screenshot(page, `pairing-failed-${name}`);
+    const shown = await page.locator("main").innerText().catch(() => "");
+    throw new Error(`pairing ${name} did not finish; the page shows: ${shown}\nhub log: ${hub.log()}`, { cause: e });
+  }
 }
 
 export async function screenshot(page: Page, name: string): Promise<void> {

@@ -46,8 +46,16 @@ afterAll(async () => {
   await cloud?.stop();
 });
 
+/** The hub's page (from a command's page, or the hub's). */
+async function toHub(p: Page): Promise<void> {
+  const url = p.url().split("/c/")[0] ?? "";
+  if (url !== p.url()) await p.goto(url);
+  await p.getByRole("heading", { name: "History" }).waitFor();
+}
+
 /** Sends a prompt from the hub page; resolves with the command's id once its page opened. */
 async function send(p: Page, prompt: string): Promise<string> {
+  await toHub(p);
   await p.getByPlaceholder("Ask the agent on your hub…").fill(prompt);
   await p.getByRole("button", { name: "Run" }).click();
   await p.waitForURL(/#\/hub\/[0-9a-f]{64}\/c\/[0-9a-f-]{36}$/);
@@ -94,7 +102,7 @@ describe("the web spoke", () => {
     expect((await raw(second)).length).toBeLessThan(echo(prompt).length);
     await finished(second);
     expect(await raw(second)).toBe(echo(prompt));
-    await second.goto(page.url().split("/c/")[0] ?? "");
+    await toHub(second);
     await second.locator(`[data-command-id="${id}"]`).waitFor();
     await screenshot(second, "desktop-history");
     await desktop.close();
@@ -112,7 +120,7 @@ describe("the web spoke", () => {
       const cliPrompt = words("from-cli", 8);
       const sent = await cli.run(["run", "--hub", "desk", "--via", "cloud", cliPrompt]);
       expect(sent.code, sent.stderr).toBe(0);
-      await page.goto(page.url().split("/c/")[0] ?? "");
+      await toHub(page);
       const entry = page.locator("ul.history a", { hasText: "from-cli" });
       await entry.waitFor({ timeout: 30_000 });
       await entry.click();
@@ -122,7 +130,7 @@ describe("the web spoke", () => {
       // One history of every route: a command through the hub's local listener shows too.
       const localPrompt = words("from-local", 5);
       expect((await hub.localRun(localPrompt)).trim()).toBe(echo(localPrompt).trim());
-      await page.goto(page.url().split("/c/")[0] ?? "");
+      await toHub(page);
       const local = page.locator("ul.history a", { hasText: "from-local" });
       await local.waitFor({ timeout: 30_000 });
       await expect(local.textContent()).resolves.toContain("the hub");
@@ -135,18 +143,25 @@ describe("the web spoke", () => {
   });
 
   test("a reload mid-stream resumes after the last event shown: the answer is whole, nothing twice", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const prompt = words("reload", 60);
+        const prompt = words("reload", 60);
     await send(page, prompt);
     await eventually(async () => (await raw(page)).length > 20, "some output before the reload");
+    // After the reload the first read of events starts after the last one shown, not at 0.
+    const cursors: number[] = [];
+    const onRequest = (request: { url(): string }) => {
+      const match = /cloud_command_events\?.*seq=gt\.(\d+)/.exec(decodeURIComponent(request.url()));
+      if (match?.[1]) cursors.push(Number(match[1]));
+    };
     await page.reload();
+    page.on("request", onRequest);
     await finished(page);
+    page.off("request", onRequest);
     expect(await raw(page)).toBe(echo(prompt));
+    expect(cursors[0], `event reads after the reload: ${cursors.join(", ")}`).toBeGreaterThan(0);
   });
 
   test("losing the network mid-stream: the answer completes whole when it comes back", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const prompt = words("offline", 60);
+        const prompt = words("offline", 60);
     await send(page, prompt);
     await eventually(async () => (await raw(page)).length > 20, "some output before going offline");
     await phone.setOffline(true);
@@ -157,8 +172,7 @@ describe("the web spoke", () => {
   });
 
   test("cancel stops a running command", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const prompt = words("cancel", 200);
+        const prompt = words("cancel", 200);
     await send(page, prompt);
     await eventually(async () => (await raw(page)).length > 0, "output before cancelling");
     await page.getByRole("button", { name: "Cancel" }).click();
@@ -168,8 +182,7 @@ describe("the web spoke", () => {
   });
 
   test("a prompt sent while the hub is offline waits for it, then runs and streams", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    await hub.stopServing();
+        await hub.stopServing();
     await hub.waitOnline(cloud, false).catch(() => undefined);
     const prompt = words("waiting", 10);
     await send(page, prompt);
@@ -183,8 +196,7 @@ describe("the web spoke", () => {
   });
 
   test("agent output is Markdown rendered without raw HTML", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const prompt = "**bold** <img src=x onerror=alert(1)> <script>window.pwned=1</script> [x](javascript:alert(1))";
+        const prompt = "**bold** <img src=x onerror=alert(1)> <script>window.pwned=1</script> [x](javascript:alert(1))";
     await send(page, prompt);
     await finished(page);
     const output = page.getByTestId("output");
@@ -196,23 +208,29 @@ describe("the web spoke", () => {
   });
 
   test("a spliced event is refused with a visible error, and nothing after it is shown", async () => {
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const donor = await send(page, words("donor", 6));
+        const donor = await send(page, words("donor", 6));
     await finished(page);
-    await page.goto(page.url().split("/c/")[0] ?? "");
-    const victim = await send(page, words("victim", 6));
+        const victim = await send(page, words("victim", 6));
     await finished(page);
-    await spliceEvent(cloud, { from: donor, to: victim, seq: 3 });
-    // A fresh device view (no resume state) reads it again from the start.
-    await page.evaluate((id) => sessionStorage.removeItem(`helix-follow-${id}`), victim);
+    // Reloaded, the view that saw it end reads the end again, and shows it once.
+    const whole = await raw(page);
     await page.reload();
-    const refusal = page.getByTestId("refusal");
+    await finished(page);
+    expect(await raw(page)).toBe(whole);
+    await expect(page.getByTestId("refusal").count()).resolves.toBe(0);
+
+    await spliceEvent(cloud, { from: donor, to: victim, seq: 3 });
+    // A new tab of this device (no resume state: sessionStorage is per tab) reads it all.
+    const tab = await phone.newPage();
+    await tab.goto(page.url());
+    const refusal = tab.getByTestId("refusal");
     await refusal.waitFor({ timeout: 30_000 });
     await expect(refusal.textContent()).resolves.toContain(`refused event 3 of this command: spliced envelope: it belongs to command ${donor}, not ${victim}`);
-    const shown = await raw(page);
+    const shown = await raw(tab);
     expect(echo(words("victim", 6)).startsWith(shown)).toBe(true);
     expect(shown.length).toBeLessThan(echo(words("victim", 6)).length);
-    await screenshot(page, "phone-refused");
+    await screenshot(tab, "phone-refused");
+    await tab.close();
   });
 
   test("the app shell opens offline (service worker), and the page logged no errors", async () => {

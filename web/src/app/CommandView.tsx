@@ -65,7 +65,9 @@ export function CommandView(props: {
       device,
       hub,
       commandId,
-      afterSeq: reassembly.lastSeq,
+      // A command seen to its end is read again from its `finished` event (checked like any
+      // other, shown once): an end that was already shown still ends the follow.
+      afterSeq: reassembly.finished ? reassembly.lastSeq - 1 : reassembly.lastSeq,
       onUpdate: (update) => {
         switch (update.type) {
           case "row":

@@ -73,7 +73,7 @@ export async function sendCommand(
     expiresAtMs,
   };
   const envelope = sealCommand(device, hub, payload, expiresAtMs);
-  const { error } = await client.from("cloud_commands").insert([
+  const { error } = await client.from("cloud_commands").insert(
     {
       command_id: commandId,
       hub_id: hub,
@@ -81,7 +81,7 @@ export async function sendCommand(
       envelope,
       expires_at: new Date(expiresAtMs).toISOString(),
     },
-  ]);
+  );
   if (error) {
     if (error.code === "23503") {
       throw new CloudError(

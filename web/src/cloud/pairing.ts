@@ -31,7 +31,7 @@ export async function pairThroughCloud(
   const pairingId = crypto.randomUUID();
   const expiresAtMs = Date.now() + REQUEST_TTL_MS;
   const request = sealPairingRequest(device, hub, pairingId, { secret, deviceName }, expiresAtMs);
-  const { error } = await client.from("cloud_pairings").insert([
+  const { error } = await client.from("cloud_pairings").insert(
     {
       pairing_id: pairingId,
       hub_id: hub,
@@ -39,7 +39,7 @@ export async function pairThroughCloud(
       request,
       expires_at: new Date(expiresAtMs).toISOString(),
     },
-  ]);
+  );
   if (error) {
     if (error.code === "23503") {
       throw new CloudError(
