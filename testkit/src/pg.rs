@@ -29,9 +29,10 @@ fn admin_url() -> String {
 /// `admin_url` with another database name.
 fn url_for(db: &str) -> String {
     let admin = admin_url();
-    let (base, _) = admin
+    // DATABASE_URL ends with /<database>.
+    let base = admin
         .rsplit_once('/')
-        .expect("DATABASE_URL ends with /<database>");
+        .map_or(admin.as_str(), |(base, _)| base);
     let base = base.split('?').next().unwrap_or(base);
     format!("{base}/{db}")
 }
@@ -47,6 +48,27 @@ fn sql_file(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("sql")
         .join(name)
+}
+
+/// `DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`) without its password,
+/// for messages.
+pub fn admin_url_for_display() -> String {
+    redact(&admin_url())
+}
+
+/// `url` with the password of its user info replaced by `***`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
 }
 
 /// Whether the PostgreSQL server behind `DATABASE_URL` answers (without panicking).
@@ -66,40 +88,68 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
+        Self::try_create("helix_test", true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`create`](Self::create) without panicking: a database named `<prefix>_<pid>_<n>`, with
+    /// Alice and Bob in `auth.users` when `fixed_users` (the local cloud adds its own users).
+    /// The error says what failed (a message for a person, without the URL's password).
+    pub async fn try_create(prefix: &str, fixed_users: bool) -> Result<Self, String> {
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!(
+                "database name prefix {prefix:?}: only a-z, 0-9 and _"
+            ));
+        }
         ROLES
-            .get_or_init(|| async {
-                apply_file(&admin_url(), &sql_file("supabase_roles.sql")).await;
+            .get_or_try_init(|| async {
+                try_apply_file(&admin_url(), &sql_file("supabase_roles.sql")).await
             })
-            .await;
+            .await?;
         let name = format!(
-            "helix_test_{}_{}",
+            "{prefix}_{}_{}",
             std::process::id(),
             NEXT_DB.fetch_add(1, Ordering::SeqCst)
         );
-        psql_ok(&admin_url(), &format!("create database {name}")).await;
+        try_psql(&admin_url(), &format!("create database {name}")).await?;
+        // From here on the database exists: dropping `db` removes it on any error.
         let db = TestDb { name };
-        db.apply(&sql_file("supabase_bootstrap.sql")).await;
-        let mut migrations: Vec<PathBuf> = std::fs::read_dir(repo().join("migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
+        try_apply_file(&db.url(), &sql_file("supabase_bootstrap.sql")).await?;
+        let entries = std::fs::read_dir(repo().join("migrations"))
+            .map_err(|e| format!("reading {}: {e}", repo().join("migrations").display()))?;
+        let mut migrations: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "sql"))
             .collect();
         migrations.sort();
-        assert!(!migrations.is_empty());
+        if migrations.is_empty() {
+            return Err(format!(
+                "no migrations in {}",
+                repo().join("migrations").display()
+            ));
+        }
         for m in migrations {
-            db.apply(&m).await;
+            try_apply_file(&db.url(), &m).await?;
         }
-        for (id, email) in [(ALICE, "alice@example.com"), (BOB, "bob@example.com")] {
-            db.admin(&format!(
-                "insert into auth.users (id, email) values ('{id}', '{email}')"
-            ))
-            .await;
+        if fixed_users {
+            for (id, email) in [(ALICE, "alice@example.com"), (BOB, "bob@example.com")] {
+                try_psql(
+                    &db.url(),
+                    &format!("insert into auth.users (id, email) values ('{id}', '{email}')"),
+                )
+                .await?;
+            }
         }
-        db
+        Ok(db)
     }
 
-    async fn apply(&self, file: &Path) {
-        apply_file(&url_for(&self.name), file).await;
+    /// The database's URL as its owner (`DATABASE_URL`'s user).
+    pub fn url(&self) -> String {
+        url_for(&self.name)
     }
 
     /// The database's URL as `authenticator` (how PostgREST connects).
@@ -157,22 +207,31 @@ impl Drop for TestDb {
 }
 
 /// Runs the SQL file `file` against `url`, stopping at the first error.
-async fn apply_file(url: &str, file: &Path) {
+async fn try_apply_file(url: &str, file: &Path) -> Result<(), String> {
     let out = Command::new("psql")
         .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f"])
         .arg(file)
         .output()
         .await
-        .expect("psql must be installed");
-    assert!(
-        out.status.success(),
-        "applying {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .map_err(|e| format!("psql must be installed (running it: {e})"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "applying {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
 }
 
 async fn run_psql(url: &str, script: &str) -> Output {
+    try_run_psql(url, script)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn try_run_psql(url: &str, script: &str) -> Result<Output, String> {
     use tokio::io::AsyncWriteExt;
     let mut child = Command::new("psql")
         .args([
@@ -190,19 +249,47 @@ async fn run_psql(url: &str, script: &str) -> Output {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("psql must be installed");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(script.as_bytes()).await.unwrap();
-    drop(stdin);
-    child.wait_with_output().await.unwrap()
+        .map_err(|e| format!("psql must be installed (running it: {e})"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(script.as_bytes())
+            .await
+            .map_err(|e| format!("writing to psql: {e}"))?;
+    }
+    child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("waiting for psql: {e}"))
 }
 
 async fn psql_ok(url: &str, sql: &str) -> String {
-    let out = run_psql(url, &format!("{sql};\n")).await;
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    try_psql(url, sql).await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One statement through psql; its output, or its error text.
+async fn try_psql(url: &str, sql: &str) -> Result<String, String> {
+    let out = try_run_psql(url, &format!("{sql};\n")).await?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(format!(
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_for_messages_hide_the_password() {
+        assert_eq!(
+            super::redact("postgres://u:secret@db:5432/postgres"),
+            "postgres://u:***@db:5432/postgres"
+        );
+        assert_eq!(
+            super::redact("postgres://postgres@127.0.0.1:5432/postgres"),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+    }
 }

@@ -57,44 +57,70 @@ fn dirs_home() -> std::path::PathBuf {
         .unwrap_or_else(|| "/root".into())
 }
 
+/// The install command a person runs when `postrust` is missing.
+pub const INSTALL_HINT: &str = "cargo install postrust-server --version 3.1.0";
+
+/// How long a started server may take to answer its first request.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A running server; killed when dropped.
 #[derive(Debug)]
 pub struct PostRust {
     pub url: String,
-    _child: Child,
+    child: Child,
 }
 
 impl PostRust {
     pub async fn start(db: &TestDb) -> Self {
-        let port = {
-            let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            socket.local_addr().unwrap().port()
-        };
-        let child = Command::new(binary())
+        Self::try_start(db, JWT_SECRET)
+            .await
+            .unwrap_or_else(|e| panic!("{e}: scripts/test installs it"))
+    }
+
+    /// [`start`](Self::start) without panicking, checking JWTs against `jwt_secret` (at least
+    /// 32 characters). The error is a message for a person.
+    pub async fn try_start(db: &TestDb, jwt_secret: &str) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|socket| socket.local_addr())
+            .map_err(|e| format!("finding a free port for postrust: {e}"))?
+            .port();
+        let mut child = Command::new(binary())
             .env("DATABASE_URL", db.authenticator_url())
             .env("PGRST_DB_ANON_ROLE", "anon")
             .env("PGRST_DB_SCHEMAS", "public")
-            .env("PGRST_JWT_SECRET", JWT_SECRET)
+            .env("PGRST_JWT_SECRET", jwt_secret)
             .env("PGRST_SERVER_HOST", "127.0.0.1")
             .env("PGRST_SERVER_PORT", port.to_string())
             .env("PGRST_COMPAT_MODE", "true")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("postrust-server is not installed ({e}): scripts/test installs it (cargo install postrust-server --version 3.1.0)")
-            });
+            .map_err(|e| {
+                format!("postrust-server is not installed ({e}): install it with `{INSTALL_HINT}`")
+            })?;
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
         while client.get(&url).send().await.is_err() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "postrust did not start on {url}"
-            );
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "postrust exited before answering on {url} ({status}); run it by hand with DATABASE_URL and the PGRST_* variables to see why"
+                ));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "postrust did not answer on {url} within {START_TIMEOUT:?}"
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Self { url, _child: child }
+        Ok(Self { url, child })
+    }
+
+    /// Kills the server and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 }

@@ -79,7 +79,7 @@ export class LocalCloud {
     readonly email: string,
     readonly password: string,
     /** The throwaway database, as its owner (for tests that play a hostile cloud). */
-    readonly databaseUrl: string | undefined,
+    readonly databaseUrl: string,
   ) {}
 
   static async start(): Promise<LocalCloud> {
@@ -107,7 +107,7 @@ export class LocalCloud {
       if (!v) throw new Error(`helix-local-cloud printed no ${k}`);
       return v;
     };
-    return new LocalCloud(proc, need("HELIX_SUPABASE_URL"), need("HELIX_SUPABASE_ANON_KEY"), need("HELIX_TEST_EMAIL"), need("HELIX_TEST_PASSWORD"), values.get("HELIX_DATABASE_URL") ?? `postgres://postgres@127.0.0.1:5432/helix_localcloud_${child.pid}_0`);
+    return new LocalCloud(proc, need("HELIX_SUPABASE_URL"), need("HELIX_SUPABASE_ANON_KEY"), need("HELIX_TEST_EMAIL"), need("HELIX_TEST_PASSWORD"), need("HELIX_DATABASE_URL"));
   }
 
   /** The emailed sign-in codes the Auth stand-in printed, newest last. */

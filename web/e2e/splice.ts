@@ -4,14 +4,8 @@
  */
 import { run, type LocalCloud } from "./harness";
 
-/** The local cloud's database, as its owner. */
-async function databaseUrl(cloud: LocalCloud): Promise<string> {
-  if (cloud.databaseUrl) return cloud.databaseUrl;
-  throw new Error("helix-local-cloud printed no HELIX_DATABASE_URL");
-}
-
 export async function spliceEvent(cloud: LocalCloud, at: { from: string; to: string; seq: number }): Promise<void> {
   const sql = `update cloud_command_events set envelope = (select envelope from cloud_command_events where command_id = '${at.from}' and seq = ${at.seq}) where command_id = '${at.to}' and seq = ${at.seq}`;
-  const done = await run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", await databaseUrl(cloud), "-c", sql]);
+  const done = await run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", cloud.databaseUrl, "-c", sql]);
   if (done.code !== 0) throw new Error(`splicing: ${done.stderr}`);
 }

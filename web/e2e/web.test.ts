@@ -205,6 +205,9 @@ describe("the web spoke", () => {
     await expect(output.locator('a[href^="javascript"]').count()).resolves.toBe(0);
     await expect(page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).resolves.toBeUndefined();
     await expect(output.textContent()).resolves.toContain("<img src=x onerror=alert(1)>");
+    await screenshot(page, "phone-markdown");
+    await toHub(page);
+    await screenshot(page, "phone-history");
   });
 
   test("a spliced event is refused with a visible error, and nothing after it is shown", async () => {

@@ -310,6 +310,25 @@ describe("rest and realtime", () => {
     expect(anonymous.error?.code).toBe("42501");
   });
 
+  test("an array insert works (supabase-js sends its columns quoted, which the proxy unquotes)", async () => {
+    const alice = await signedIn(ALICE);
+    const hubId = hex32();
+    expect((await alice.rpc("register_cloud_hub", { p_hub_id: hubId, p_token: hex32() })).error).toBeNull();
+    const ids = [randomUUID(), randomUUID()];
+    const rows = ids.map((command_id) => ({
+      command_id,
+      hub_id: hubId,
+      source_device_id: hex32(),
+      envelope: "sealed-elsewhere",
+      expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+    }));
+    const inserted = await alice.from("cloud_commands").insert(rows);
+    expect(inserted.error).toBeNull();
+    const read = await alice.from("cloud_commands").select("command_id").in("command_id", ids);
+    expect(read.error).toBeNull();
+    expect((read.data ?? []).map((r) => r.command_id).sort()).toEqual([...ids].sort());
+  });
+
   test(
     "a write reaches its user's channels, and only theirs",
     async () => {
