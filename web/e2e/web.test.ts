@@ -236,6 +236,26 @@ describe("the web spoke", () => {
     await tab.close();
   });
 
+  test("signing in with an emailed code, on a device that has not paired yet", async () => {
+    const laptop = await newDevice(browser, "desktop");
+    const tab = await laptop.newPage();
+    // A pairing link brings the project; this device signs in with a code, and does not pair.
+    await tab.goto(await hub.pairLink(cloud.url + "/"));
+    await tab.getByLabel("Email").fill(cloud.email);
+    const before = cloud.codes().length;
+    await tab.getByRole("button", { name: "Email me a code" }).click();
+    const code = await eventually(() => cloud.codes()[before], "the emailed code on the cloud's stderr");
+    await tab.getByLabel("Code from the email").fill("000000");
+    await tab.getByRole("button", { name: "Sign in with the code" }).click();
+    await expect(tab.getByRole("alert").textContent()).resolves.toContain("that code did not work");
+    await tab.getByLabel("Code from the email").fill(code);
+    await tab.getByRole("button", { name: "Sign in with the code" }).click();
+    await tab.getByRole("heading", { name: /Pair with hub/ }).waitFor();
+    await tab.getByRole("button", { name: "Not now" }).click();
+    await tab.getByRole("heading", { name: "Pair this browser with your hub" }).waitFor();
+    await laptop.close();
+  });
+
   test("the app shell opens offline (service worker), and the page logged no errors", async () => {
     await page.goto(cloud.url + "/");
     await page.evaluate(async () => {
