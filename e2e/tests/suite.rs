@@ -8,6 +8,7 @@ mod cloud_sql;
 mod completions;
 mod credentials;
 mod disk_full;
+mod doctor;
 mod execute;
 mod grpc_acceptor;
 mod http2_settings;

@@ -71,6 +71,15 @@ pub enum Command {
         #[command(subcommand)]
         command: helix_discovery::cloud::CloudCommand,
     },
+    /// Check everything a working hub needs, each with ok/warn/fail and what to do next: the
+    /// data dir and its files, free disk, the journal, credentials, the Claude Code CLI, the
+    /// running hub, paired devices, the cloud and the clock. Exit 0 all ok, 1 a failure, 3
+    /// warnings only (2 stays a usage error).
+    Doctor {
+        /// One JSON document (`status`, `checks`) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show where the hub keeps its files, whether it runs, and which credentials it has.
     Status {
         /// One JSON object instead of text.

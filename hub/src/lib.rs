@@ -38,6 +38,7 @@ pub mod context;
 pub mod credentials;
 pub mod desktop_service;
 pub mod devices;
+pub mod doctor;
 pub mod executor;
 pub mod grpc_status;
 pub mod hub;

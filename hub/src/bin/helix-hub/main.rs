@@ -9,6 +9,7 @@
 
 mod auth;
 mod devices;
+mod doctor;
 mod login;
 mod service;
 mod status;
@@ -92,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
     match cli.command {
         Command::Auth { action } => auth::auth(&data_dir, action).await,
+        Command::Doctor { json } => doctor::doctor(&data_dir, json).await,
         command => run_plain(&data_dir, command)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -101,7 +103,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_plain(data_dir: &Path, command: Command) -> anyhow::Result<()> {
     let data_dir = data_dir.to_owned();
     match command {
-        Command::Auth { .. } => Ok(()),
+        Command::Auth { .. } | Command::Doctor { .. } => Ok(()),
         Command::Serve(args) => serve(&data_dir, args).await,
         Command::Login(args) => login::login(&data_dir, args).await,
         Command::Logout { provider } => login::logout(&data_dir, provider.into()),
