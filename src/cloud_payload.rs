@@ -186,6 +186,15 @@ pub enum EventKind {
     },
     Started {
         attempt: u32,
+        /// Earlier turns of the session given to the provider (absent: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        history_turns: u32,
+        /// Earlier completed turns left out by the history budget (absent: none).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        history_dropped: u32,
+        /// What the person should know about how the session continues (absent: nothing).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        note: String,
     },
     Output {
         text: String,
@@ -205,6 +214,22 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         executed_at_ms: Option<u64>,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl EventKind {
+    /// A `started` event of `attempt` with no history and no note.
+    pub fn started(attempt: u32) -> Self {
+        EventKind::Started {
+            attempt,
+            history_turns: 0,
+            history_dropped: 0,
+            note: String::new(),
+        }
+    }
 }
 
 /// The payload name of a final status (`None` for pending, executing or unspecified).
@@ -236,7 +261,12 @@ impl EventPayload {
             Kind::Queued(q) => EventKind::Queued {
                 position: q.position,
             },
-            Kind::Started(s) => EventKind::Started { attempt: s.attempt },
+            Kind::Started(s) => EventKind::Started {
+                attempt: s.attempt,
+                history_turns: s.history_turns,
+                history_dropped: s.history_dropped,
+                note: s.note.clone(),
+            },
             Kind::Output(o) => EventKind::Output {
                 text: o.text.clone(),
             },
@@ -263,7 +293,17 @@ impl EventPayload {
     pub fn into_event(self, command_id: &str) -> Result<pb::CommandEvent, PayloadError> {
         let kind = match self.kind {
             EventKind::Queued { position } => Kind::Queued(pb::Queued { position }),
-            EventKind::Started { attempt } => Kind::Started(pb::Started { attempt }),
+            EventKind::Started {
+                attempt,
+                history_turns,
+                history_dropped,
+                note,
+            } => Kind::Started(pb::Started {
+                attempt,
+                history_turns,
+                history_dropped,
+                note,
+            }),
             EventKind::Output { text } => Kind::Output(pb::Output { text }),
             EventKind::Retrying {
                 attempt,

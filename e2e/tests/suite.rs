@@ -29,6 +29,8 @@ mod relay_faults;
 mod relay_recovery;
 mod route_report;
 mod service;
+mod sessions;
+mod sessions_claude_code;
 mod supabase_auth;
 mod supabase_rest;
 mod table_relay;

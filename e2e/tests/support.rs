@@ -196,15 +196,24 @@ impl TestHub {
     }
 }
 
-/// A valid request for `content`, to the anthropic provider.
+/// A valid request for `content`, to the anthropic provider, with no session: a single turn,
+/// so a test's commands are independent of each other (and run in parallel) unless it gives
+/// them a session ([`request_in`]).
 pub fn request(content: &str) -> pb::ExecuteRequest {
     pb::ExecuteRequest {
         command_id: uuid::Uuid::new_v4().to_string(),
         source_device_id: "test-device".into(),
         provider: Provider::Anthropic as i32,
         content: content.into(),
-        session_id: "test-session".into(),
         ..Default::default()
+    }
+}
+
+/// [`request`] as a turn of `session`.
+pub fn request_in(session: &str, content: &str) -> pb::ExecuteRequest {
+    pb::ExecuteRequest {
+        session_id: session.into(),
+        ..request(content)
     }
 }
 

@@ -52,6 +52,9 @@ pub struct NewCommand {
     pub model: Option<String>,
 }
 
+/// The latest time a command may carry (2^53 − 1 ms): what a JavaScript device reads exactly.
+const MAX_SAFE_TIME_MS: i64 = (1 << 53) - 1;
+
 impl NewCommand {
     /// Validates a wire request. `default_provider` resolves `PROVIDER_UNSPECIFIED` (it comes
     /// from the agent's config); `device_override` replaces the claimed source device with an
@@ -126,6 +129,13 @@ impl NewCommand {
             Some(e) if e < created_at_ms => {
                 return Err(invalid("expires_at", "is before created_at"));
             }
+            // Every device must read the time exactly (JavaScript's largest safe integer).
+            Some(e) if e > MAX_SAFE_TIME_MS => {
+                return Err(invalid(
+                    "expires_at",
+                    "is too far ahead (at most 2^53 - 1 ms after the Unix epoch)",
+                ));
+            }
             Some(e) => e,
             None => created_at_ms.saturating_add(DEFAULT_TTL_MS),
         };
@@ -157,9 +167,19 @@ impl NewCommand {
             session_id: "session".into(),
             channel_id: None,
             created_at_ms: now_ms(),
-            expires_at_ms: i64::MAX,
+            // The latest time a JavaScript reader holds exactly (2^53 - 1 ms), as the cloud
+            // payloads require: some 285,000 years away.
+            expires_at_ms: MAX_SAFE_TIME_MS,
             model: None,
         }
+    }
+
+    /// Whether the command's session is named after the command itself (the default for a
+    /// request without a session): then it is the session's first turn, with no history
+    /// (a later command may continue it by naming it).
+    pub fn is_own_session(&self) -> bool {
+        let mut buf = Uuid::encode_buffer();
+        self.session_id == *self.command_id.hyphenated().encode_lower(&mut buf)
     }
 
     /// Whether `other` asks for the same work, so a re-submission may attach to it. Times and
@@ -236,6 +256,22 @@ mod tests {
         let cmd = validate(request("hi")).unwrap();
         assert_eq!(cmd.agent_id, "main");
         assert_eq!(cmd.session_id, cmd.command_id.to_string());
+        assert!(cmd.is_own_session());
+        let named = validate(pb::ExecuteRequest {
+            session_id: "s1".into(),
+            ..request("hi")
+        })
+        .unwrap();
+        assert!(!named.is_own_session());
+        let far = validate(pb::ExecuteRequest {
+            expires_at: Some(prost_types::Timestamp {
+                seconds: 9_007_199_254_741,
+                nanos: 0,
+            }),
+            ..request("hi")
+        })
+        .unwrap_err();
+        assert!(far.to_string().contains("expires_at"), "{far}");
         assert_eq!(cmd.source_device_id, "local");
         assert_eq!(cmd.expires_at_ms - cmd.created_at_ms, DEFAULT_TTL_MS);
     }

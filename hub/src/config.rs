@@ -45,6 +45,8 @@
 //! provider = "anthropic"
 //! model = "claude-opus-4-1"       # overrides the provider's model for this agent
 //! system = "You are terse."
+//! history_turns = 100             # earlier turns of a session its commands are given (0: none)
+//! history_bytes = 262144          # and most bytes of their prompts and answers (oldest left out first)
 //! ```
 
 use std::{
@@ -203,6 +205,12 @@ pub struct AgentConfig {
     pub provider: Option<String>,
     pub model: Option<String>,
     pub system: Option<String>,
+    /// Most earlier turns of a session its commands are given (default
+    /// [`crate::history::DEFAULT_HISTORY_TURNS`]; 0: every command is a single turn).
+    pub history_turns: Option<u32>,
+    /// Most bytes of those turns' prompts and answers (default
+    /// [`crate::history::DEFAULT_HISTORY_BYTES`]). The oldest turns are left out first.
+    pub history_bytes: Option<u64>,
 }
 
 impl HubConfig {
@@ -243,6 +251,20 @@ impl HubConfig {
         }
         if let Some(url) = get(GEMINI_BASE_URL_ENV).filter(|u| !u.is_empty()) {
             self.providers.google_gemini.base_url = url;
+        }
+    }
+
+    /// The history budget of `agent_id`'s commands: its own settings, else the defaults.
+    pub fn history_budget(&self, agent_id: &str) -> crate::history::HistoryBudget {
+        let agent = self.agents.get(agent_id);
+        let default = crate::history::HistoryBudget::default();
+        crate::history::HistoryBudget {
+            max_turns: agent
+                .and_then(|a| a.history_turns)
+                .unwrap_or(default.max_turns),
+            max_bytes: agent
+                .and_then(|a| a.history_bytes)
+                .unwrap_or(default.max_bytes),
         }
     }
 
@@ -420,6 +442,28 @@ mod tests {
         );
         assert_eq!(config.default_provider("coder"), Provider::OpenaiCodex);
         assert_eq!(config.default_provider("main"), Provider::Anthropic);
+    }
+
+    #[test]
+    fn each_agent_has_a_history_budget_with_defaults_for_what_it_leaves_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            "[agents.short]\nhistory_turns = 2\n[agents.none]\nhistory_turns = 0\nhistory_bytes = 10\n",
+        )
+        .unwrap();
+        let config = HubConfig::load(dir.path()).unwrap();
+        let defaults = crate::history::HistoryBudget::default();
+        assert_eq!(config.history_budget("main"), defaults);
+        assert_eq!(config.history_budget("short").max_turns, 2);
+        assert_eq!(config.history_budget("short").max_bytes, defaults.max_bytes);
+        assert_eq!(
+            config.history_budget("none"),
+            crate::history::HistoryBudget {
+                max_turns: 0,
+                max_bytes: 10
+            }
+        );
     }
 
     #[test]

@@ -1,12 +1,13 @@
-//! The executor: a bounded FIFO queue in front of at most `max_concurrent` workers.
+//! The executor: a bounded FIFO queue in front of at most `max_concurrent` workers, running a
+//! session's commands one at a time (see `queue`).
 //!
 //! Ownership: the queue and the table of running commands sit behind one `std` mutex that is
 //! never held across an `.await`. One dispatcher task takes a worker permit, then the oldest
-//! queued command, and spawns its worker; every task is tracked so shutdown can wait for them.
+//! ready command, and spawns its worker; every task is tracked so shutdown can wait for them.
 //! Every state change goes through the journal first (see [`crate::journal`]).
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -18,8 +19,13 @@ use uuid::Uuid;
 
 mod attempts;
 mod cancel;
+mod end;
+mod plan;
+mod queue;
 #[cfg(test)]
 mod tests;
+
+pub use end::JOURNAL_WRITE_FAILED;
 
 use crate::{
     bus::Bus,
@@ -101,28 +107,33 @@ struct Inner {
 #[derive(Debug)]
 struct Waiting {
     command_id: Uuid,
+    session_id: String,
     expires_at_ms: i64,
     /// The command itself when it was submitted to this process; recovered commands are read
     /// back from the journal when they start.
     command: Option<Box<NewCommand>>,
     /// Its first `started` event was stored with the command (it started at submit).
     started: bool,
+    /// Its place in submission order (set by the queue).
+    order: u64,
 }
 
 impl From<PendingCommand> for Waiting {
     fn from(p: PendingCommand) -> Self {
         Self {
             command_id: p.command_id,
+            session_id: p.session_id,
             expires_at_ms: p.expires_at_ms,
             command: None,
             started: false,
+            order: 0,
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Waiting>,
+    queue: queue::Queue,
     /// Submits between the capacity check and the journal's answer.
     reserved: usize,
     running: HashMap<Uuid, CancellationToken>,
@@ -147,6 +158,10 @@ impl Executor {
     ) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent as usize));
         let refresher = Refresher::new(credentials.clone(), &config.providers.openai_codex.issuer);
+        let mut queue = queue::Queue::default();
+        for pending in recovered {
+            queue.push(Waiting::from(pending));
+        }
         let inner = Arc::new(Inner {
             journal,
             bus,
@@ -154,7 +169,7 @@ impl Executor {
             refresher,
             config,
             state: Mutex::new(State {
-                queue: recovered.into_iter().map(Waiting::from).collect(),
+                queue,
                 ..State::default()
             }),
             wake: Notify::new(),
@@ -207,52 +222,71 @@ impl Executor {
         };
         let command_id = cmd.command_id;
         let expires_at_ms = cmd.expires_at_ms;
-        // A free slot and nobody ahead: the command starts here rather than through the
-        // dispatcher (one task hand-off less before the first output), and its `started` event
-        // is stored in the same transaction as the command. A hub that is stopping keeps the
-        // command queued; it runs after the next start.
+        // A free slot, nobody ready ahead and its session idle: the command starts here rather
+        // than through the dispatcher (one task hand-off less before the first output). A
+        // command without earlier turns also has its `started` event stored in the same
+        // transaction as the command; one that may continue a session stores it once its
+        // worker has read the session's history, which that event describes. A hub that is
+        // stopping keeps the command queued; it runs after the next start.
         let start_now = {
-            let state = self.state();
-            if state.queue.is_empty() && !state.closed && expires_at_ms > now_ms() {
-                self.inner.permits.clone().try_acquire_owned().ok()
+            let mut state = self.state();
+            if !state.closed
+                && expires_at_ms > now_ms()
+                && let Ok(permit) = self.inner.permits.clone().try_acquire_owned()
+            {
+                state.queue.claim_idle(&cmd.session_id).then_some(permit)
             } else {
                 None
             }
         };
+        let store_started = start_now.is_some() && cmd.is_own_session();
         let outcome = self
             .inner
             .journal
-            .submit(cmd.clone(), position, start_now.is_some())
+            .submit(cmd.clone(), position, store_started)
             .await;
         let mut state = self.state();
         state.reserved -= 1;
-        match outcome? {
-            SubmitOutcome::Created(_) => {
-                let waiting = Waiting {
-                    command_id,
-                    expires_at_ms,
-                    command: Some(Box::new(cmd)),
-                    started: start_now.is_some(),
-                };
-                // Stored as `executing`: it runs even if the hub began stopping meanwhile (the
-                // drain waits for it, or a restart marks it interrupted).
-                if let Some(permit) = start_now {
-                    let token = self.inner.abort.child_token();
-                    state.running.insert(command_id, token.clone());
-                    drop(state);
-                    self.spawn_worker(waiting, token, permit);
-                } else {
-                    state.queue.push_back(waiting);
-                    drop(state);
-                    self.inner.wake.notify_one();
-                }
-                Ok(Submitted::New)
+        let outcome = match outcome {
+            Ok(SubmitOutcome::Created(_)) => None,
+            Ok(SubmitOutcome::Existing { existing, status }) if existing.same_work(&cmd) => {
+                Some(Ok(Submitted::Existing(status)))
             }
-            SubmitOutcome::Existing { existing, status } if existing.same_work(&cmd) => {
-                Ok(Submitted::Existing(status))
+            Ok(SubmitOutcome::Existing { .. }) => Some(Err(SubmitError::AlreadyExists(command_id))),
+            Err(e) => Some(Err(e.into())),
+        };
+        if let Some(outcome) = outcome {
+            // Nothing new runs: the session claimed for it is free again.
+            if start_now.is_some() && state.queue.release(&cmd.session_id) {
+                drop(state);
+                self.inner.wake.notify_one();
             }
-            SubmitOutcome::Existing { .. } => Err(SubmitError::AlreadyExists(command_id)),
+            return outcome;
         }
+        let waiting = Waiting {
+            command_id,
+            session_id: cmd.session_id.clone(),
+            expires_at_ms,
+            command: Some(Box::new(cmd)),
+            started: store_started,
+            order: 0,
+        };
+        // Stored (`executing` if its `started` was stored with it): it runs even if the hub
+        // began stopping meanwhile (the drain waits for it, or a restart marks it
+        // interrupted).
+        if let Some(permit) = start_now {
+            let token = self.inner.abort.child_token();
+            state.running.insert(command_id, token.clone());
+            drop(state);
+            self.spawn_worker(waiting, token, permit);
+        } else {
+            let ready = state.queue.push(waiting);
+            drop(state);
+            if ready {
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok(Submitted::New)
     }
 
     /// Staged stop: refuse new commands, stop starting queued ones (they stay pending in the
@@ -287,7 +321,7 @@ impl Executor {
             let (next, token) = loop {
                 let popped = {
                     let mut state = self.state();
-                    state.queue.pop_front().map(|next| {
+                    state.queue.pop_ready().map(|next| {
                         let token = self.inner.abort.child_token();
                         state.running.insert(next.command_id, token.clone());
                         (next, token)
@@ -315,77 +349,31 @@ impl Executor {
     async fn run(&self, next: Waiting, token: CancellationToken, permit: OwnedSemaphorePermit) {
         let command_id = next.command_id;
         tracing::trace!(%command_id, "worker started");
-        let end = if !next.started && next.expires_at_ms <= now_ms() {
-            finished(FinalStatus::Expired, "expired before it could start", 0)
+        let plan::Ended {
+            end,
+            turn,
+            superseded,
+        } = if !next.started && next.expires_at_ms <= now_ms() {
+            let end = finished(FinalStatus::Expired, "expired before it could start", 0);
+            plan::Ended::without_turn(end)
         } else {
             self.execute(command_id, next.command, next.started, &token)
                 .await
         };
-        self.record_end(command_id, end).await;
-        {
+        // Its turn is stored before the session's next command may start (and read it).
+        if self.record_end(command_id, end, turn).await {
+            superseded.remove();
+        }
+        let next_ready = {
             let mut state = self.state();
             state.running.remove(&command_id);
             state.cancel_reasons.remove(&command_id);
+            state.queue.release(&next.session_id)
+        };
+        if next_ready {
+            self.inner.wake.notify_one();
         }
         drop(permit);
-    }
-}
-
-/// How long to wait before each try again to record a command's end (a full disk may clear).
-const END_RETRIES: [Duration; 3] = [
-    Duration::from_millis(200),
-    Duration::from_secs(1),
-    Duration::from_secs(3),
-];
-
-impl Executor {
-    /// Records `end`, or, when an output of the command was not stored (see
-    /// [`Journal::lost_write`]), a failure that says so; a failed write is tried again after
-    /// each of [`END_RETRIES`], and if none is stored, the end is still published.
-    async fn record_end(&self, command_id: Uuid, mut end: EventKind) {
-        let journal = &self.inner.journal;
-        let mut retries = END_RETRIES.iter();
-        loop {
-            if let Some(lost) = journal.lost_write(&command_id) {
-                end = journal_failed(&end, &lost);
-            }
-            let Err(error) = journal.append(command_id, end.clone()).await else {
-                return;
-            };
-            end = journal_failed(&end, &error.to_string());
-            let Some(delay) = retries.next() else {
-                tracing::error!(%command_id, %error, "could not record the end of a command; its followers are told without it");
-                journal.publish_unstored_end(command_id, end).await;
-                return;
-            };
-            tracing::warn!(%command_id, %error, "could not record the end of a command; trying again");
-            tokio::time::sleep(*delay).await;
-        }
-    }
-}
-
-/// The text a command ends with when the journal could not store one of its events.
-pub const JOURNAL_WRITE_FAILED: &str = "the journal could not be written";
-
-/// The end of a command after `attempts` whose event the journal could not store: `error`.
-fn journal_failure(attempts: u32, error: &str) -> EventKind {
-    finished(
-        FinalStatus::Failed,
-        &format!("{JOURNAL_WRITE_FAILED}: {error}; output may be missing"),
-        attempts,
-    )
-}
-
-/// `end` turned into a [`journal_failure`] (unless it is one already, whose reason stays).
-fn journal_failed(end: &EventKind, error: &str) -> EventKind {
-    match end {
-        EventKind::Finished {
-            status: FinalStatus::Failed,
-            error: already,
-            ..
-        } if already.starts_with(JOURNAL_WRITE_FAILED) => end.clone(),
-        EventKind::Finished { attempts, .. } => journal_failure(*attempts, error),
-        _ => journal_failure(0, error),
     }
 }
 

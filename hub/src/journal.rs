@@ -40,6 +40,8 @@ mod op;
 mod read;
 mod recovery;
 mod schema;
+#[cfg(test)]
+mod session_tests;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -49,12 +51,13 @@ pub use read::{CommandRecord, ListFilter, ListPage};
 pub use recovery::{PendingCommand, RESTARTED_ERROR, Recovery};
 
 use op::Op;
-use schema::{SCHEMA, SCHEMA_VERSION, configure, open_reader, open_writer};
+use schema::{SCHEMA_VERSION, configure, open_reader, open_writer, upgrade};
 use writer::{Request, SharedWriter, Writer};
 
 use crate::{
     bus::Bus,
     command::{EventKind, NewCommand, StoredEvent},
+    history::{HistoryBudget, SessionHistory},
 };
 
 /// The journal's file name inside the data dir.
@@ -85,6 +88,15 @@ pub enum JournalError {
         "journal {path} has schema version {found}, newer than this hub understands ({SCHEMA_VERSION}): upgrade helix-hub"
     )]
     TooNew { path: PathBuf, found: i64 },
+    #[error(
+        "journal {path}: upgrading it to schema version {to} failed (it is left as it was): {source}"
+    )]
+    Migrate {
+        path: PathBuf,
+        to: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("journal {path}: cannot start its writer thread: {source}")]
     WriterThread {
         path: PathBuf,
@@ -107,6 +119,18 @@ pub enum JournalError {
     Commit(#[source] Arc<rusqlite::Error>),
     #[error("journal: the writer has stopped")]
     Closed,
+}
+
+/// What the executor knows of a command's turn of its session when the command ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnEnd {
+    /// The whole answer of a completed command, as its output events carry it (collected
+    /// while they streamed, so nothing is read back); `None`: read it from those events.
+    pub answer: Option<String>,
+    /// The Claude Code session the command's last attempt ran in.
+    pub cli_session: Option<String>,
+    /// How many completed turns that session holds, this one included.
+    pub cli_turns: u32,
 }
 
 /// What submitting a command found.
@@ -174,15 +198,7 @@ impl Journal {
         };
         let conn = open_writer(&path).map_err(open_err)?;
         configure(&conn).map_err(open_err)?;
-        let found: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(open_err)?;
-        if found > SCHEMA_VERSION {
-            return Err(JournalError::TooNew { path, found });
-        }
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(open_err)?;
+        upgrade(&conn, &path)?;
 
         let mut writer = Writer::new(conn);
         let recovery = writer.recover()?;
@@ -207,6 +223,11 @@ impl Journal {
     /// end, and fails the command rather than complete it with text missing.
     pub fn lost_write(&self, command_id: &Uuid) -> Option<String> {
         self.inner.lost.take(command_id)
+    }
+
+    /// The data dir the journal is in (other state of the hub's sessions lives there too).
+    pub fn data_dir(&self) -> &Path {
+        self.inner.path.parent().unwrap_or(Path::new("."))
     }
 
     /// Tells the followers of `command_id` that it ended with `end` although the journal
@@ -274,11 +295,33 @@ impl Journal {
         command_id: Uuid,
         kind: EventKind,
     ) -> Result<StoredEvent, JournalError> {
+        self.append_with_turn(command_id, kind, None).await
+    }
+
+    /// Appends a command's `finished` event with its turn (see [`TurnEnd`]) and waits until
+    /// both are committed, as [`Journal::append`] does.
+    pub async fn finish(
+        &self,
+        command_id: Uuid,
+        end: EventKind,
+        turn: TurnEnd,
+    ) -> Result<StoredEvent, JournalError> {
+        self.append_with_turn(command_id, end, Some(Box::new(turn)))
+            .await
+    }
+
+    async fn append_with_turn(
+        &self,
+        command_id: Uuid,
+        kind: EventKind,
+        turn: Option<Box<TurnEnd>>,
+    ) -> Result<StoredEvent, JournalError> {
         let (reply, rx) = oneshot::channel();
         self.send(
             Op::Append {
                 command_id,
                 kind,
+                turn,
                 reply: Some(reply),
             },
             Apply::HereIfFree,
@@ -325,6 +368,7 @@ impl Journal {
         let op = Op::Append {
             command_id,
             kind,
+            turn: None,
             reply: None,
         };
         self.send(op, apply).await
@@ -389,6 +433,18 @@ impl Journal {
         command_id: Uuid,
     ) -> Result<Option<CommandRecord>, JournalError> {
         self.read(move |c| read::command_with_output(c, command_id))
+            .await
+    }
+
+    /// The completed turns of `session_id` that fit `budget` (see [`SessionHistory`]). A
+    /// session runs one command at a time, so while one of its commands runs these are all
+    /// the turns before it.
+    pub async fn session_history(
+        &self,
+        session_id: String,
+        budget: HistoryBudget,
+    ) -> Result<SessionHistory, JournalError> {
+        self.read(move |c| read::session_history(c, &session_id, &budget))
             .await
     }
 

@@ -11,11 +11,13 @@
 //!   paired device, and every other command mirrored there).
 //! - [`service`]: the `RemoteExecution` gRPC service; [`grpc_status`] maps errors to
 //!   `tonic::Status`.
-//! - [`executor`]: bounded FIFO queue, workers, retries, cancel, expiry.
+//! - [`executor`]: bounded FIFO queue (a session's commands one at a time), workers, retries,
+//!   cancel, expiry.
 //! - [`journal`]: the SQLite journal of commands and events (its writer thread, its SQL, its
 //!   queries).
 //! - [`bus`]: live fan-out of committed events to streams and watchers.
-//! - [`command`]: the command model and request validation.
+//! - [`command`]: the command model and request validation; [`history`]: a session's earlier
+//!   turns as a command's provider gets them, and the budget that bounds them.
 //! - [`provider`]: provider executors ([`provider::anthropic`], [`provider::claude_code`],
 //!   [`provider::codex`], [`provider::gemini`]); [`sse`] parses their streams; [`retry`]
 //!   decides delays.
@@ -41,6 +43,7 @@ pub mod devices;
 pub mod doctor;
 pub mod executor;
 pub mod grpc_status;
+pub mod history;
 pub mod hub;
 pub mod journal;
 pub mod login;

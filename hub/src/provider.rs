@@ -15,7 +15,7 @@ use futures::Stream;
 use helix_mesh::pb::Provider;
 use uuid::Uuid;
 
-use crate::credentials::Credential;
+use crate::{credentials::Credential, history::Turns};
 
 pub use http::{
     MAX_ERROR_BODY, describe_transport, http_client, kind_for_status, kind_for_transport,
@@ -33,6 +33,12 @@ pub struct ProviderRequest {
     pub model: String,
     pub max_tokens: u32,
     pub system: Option<String>,
+    /// The earlier completed turns of the command's session, oldest first (empty for a first
+    /// turn). Each provider gives them in its API's own shape, before `content`.
+    pub history: Turns,
+    /// The Claude Code session a command of a named session runs in (Claude Code keeps the
+    /// conversation itself, and ignores `history`); `None`: a throwaway one.
+    pub cli_session: Option<claude_code::CliSession>,
     pub credential: Credential,
 }
 

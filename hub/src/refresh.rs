@@ -84,6 +84,11 @@ impl Refresher {
         }
     }
 
+    /// The store it refreshes.
+    pub fn store(&self) -> &CredentialStore {
+        &self.store
+    }
+
     /// The credential for `provider`, refreshed first if it is an OAuth token that expires
     /// within [`REFRESH_MARGIN`], or that was just refused (`refused` is the access token the
     /// provider answered 401 to: refreshed only if the store still holds that one).

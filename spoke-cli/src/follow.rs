@@ -230,11 +230,17 @@ pub(crate) fn show_event(
             ));
             None
         }
-        Some(Kind::Started(s)) if s.attempt > 1 => {
-            printer.progress(&format!("attempt {} started", s.attempt));
+        Some(Kind::Started(s)) => {
+            if s.attempt > 1 {
+                printer.progress(&format!("attempt {} started", s.attempt));
+            }
+            // How the session continues (turns left out, a Claude Code session started
+            // afresh): said once, on the first attempt.
+            if s.attempt == 1 && !s.note.is_empty() {
+                printer.progress(&s.note);
+            }
             None
         }
-        Some(Kind::Started(_)) => None,
         Some(Kind::Output(o)) => {
             if !printer.json {
                 printer.out(&o.text);

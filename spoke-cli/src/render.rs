@@ -57,7 +57,18 @@ pub fn event_json(ev: &pb::CommandEvent, route: &str) -> Value {
     });
     let extra = match &ev.kind {
         Some(Kind::Queued(q)) => json!({"type": "queued", "position": q.position}),
-        Some(Kind::Started(s)) => json!({"type": "started", "attempt": s.attempt}),
+        Some(Kind::Started(s)) => {
+            let mut started = json!({"type": "started", "attempt": s.attempt});
+            // Only for a command that continues a session, so other records stay as they were.
+            if s.history_turns > 0 || s.history_dropped > 0 {
+                started["history_turns"] = s.history_turns.into();
+                started["history_dropped"] = s.history_dropped.into();
+            }
+            if !s.note.is_empty() {
+                started["note"] = s.note.clone().into();
+            }
+            started
+        }
         Some(Kind::Output(o)) => json!({"type": "output", "text": o.text}),
         Some(Kind::Retrying(r)) => json!({
             "type": "retrying", "attempt": r.attempt, "delay_ms": r.delay_ms, "reason": r.reason

@@ -48,7 +48,16 @@ fn every_event_kind_round_trips() {
     let t = Some(ms_to_timestamp(1_800_000_000_123));
     let kinds = [
         Kind::Queued(pb::Queued { position: 3 }),
-        Kind::Started(pb::Started { attempt: 1 }),
+        Kind::Started(pb::Started {
+            attempt: 1,
+            ..Default::default()
+        }),
+        Kind::Started(pb::Started {
+            attempt: 2,
+            history_turns: 3,
+            history_dropped: 1,
+            note: "1 earlier turn left out".into(),
+        }),
         Kind::Output(pb::Output {
             text: "α\n\"β\"".into(),
         }),
@@ -81,6 +90,35 @@ fn every_event_kind_round_trips() {
         let back = EventPayload::from_json(&payload.to_json().unwrap()).unwrap();
         assert_eq!(back.into_event("c").unwrap(), event);
     }
+}
+
+#[test]
+fn a_started_event_names_its_history_only_when_there_is_one() {
+    let plain = EventPayload {
+        seq: 2,
+        time_ms: None,
+        kind: EventKind::started(1),
+    };
+    assert_eq!(
+        plain.to_json().unwrap(),
+        br#"{"seq":2,"started":{"attempt":1}}"#
+    );
+    let with_history = EventPayload {
+        seq: 2,
+        time_ms: None,
+        kind: EventKind::Started {
+            attempt: 1,
+            history_turns: 2,
+            history_dropped: 1,
+            note: "n".into(),
+        },
+    };
+    let json = with_history.to_json().unwrap();
+    assert_eq!(
+        json,
+        br#"{"seq":2,"started":{"attempt":1,"history_turns":2,"history_dropped":1,"note":"n"}}"#
+    );
+    assert_eq!(EventPayload::from_json(&json).unwrap(), with_history);
 }
 
 #[test]

@@ -66,6 +66,15 @@ const COMMANDS: Record<string, CommandPayload> = {
 const EVENTS: Record<string, EventPayload> = {
   queued: { seq: 1, timeMs: 1800000000001, kind: "queued", position: 1 },
   started: { seq: 2, timeMs: 1800000000002, kind: "started", attempt: 1 },
+  started_with_history: {
+    seq: 2,
+    timeMs: 1800000000002,
+    kind: "started",
+    attempt: 1,
+    historyTurns: 3,
+    historyDropped: 2,
+    note: "2 earlier turn(s) of this session left out: the agent's history budget is 3 turn(s) and 262144 bytes (history_turns, history_bytes)",
+  },
   output: { seq: 3, timeMs: 1800000000003, kind: "output", text: "Packets find their way ✨\n" },
   retrying: {
     seq: 4,

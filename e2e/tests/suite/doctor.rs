@@ -107,17 +107,26 @@ async fn a_missing_credential_and_a_damaged_journal_fail_with_what_to_do() {
             .contains("helix-hub login anthropic")
     );
 
-    // The hub stops; its journal's schema page is scribbled on past the 100-byte file
-    // header (and the WAL, which would bring a good copy of the page back, is gone).
+    // The hub stops; its journal's schema page is scribbled on past the 100-byte file header.
     let dir = hub.stop_keeping_dir().await;
     let path = dir.path().join("journal.sqlite");
+    // The journal's last connection may close a moment after the hub stopped, and closing
+    // checkpoints the WAL back into the file (and removes the WAL): wait for that first.
+    let wal = dir.path().join("journal.sqlite-wal");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !wal.exists(),
+        "the stopped hub's journal kept its WAL open for 20 s"
+    );
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() >= 4096, "journal of {} bytes", bytes.len());
     for b in &mut bytes[100..] {
         *b = 0x5a;
     }
     std::fs::write(&path, bytes).unwrap();
-    let _ = std::fs::remove_file(dir.path().join("journal.sqlite-wal"));
     let (done, report) = doctor(dir.path()).await;
     assert_eq!(done.code, Some(1), "{report}");
     let journal = check(&report, "journal");

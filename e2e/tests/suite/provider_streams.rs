@@ -110,7 +110,7 @@ async fn gemini_commands_stream_with_the_api_key() {
 }
 
 /// The Claude Code CLI (installed by scripts/test), run for a setup-token.
-fn claude_binary() -> String {
+pub(crate) fn claude_binary() -> String {
     match std::env::var("HELIX_TEST_CLAUDE_BIN") {
         Ok(path) if Path::new(&path).exists() => path,
         other => panic!(

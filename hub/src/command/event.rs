@@ -17,6 +17,15 @@ pub enum EventKind {
     },
     Started {
         attempt: u32,
+        /// Earlier turns of the session given to the provider with this attempt.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        history_turns: u32,
+        /// Earlier completed turns left out by the agent's history budget (the oldest).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        history_dropped: u32,
+        /// What the person should know about how the session continues; empty: nothing.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        note: String,
     },
     Output {
         text: String,
@@ -36,12 +45,26 @@ pub enum EventKind {
     },
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 impl EventKind {
+    /// The `started` event of `attempt`, for a command without earlier turns.
+    pub fn started(attempt: u32) -> Self {
+        EventKind::Started {
+            attempt,
+            history_turns: 0,
+            history_dropped: 0,
+            note: String::new(),
+        }
+    }
+
     /// The command status this event moves the command into, if it changes it.
     pub fn status_change(&self) -> Option<CommandStatus> {
         match self {
             EventKind::Queued { .. } => Some(CommandStatus::Pending),
-            EventKind::Started { attempt: 1 } => Some(CommandStatus::Executing),
+            EventKind::Started { attempt: 1, .. } => Some(CommandStatus::Executing),
             EventKind::Finished { status, .. } => Some(status.to_status()),
             _ => None,
         }
@@ -64,7 +87,17 @@ impl EventKind {
             EventKind::Queued { position } => Kind::Queued(pb::Queued {
                 position: *position,
             }),
-            EventKind::Started { attempt } => Kind::Started(pb::Started { attempt: *attempt }),
+            EventKind::Started {
+                attempt,
+                history_turns,
+                history_dropped,
+                note,
+            } => Kind::Started(pb::Started {
+                attempt: *attempt,
+                history_turns: *history_turns,
+                history_dropped: *history_dropped,
+                note: note.clone(),
+            }),
             EventKind::Output { text } => Kind::Output(pb::Output { text: text.clone() }),
             EventKind::Retrying {
                 attempt,
@@ -143,6 +176,13 @@ mod tests {
     fn event_json_round_trips() {
         let kinds = [
             EventKind::Queued { position: 3 },
+            EventKind::started(1),
+            EventKind::Started {
+                attempt: 2,
+                history_turns: 4,
+                history_dropped: 1,
+                note: "1 earlier turn left out".into(),
+            },
             EventKind::Output {
                 text: "é\n".into()
             },
@@ -157,5 +197,16 @@ mod tests {
             let json = serde_json::to_string(&k).unwrap();
             assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), k);
         }
+    }
+
+    #[test]
+    fn a_started_event_stored_before_sessions_reads_as_one_without_history() {
+        let old = r#"{"type":"started","attempt":1}"#;
+        assert_eq!(
+            serde_json::from_str::<EventKind>(old).unwrap(),
+            EventKind::started(1)
+        );
+        // And one without history is stored as before.
+        assert_eq!(serde_json::to_string(&EventKind::started(1)).unwrap(), old);
     }
 }

@@ -1,27 +1,22 @@
 //! One command's attempts: credentials, the provider's stream into the journal, retries with
 //! backoff, the one refresh-and-retry of a refused OAuth token, and cancellation.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Executor, SHUTDOWN_ERROR, finished};
+use super::{
+    Executor, SHUTDOWN_ERROR, finished,
+    plan::{Ended, Plan, TurnSoFar},
+};
 use crate::{
     command::{EventKind, FinalStatus, NewCommand},
     credentials::{Credential, Secret, default_profile_id},
-    provider::{ErrorKind, ProviderError, ProviderExec, ProviderRequest},
+    provider::{ErrorKind, ProviderError, ProviderRequest},
     retry,
 };
-
-/// What every attempt of one command sends, besides the credential.
-struct Plan {
-    cmd: NewCommand,
-    exec: Arc<dyn ProviderExec>,
-    model: String,
-    system: Option<String>,
-}
 
 /// An attempt that failed and may be tried again.
 struct Failed {
@@ -43,13 +38,30 @@ enum Next {
 }
 
 impl Executor {
-    /// Runs the attempts of one command; returns its `finished` event.
+    /// Runs the attempts of one command; returns its `finished` event with what is known of
+    /// its turn (the whole answer, when it completed).
     pub(super) async fn execute(
         &self,
         command_id: Uuid,
         known: Option<Box<NewCommand>>,
         started: bool,
         token: &CancellationToken,
+    ) -> Ended {
+        let mut so_far = TurnSoFar::default();
+        let end = self
+            .attempts(command_id, known, started, token, &mut so_far)
+            .await;
+        so_far.ended(end)
+    }
+
+    /// The attempts of [`Executor::execute`]; what the last one did is left in `so_far`.
+    async fn attempts(
+        &self,
+        command_id: Uuid,
+        known: Option<Box<NewCommand>>,
+        started: bool,
+        token: &CancellationToken,
+        so_far: &mut TurnSoFar,
     ) -> EventKind {
         let journal = &self.inner.journal;
         let cmd = match known {
@@ -62,7 +74,7 @@ impl Executor {
                 Err(e) => return finished(FinalStatus::Failed, &e.to_string(), 0),
             },
         };
-        let plan = match self.plan(cmd) {
+        let plan = match self.plan(cmd).await {
             Ok(plan) => plan,
             Err(end) => return end,
         };
@@ -76,21 +88,22 @@ impl Executor {
             // `started` is stored before the provider is called: a hub that dies during an
             // attempt finds the command `executing` on restart and fails it, instead of finding
             // it `pending` and running it a second time. A command that started at submit has
-            // its first `started` stored already, in the same commit as the command.
+            // its first `started` stored already, in the same commit as the command (only a
+            // command without earlier turns does: that event has no history to tell of).
             if !(attempt == 1 && started)
-                && let Err(e) = journal
-                    .append(command_id, EventKind::Started { attempt })
-                    .await
+                && let Err(e) = journal.append(command_id, plan.started(attempt)).await
             {
                 return finished(FinalStatus::Failed, &e.to_string(), attempt);
             }
+            so_far.attempt(&plan);
             let failed = match self
-                .attempt(command_id, attempt, &plan, refused.take(), token)
+                .attempt(command_id, attempt, &plan, refused.take(), token, so_far)
                 .await
             {
                 Ok(failed) => failed,
                 Err(end) => return end,
             };
+            so_far.attempt_failed();
             let message = failed.failure.message.clone();
             let (retrying, delay) = match self.next(failed, attempt, !refreshed_after_401) {
                 Next::Finish(end) => return end,
@@ -127,32 +140,6 @@ impl Executor {
         }
     }
 
-    /// The provider and settings for `cmd` (the agent's and the config's defaults filled in),
-    /// or its `finished` event when this hub does not support its provider.
-    fn plan(&self, cmd: NewCommand) -> Result<Plan, EventKind> {
-        let Some(exec) = self.inner.providers.get(cmd.provider).cloned() else {
-            return Err(finished(
-                FinalStatus::Failed,
-                &format!("provider {} is not supported by this hub", cmd.provider),
-                0,
-            ));
-        };
-        let config = &self.inner.config;
-        let agent = config.agents.get(&cmd.agent_id);
-        let model = cmd
-            .model
-            .clone()
-            .or_else(|| agent.and_then(|a| a.model.clone()))
-            .unwrap_or_else(|| config.default_model(cmd.provider).to_owned());
-        let system = agent.and_then(|a| a.system.clone());
-        Ok(Plan {
-            cmd,
-            exec,
-            model,
-            system,
-        })
-    }
-
     /// One attempt: a fresh credential (`refused`: the token to replace), then the provider's
     /// stream into the journal. `Ok(failed)`: it failed and may be retried; `Err(finished)`:
     /// the command ended.
@@ -163,6 +150,7 @@ impl Executor {
         plan: &Plan,
         refused: Option<Secret>,
         token: &CancellationToken,
+        so_far: &mut TurnSoFar,
     ) -> Result<Failed, EventKind> {
         let provider = plan.cmd.provider;
         let credential = match self
@@ -206,11 +194,20 @@ impl Executor {
             model: plan.model.clone(),
             max_tokens: self.inner.config.providers.anthropic.max_tokens,
             system: plan.system.clone(),
+            history: plan.history.clone(),
+            cli_session: so_far.cli.clone(),
             credential,
         });
         let mut streamed = false;
         let failure = self
-            .stream_attempt(command_id, attempt, output, token, &mut streamed)
+            .stream_attempt(
+                command_id,
+                attempt,
+                output,
+                token,
+                &mut streamed,
+                &mut so_far.answer,
+            )
             .await?;
         Ok(Failed {
             failure,
@@ -258,8 +255,9 @@ impl Executor {
         ))
     }
 
-    /// Streams one attempt's output into the journal. `Ok(failure)`: the attempt failed
-    /// (`streamed` says whether any text got out first); `Err(finished)`: the command ended.
+    /// Streams one attempt's output into the journal, and its text into `answer`.
+    /// `Ok(failure)`: the attempt failed (`streamed` says whether any text got out first);
+    /// `Err(finished)`: the command ended.
     async fn stream_attempt(
         &self,
         command_id: Uuid,
@@ -267,6 +265,7 @@ impl Executor {
         mut output: crate::provider::OutputStream,
         token: &CancellationToken,
         streamed: &mut bool,
+        answer: &mut String,
     ) -> Result<ProviderError, EventKind> {
         let journal = &self.inner.journal;
         let failure: ProviderError = loop {
@@ -277,6 +276,7 @@ impl Executor {
             };
             match item {
                 Some(Ok(text)) => {
+                    answer.push_str(&text);
                     let kind = EventKind::Output { text };
                     let stored = if *streamed {
                         journal.append_queued(command_id, kind).await
@@ -297,7 +297,7 @@ impl Executor {
                     // An earlier output's batch did not commit: the text has a hole, so the
                     // command must not complete (its end says why).
                     if let Some(lost) = journal.lost_write(&command_id) {
-                        return Err(super::journal_failure(attempt, &lost));
+                        return Err(super::end::journal_failure(attempt, &lost));
                     }
                 }
                 Some(Err(e)) => break e,

@@ -27,13 +27,12 @@ impl Executor {
     ) -> Result<Cancelled, CancelError> {
         let (was_queued, running) = {
             let mut state = self.state();
-            let queued = state
-                .queue
-                .iter()
-                .position(|p| p.command_id == command_id)
-                .and_then(|i| state.queue.remove(i))
-                .is_some();
-            (queued, state.running.get(&command_id).cloned())
+            let removed = state.queue.remove(command_id);
+            if let Some((_, true)) = removed {
+                // The next command of its session may start now.
+                self.inner.wake.notify_one();
+            }
+            (removed.is_some(), state.running.get(&command_id).cloned())
         };
         if was_queued {
             self.inner

@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{
-    JournalError, SubmitOutcome,
+    JournalError, SubmitOutcome, TurnEnd,
     sql::{Isolation, LiveCommand, Stored, append_event, isolated, submit},
 };
 use crate::{
@@ -26,6 +26,9 @@ pub(super) enum Op {
     Append {
         command_id: Uuid,
         kind: EventKind,
+        /// For a `finished` event: what the executor knows of the command's turn (boxed:
+        /// only a command's last event carries one, and every queued operation is this size).
+        turn: Option<Box<TurnEnd>>,
         reply: Option<oneshot::Sender<Result<StoredEvent, JournalError>>>,
     },
 }
@@ -166,9 +169,10 @@ pub(super) fn apply_op(
         Op::Append {
             command_id,
             kind,
+            turn,
             reply,
         } => match isolated(tx, live, isolation, |tx, live| {
-            append_event(tx, live, command_id, kind)
+            append_event(tx, live, command_id, kind, turn)
         }) {
             Ok((event, status)) => Applied::Appended {
                 reply,

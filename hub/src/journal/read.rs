@@ -11,7 +11,10 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::JournalError;
-use crate::command::{EventKind, NewCommand, StoredEvent};
+use crate::{
+    command::{EventKind, NewCommand, StoredEvent},
+    history::{HistoryBudget, SessionHistory, Turn},
+};
 
 /// A command as the journal holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +155,12 @@ fn find_command(
         .optional()?)
 }
 
-fn output_of(conn: &Connection, row: i64, command_id: Uuid) -> Result<String, JournalError> {
+/// The text of a command's output events, in order.
+pub(super) fn output_of(
+    conn: &Connection,
+    row: i64,
+    command_id: Uuid,
+) -> Result<String, JournalError> {
     let mut out = String::new();
     let mut stmt = conn.prepare_cached(
         "SELECT seq, body FROM events WHERE command = ?1 AND kind = 'output' ORDER BY seq",
@@ -236,5 +244,59 @@ pub(super) fn list(conn: &Connection, filter: &ListFilter) -> Result<ListPage, J
     Ok(ListPage {
         commands,
         next_before_row: if more { last_row } else { None },
+    })
+}
+
+/// The completed turns of `session_id` that fit `budget`, oldest first, and what is known of
+/// the rest. Reads only sizes until it knows which turns are kept, then only their text.
+pub(super) fn session_history(
+    conn: &Connection,
+    session_id: &str,
+    budget: &HistoryBudget,
+) -> Result<SessionHistory, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, bytes, cli_session, cli_turns FROM turns
+         WHERE session_id = ?1 AND status = 'completed' ORDER BY id DESC",
+    )?;
+    let mut ids = Vec::new();
+    let mut sizes = Vec::new();
+    let mut cli_session = None;
+    let mut rows = stmt.query([session_id])?;
+    while let Some(r) = rows.next()? {
+        if ids.is_empty()
+            && let Some(id) = r.get::<_, Option<String>>(2)?
+        {
+            cli_session = Some((id, r.get::<_, u32>(3)?));
+        }
+        ids.push(r.get::<_, i64>(0)?);
+        sizes.push(r.get::<_, i64>(1)?.max(0).unsigned_abs());
+    }
+    let completed = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+    let kept = budget.newest_that_fit(sizes);
+    let dropped = u32::try_from(ids.len() - kept).unwrap_or(u32::MAX);
+    let mut turns = Vec::with_capacity(kept);
+    if let Some(oldest_kept) = kept.checked_sub(1).map(|i| ids[i]) {
+        let mut stmt = conn.prepare_cached(
+            "SELECT c.content, t.answer FROM turns t JOIN commands c ON c.id = t.command
+             WHERE t.session_id = ?1 AND t.status = 'completed' AND t.id >= ?2 ORDER BY t.id",
+        )?;
+        let mut rows = stmt.query(params![session_id, oldest_kept])?;
+        while let Some(r) = rows.next()? {
+            let answer: String = r.get::<_, Option<String>>(1)?.unwrap_or_default();
+            // An answer with no text says nothing, and the APIs refuse empty messages.
+            if answer.trim().is_empty() {
+                continue;
+            }
+            turns.push(Turn {
+                prompt: r.get(0)?,
+                answer,
+            });
+        }
+    }
+    Ok(SessionHistory {
+        turns,
+        dropped,
+        cli_session,
+        completed,
     })
 }

@@ -24,6 +24,8 @@ pub struct Recovery {
 pub struct PendingCommand {
     pub command_id: Uuid,
     pub expires_at_ms: i64,
+    /// Its session: the executor runs a session's commands one at a time.
+    pub session_id: String,
 }
 
 impl Writer {
@@ -51,22 +53,29 @@ impl Writer {
                 attempts,
                 executed_at_ms: None,
             };
-            append_event(tx.conn, &mut self.live, *id, kind)?;
+            append_event(tx.conn, &mut self.live, *id, kind, None)?;
         }
         let pending = {
             let mut stmt = tx.conn.prepare(
-                "SELECT command_id, expires_at_ms FROM commands WHERE status = 'pending' ORDER BY id",
+                "SELECT command_id, expires_at_ms, session_id FROM commands WHERE status = 'pending' ORDER BY id",
             )?;
-            stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .filter_map(|(id, expires_at_ms)| {
-                    Some(PendingCommand {
-                        command_id: Uuid::parse_str(&id).ok()?,
-                        expires_at_ms,
-                    })
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter_map(|(id, expires_at_ms, session_id)| {
+                Some(PendingCommand {
+                    command_id: Uuid::parse_str(&id).ok()?,
+                    expires_at_ms,
+                    session_id,
                 })
-                .collect()
+            })
+            .collect()
         };
         tx.commit()?;
         Ok(Recovery {

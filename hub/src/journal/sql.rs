@@ -7,10 +7,10 @@ use helix_mesh::pb::Provider;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{JournalError, SubmitOutcome, read};
+use super::{JournalError, SubmitOutcome, TurnEnd, read};
 use crate::{
     bus::StatusEvent,
-    command::{EventKind, NewCommand, StoredEvent},
+    command::{EventKind, FinalStatus, NewCommand, StoredEvent},
 };
 
 /// What the writer keeps in memory about a command that is still live (not finished): its row,
@@ -23,6 +23,8 @@ pub(super) struct LiveCommand {
     provider: Provider,
     source_device_id: String,
     executed_at_ms: Option<i64>,
+    /// The prompt's length in bytes, for its turn.
+    prompt_bytes: usize,
 }
 
 /// How an operation is kept apart from the rest of its batch.
@@ -122,6 +124,7 @@ pub(super) fn submit(
             provider: cmd.provider,
             source_device_id: cmd.source_device_id,
             executed_at_ms: None,
+            prompt_bytes: cmd.content.len(),
         };
         let (event, status) = insert_event(
             conn,
@@ -135,7 +138,7 @@ pub(super) fn submit(
                 conn,
                 &mut state,
                 command_id,
-                EventKind::Started { attempt: 1 },
+                EventKind::started(1),
                 at_ms,
             )?)
         } else {
@@ -171,12 +174,14 @@ pub(super) fn submit(
     }
 }
 
-/// Appends one event and applies its status change to the command row.
+/// Appends one event and applies its status change to the command row. A `finished` event
+/// also stores the command's turn of its session, with what `turn` says of it.
 pub(super) fn append_event(
     conn: &Connection,
     live: &mut HashMap<Uuid, LiveCommand>,
     command_id: Uuid,
     kind: EventKind,
+    turn: Option<Box<TurnEnd>>,
 ) -> Result<(StoredEvent, Option<StatusEvent>), JournalError> {
     let mut state = match live.get(&command_id) {
         Some(a) => a.clone(),
@@ -201,7 +206,7 @@ pub(super) fn append_event(
     let (event, status) = insert_event(conn, &mut state, command_id, kind, at_ms)?;
     let seq = event.seq;
     match &event.kind {
-        EventKind::Started { attempt } => {
+        EventKind::Started { attempt, .. } => {
             conn.prepare_cached(
                 "UPDATE commands SET status = 'executing', attempts = ?2, executed_at_ms = ?3, last_seq = ?4 WHERE id = ?1",
             )?
@@ -224,6 +229,7 @@ pub(super) fn append_event(
                 at_ms,
                 seq
             ])?;
+            insert_turn(conn, &state, command_id, *status, turn, at_ms)?;
         }
         // `queued` is only ever stored by a submit, which inserts the row with its status.
         EventKind::Output { .. } | EventKind::Retrying { .. } | EventKind::Queued { .. } => {
@@ -282,9 +288,51 @@ fn insert_event(
     ))
 }
 
+/// Stores the turn of a command that ended with `status`: a completed one with its whole
+/// answer (as the executor collected it, else read back from its output events).
+fn insert_turn(
+    conn: &Connection,
+    state: &LiveCommand,
+    command_id: Uuid,
+    status: FinalStatus,
+    turn: Option<Box<TurnEnd>>,
+    at_ms: i64,
+) -> Result<(), JournalError> {
+    let TurnEnd {
+        answer,
+        cli_session,
+        cli_turns,
+    } = turn.map(|t| *t).unwrap_or_default();
+    let answer = match status {
+        FinalStatus::Completed => Some(match answer {
+            Some(answer) => answer,
+            None => read::output_of(conn, state.row, command_id)?,
+        }),
+        _ => None,
+    };
+    let bytes = state.prompt_bytes + answer.as_ref().map_or(0, String::len);
+    conn.prepare_cached(
+        "INSERT INTO turns (session_id, command, status, answer, bytes, cli_session, cli_turns,
+             finished_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (command) DO NOTHING",
+    )?
+    .execute(params![
+        state.session_id,
+        state.row,
+        status.to_status().name(),
+        answer,
+        i64::try_from(bytes).unwrap_or(i64::MAX),
+        cli_session,
+        cli_turns,
+        at_ms
+    ])?;
+    Ok(())
+}
+
 fn load_live(conn: &Connection, command_id: Uuid) -> Result<LiveCommand, JournalError> {
     conn.prepare_cached(
-        "SELECT id, last_seq, session_id, provider, source_device_id, executed_at_ms
+        "SELECT id, last_seq, session_id, provider, source_device_id, executed_at_ms,
+             length(CAST(content AS BLOB))
          FROM commands WHERE command_id = ?1",
     )?
     .query_row([command_id.to_string()], |r| {
@@ -298,6 +346,7 @@ fn load_live(conn: &Connection, command_id: Uuid) -> Result<LiveCommand, Journal
                 .unwrap_or(Provider::Unspecified),
             source_device_id: r.get(4)?,
             executed_at_ms: r.get(5)?,
+            prompt_bytes: r.get(6)?,
         })
     })
     .optional()?

@@ -274,10 +274,7 @@ async fn a_submit_that_starts_stores_the_row_its_two_events_would_leave() {
         ),
         (CommandStatus::Pending, 0, None, 1)
     );
-    journal
-        .append(queued, EventKind::Started { attempt: 1 })
-        .await
-        .unwrap();
+    journal.append(queued, EventKind::started(1)).await.unwrap();
     for id in [started_at_once, queued] {
         let row = journal.command(id).await.unwrap().unwrap();
         assert_eq!(
@@ -331,6 +328,7 @@ async fn a_failing_operation_in_a_batch_leaves_the_others_stored() {
     let op = Op::Append {
         command_id: id,
         kind: output("lost"),
+        turn: None,
         reply: Some(reply),
     };
     journal.send(op, Apply::Queued).await.unwrap();

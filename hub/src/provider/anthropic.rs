@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::claude_code::ClaudeCode;
 use crate::sse::SseEvent;
@@ -20,7 +20,7 @@ use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep,
     describe_transport, refused, sse_output,
 };
-use crate::credentials::Credential;
+use crate::{credentials::Credential, history::Turn};
 
 /// The API version header value this client speaks.
 pub const API_VERSION: &str = "2023-06-01";
@@ -146,7 +146,7 @@ impl ProviderExec for Anthropic {
             "model": request.model,
             "max_tokens": request.max_tokens,
             "stream": true,
-            "messages": [{"role": "user", "content": request.content}],
+            "messages": messages(&request.history, &request.content),
         });
         if let Some(system) = &request.system {
             body["system"] = json!(system);
@@ -167,6 +167,18 @@ impl ProviderExec for Anthropic {
             step,
         )
     }
+}
+
+/// The Messages API's `messages`: each earlier turn as a user and an assistant message, then
+/// the prompt; roles alternate, starting and ending with the user.
+pub fn messages(history: &[Turn], prompt: &str) -> Value {
+    let mut messages = Vec::with_capacity(history.len() * 2 + 1);
+    for turn in history {
+        messages.push(json!({"role": "user", "content": turn.prompt}));
+        messages.push(json!({"role": "assistant", "content": turn.answer}));
+    }
+    messages.push(json!({"role": "user", "content": prompt}));
+    Value::Array(messages)
 }
 
 /// What one Messages API event means for the output.
@@ -198,6 +210,34 @@ fn step(event: &SseEvent) -> SseStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_turns_alternate_user_and_assistant_before_the_prompt() {
+        let history = [
+            Turn {
+                prompt: "my name is Ada".into(),
+                answer: "Hello Ada".into(),
+            },
+            Turn {
+                prompt: "I like tea".into(),
+                answer: "Noted".into(),
+            },
+        ];
+        assert_eq!(
+            messages(&history, "what is my name?"),
+            json!([
+                {"role": "user", "content": "my name is Ada"},
+                {"role": "assistant", "content": "Hello Ada"},
+                {"role": "user", "content": "I like tea"},
+                {"role": "assistant", "content": "Noted"},
+                {"role": "user", "content": "what is my name?"},
+            ])
+        );
+        assert_eq!(
+            messages(&[], "hi"),
+            json!([{"role": "user", "content": "hi"}])
+        );
+    }
 
     #[test]
     fn error_bodies_are_classified() {

@@ -13,6 +13,10 @@
 //! `content_block_delta`/`text_delta` carries the text token by token), `assistant` (the
 //! whole turn, not shown again), `result` (`subtype`, `is_error`, `result`,
 //! `api_error_status`). Dropping the stream kills the child.
+//!
+//! A command of a named session runs in a Claude Code session of its own that continues the
+//! conversation (`--session-id`, `--resume … --fork-session`), in a `HOME` kept for the
+//! session: see `session`.
 
 use std::{path::Path, process::Stdio, time::Duration};
 
@@ -24,6 +28,9 @@ use tokio::{
 };
 
 mod output;
+mod session;
+
+pub use self::session::{ClaudeSessions, CliPlan, CliSession, Past, exists, remove};
 
 use self::output::{ChildOutput, without_result};
 use super::{
@@ -193,6 +200,14 @@ impl ClaudeCode {
         ])
         .arg("--model")
         .arg(&request.model);
+        if let Some(session) = &request.cli_session {
+            cmd.arg("--session-id").arg(session.id.to_string());
+            if let Some(previous) = session.resume {
+                cmd.arg("--resume")
+                    .arg(previous.to_string())
+                    .arg("--fork-session");
+            }
+        }
         if let Some(system) = &request.system {
             cmd.arg("--append-system-prompt").arg(system);
         }
@@ -233,6 +248,37 @@ impl ClaudeCode {
     }
 }
 
+/// Claude Code's `HOME` for one attempt: the Helix session's directory, kept for its next
+/// turns, or for a command without a session a temporary one, deleted afterwards.
+enum Home {
+    Kept(std::path::PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl Home {
+    fn for_request(request: &ProviderRequest) -> Result<Self, String> {
+        match &request.cli_session {
+            Some(session) => {
+                helix_mesh::fsutil::ensure_private_dir(&session.home)
+                    .map_err(|e| format!("preparing the session's HOME: {e}"))?;
+                Ok(Home::Kept(session.home.clone()))
+            }
+            None => tempfile::Builder::new()
+                .prefix("helix-claude-home-")
+                .tempdir()
+                .map(Home::Temporary)
+                .map_err(|e| format!("creating a temporary HOME: {e}")),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Home::Kept(path) => path,
+            Home::Temporary(dir) => dir.path(),
+        }
+    }
+}
+
 /// Writes the prompt from a task of its own, so a large prompt cannot deadlock against the
 /// child's output; closing stdin tells the child the prompt is complete.
 fn write_prompt(mut stdin: ChildStdin, prompt: String) {
@@ -255,10 +301,10 @@ impl ProviderExec for ClaudeCode {
             };
             // Anything the child says is scrubbed of the token before it reaches an error.
             let scrub = |text: &str| text.replace(token.expose(), "<redacted>");
-            let home = match tempfile::Builder::new().prefix("helix-claude-home-").tempdir() {
+            let home = match Home::for_request(&request) {
                 Ok(h) => h,
                 Err(e) => {
-                    yield Err(failure(ErrorKind::Api, format!("anthropic (claude code): creating a temporary HOME: {e}")));
+                    yield Err(failure(ErrorKind::Api, format!("anthropic (claude code): {e}")));
                     return;
                 }
             };

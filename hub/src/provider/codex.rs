@@ -22,7 +22,7 @@ use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep, http_client,
     refused, sse_output, truncate_text,
 };
-use crate::credentials::Credential;
+use crate::{credentials::Credential, history::Turn};
 
 /// The default backend base URL.
 pub const DEFAULT_BASE_URL: &str = "https://chatgpt.com";
@@ -57,14 +57,28 @@ pub fn request_body(request: &ProviderRequest) -> Value {
     json!({
         "model": request.model,
         "instructions": request.system.as_deref().unwrap_or(DEFAULT_INSTRUCTIONS),
-        "input": [{
-            "type": "message",
-            "role": "user",
-            "content": [{"type": "input_text", "text": request.content}],
-        }],
+        "input": input(&request.history, &request.content),
         "stream": true,
         "store": false,
     })
+}
+
+/// The Responses `input`: with `store: false` the backend keeps nothing between requests, so
+/// each earlier turn is sent again, as the Codex CLI sends its history: the user's message
+/// (`input_text`) and the assistant's (`output_text`), then the prompt.
+pub fn input(history: &[Turn], prompt: &str) -> Value {
+    let user = |text: &str| json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]});
+    let mut input = Vec::with_capacity(history.len() * 2 + 1);
+    for turn in history {
+        input.push(user(&turn.prompt));
+        input.push(json!({
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": turn.answer}],
+        }));
+    }
+    input.push(user(prompt));
+    Value::Array(input)
 }
 
 /// The error code (or type) of a spent ChatGPT plan usage limit.

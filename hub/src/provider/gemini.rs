@@ -15,7 +15,7 @@ use super::{
     ErrorKind, OutputStream, ProviderError, ProviderExec, ProviderRequest, SseStep, http_client,
     kind_for_status, refused, sse_output, truncate_text,
 };
-use crate::credentials::Credential;
+use crate::{credentials::Credential, history::Turn};
 
 /// The default API base URL.
 pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
@@ -133,6 +133,19 @@ fn interpret(data: &str) -> Chunk {
     }
 }
 
+/// The request's `contents`: each earlier turn as a `user` and a `model` entry, then the
+/// prompt.
+pub fn contents(history: &[Turn], prompt: &str) -> Value {
+    let entry = |role: &str, text: &str| json!({"role": role, "parts": [{"text": text}]});
+    let mut contents = Vec::with_capacity(history.len() * 2 + 1);
+    for turn in history {
+        contents.push(entry("user", &turn.prompt));
+        contents.push(entry("model", &turn.answer));
+    }
+    contents.push(entry("user", prompt));
+    Value::Array(contents)
+}
+
 impl ProviderExec for Gemini {
     fn execute(&self, request: ProviderRequest) -> OutputStream {
         let key = match &request.credential {
@@ -148,7 +161,7 @@ impl ProviderExec for Gemini {
             }
         };
         let mut body = json!({
-            "contents": [{"role": "user", "parts": [{"text": request.content}]}],
+            "contents": contents(&request.history, &request.content),
         });
         if let Some(system) = &request.system {
             body["systemInstruction"] = json!({"parts": [{"text": system}]});
@@ -185,6 +198,22 @@ impl From<Chunk> for SseStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn earlier_turns_are_user_and_model_contents_before_the_prompt() {
+        let history = [Turn {
+            prompt: "my name is Ada".into(),
+            answer: "Hello Ada".into(),
+        }];
+        assert_eq!(
+            contents(&history, "what is my name?"),
+            json!([
+                {"role": "user", "parts": [{"text": "my name is Ada"}]},
+                {"role": "model", "parts": [{"text": "Hello Ada"}]},
+                {"role": "user", "parts": [{"text": "what is my name?"}]},
+            ])
+        );
+    }
 
     #[test]
     fn chunks_are_interpreted() {

@@ -50,6 +50,8 @@ export function CommandView(props: {
   const [refusal, setRefusal] = useState("");
   const [problem, setProblem] = useState("");
   const [offline, setOffline] = useState("");
+  /** How the command continues its session (turns left out, a lost Claude Code session). */
+  const [note, setNote] = useState("");
   const [cancelling, setCancelling] = useState(false);
 
   useEffect(() => {
@@ -84,6 +86,7 @@ export function CommandView(props: {
                   break;
                 case "started":
                   setPhase(event.attempt > 1 ? `running (attempt ${event.attempt})` : "running");
+                  if (event.note) setNote(event.note);
                   break;
                 case "retrying":
                   setPhase(`retrying in ${Math.round(event.delayMs / 1000)} s: ${event.reason}`);
@@ -161,6 +164,11 @@ export function CommandView(props: {
               : "waiting for the hub (it is offline; it runs this when it comes back)…"
             : phase || "running"}
       </p>
+      {note && (
+        <p class="warning" data-testid="note">
+          {note}
+        </p>
+      )}
       {offline && <p class="warning">{offline}</p>}
       {refusal && (
         <p class="error" role="alert" data-testid="refusal">

@@ -49,10 +49,16 @@ export interface QueuedEvent {
   kind: "queued";
   position: number;
 }
-/** A `started` event: attempt `attempt` began. */
+/** A `started` event: attempt `attempt` began (with how it continues its session). */
 export interface StartedEvent {
   kind: "started";
   attempt: number;
+  /** Earlier completed turns of the session given to the provider (absent: none). */
+  historyTurns?: number;
+  /** Earlier completed turns left out by the agent's history budget (absent: none). */
+  historyDropped?: number;
+  /** What the person should know about how the session continues (absent: nothing). */
+  note?: string;
 }
 /** An `output` event: more of the answer's text. */
 export interface OutputEvent {
@@ -237,7 +243,7 @@ function reorderCommand(c: CommandPayload): CommandPayload {
 /** The fields of each event kind's object, in wire order. */
 const EVENT_BODY_FIELDS: Record<EventKind, readonly string[]> = {
   queued: ["position"],
-  started: ["attempt"],
+  started: ["attempt", "history_turns", "history_dropped", "note"],
   output: ["text"],
   retrying: ["attempt", "delay_ms", "reason"],
   finished: ["status", "error", "attempts", "executed_at_ms"],
@@ -249,8 +255,16 @@ function eventBody(kind: EventKind, value: Json): EventBody {
   switch (kind) {
     case "queued":
       return { kind, position: Number(r.uint("position", "u32")) };
-    case "started":
-      return { kind, attempt: Number(r.uint("attempt", "u32")) };
+    case "started": {
+      const body: StartedEvent = { kind, attempt: Number(r.uint("attempt", "u32")) };
+      const turns = r.optUint("history_turns", "u32");
+      const dropped = r.optUint("history_dropped", "u32");
+      const note = r.optString("note");
+      if (turns !== undefined && turns > 0n) body.historyTurns = Number(turns);
+      if (dropped !== undefined && dropped > 0n) body.historyDropped = Number(dropped);
+      if (note !== undefined && note !== "") body.note = note;
+      return body;
+    }
     case "output":
       return { kind, text: r.string("text") };
     case "retrying":
@@ -404,6 +418,11 @@ export function serializeEvent(e: EventPayload): string {
       break;
     case "started":
       body["attempt"] = uint("attempt", e.attempt, "u32");
+      if (e.historyTurns) body["history_turns"] = uint("history_turns", e.historyTurns, "u32");
+      if (e.historyDropped) {
+        body["history_dropped"] = uint("history_dropped", e.historyDropped, "u32");
+      }
+      if (e.note) body["note"] = text("note", e.note);
       break;
     case "output":
       body["text"] = text("text", e.text);

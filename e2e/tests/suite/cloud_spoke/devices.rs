@@ -184,7 +184,7 @@ async fn both_devices_read_a_command_the_hub_mirrored_from_iroh_byte_for_byte() 
 
     // Device two follows it live: the first chunk, then the rest as the hub streams it.
     let mut live = Live::spawn(two.helix(&["attach", "--via", "cloud", &id]));
-    let started = helix_mesh::cloud_payload::EventKind::Started { attempt: 1 };
+    let started = helix_mesh::cloud_payload::EventKind::started(1);
     let first = helix_mesh::cloud_payload::EventKind::Output {
         text: CHUNKS[0].into(),
     };

@@ -160,10 +160,7 @@ async fn ctrl_c_cancels_through_cancel_cloud_command_and_exits_130() {
     hub.append(
         &id,
         &[
-            (
-                1,
-                hub.event(&key, &id, 1, EventKind::Started { attempt: 1 }),
-            ),
+            (1, hub.event(&key, &id, 1, EventKind::started(1))),
             (2, hub.event(&key, &id, 2, thinking)),
         ],
     )

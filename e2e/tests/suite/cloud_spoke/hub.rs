@@ -237,7 +237,7 @@ impl PlayedHub {
 
 /// Started, an output per text, finished `completed`.
 pub fn run_events(texts: &[&str]) -> Vec<EventKind> {
-    let mut events = vec![EventKind::Started { attempt: 1 }];
+    let mut events = vec![EventKind::started(1)];
     events.extend(texts.iter().map(|t| EventKind::Output {
         text: (*t).to_owned(),
     }));

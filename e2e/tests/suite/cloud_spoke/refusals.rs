@@ -45,10 +45,7 @@ async fn running(hub: &PlayedHub, device: &Device, tag: &str) -> (String, Conten
     hub.append(
         &id,
         &[
-            (
-                1,
-                hub.event(&key, &id, 1, EventKind::Started { attempt: 1 }),
-            ),
+            (1, hub.event(&key, &id, 1, EventKind::started(1))),
             (2, hub.event(&key, &id, 2, first)),
         ],
     )

@@ -138,3 +138,19 @@ fn a_spent_usage_limit_is_final_and_says_when_it_resets() {
         _ => panic!("expected a failure"),
     }
 }
+
+#[test]
+fn earlier_turns_are_user_and_assistant_messages_before_the_prompt() {
+    let history = [Turn {
+        prompt: "my name is Ada".into(),
+        answer: "Hello Ada".into(),
+    }];
+    assert_eq!(
+        input(&history, "what is my name?"),
+        json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "my name is Ada"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hello Ada"}]},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "what is my name?"}]},
+        ])
+    );
+}

@@ -1,0 +1,446 @@
+//! Conversations: a command that names a session is given the session's earlier completed
+//! turns, in each provider's shape (Messages `messages`, Responses `input`, Gemini
+//! `contents`); a session's commands run one at a time, in submission order, while other
+//! sessions run beside them; the agent's history budget leaves the oldest turns out and the
+//! `started` event says so; a restarted hub keeps every session.
+
+use helix_hub::{
+    config::AgentConfig,
+    credentials::{CredentialStore, Secret},
+};
+use helix_mesh::{
+    pb::{self, CommandEvent, CommandStatus, Provider, command_event::Kind},
+    proto_ext::now_ms,
+};
+use serde_json::{Value, json};
+
+use crate::support::{
+    TestHub, config_for, finished, kinds,
+    mock_anthropic::{MockAnthropic, Reply},
+    mock_codex::MockCodex,
+    mock_gemini::MockGemini,
+    mock_oauth::store_codex,
+    output, read_until, request_in, run, status_of,
+};
+
+/// The `started` event of `events`' first attempt.
+fn started(events: &[CommandEvent]) -> pb::Started {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(Kind::Started(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a started event")
+}
+
+fn user(text: &str) -> Value {
+    json!({"role": "user", "content": text})
+}
+
+fn assistant(text: &str) -> Value {
+    json!({"role": "assistant", "content": text})
+}
+
+/// Runs a command and checks that it completed.
+async fn completed_turn(
+    client: &mut helix_spoke::client::HubClient,
+    req: pb::ExecuteRequest,
+) -> Vec<CommandEvent> {
+    let events = run(client, req).await;
+    let f = finished(&events);
+    assert_eq!(f.status, CommandStatus::Completed as i32, "{}", f.error);
+    events
+}
+
+#[tokio::test]
+async fn the_second_turn_carries_the_first_as_messages() {
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([Reply::text(&["Hello ", "Ada"]), Reply::text(&["Ada"])]);
+    let hub = TestHub::start(config_for(&mock)).await;
+    let mut client = hub.client().await;
+
+    let first = completed_turn(&mut client, request_in("s1", "my name is Ada")).await;
+    let s = started(&first);
+    assert_eq!(
+        (s.history_turns, s.history_dropped, s.note.as_str()),
+        (0, 0, "")
+    );
+    let second = completed_turn(&mut client, request_in("s1", "what is my name?")).await;
+    assert_eq!(output(&second), "Ada");
+    let s = started(&second);
+    assert_eq!(
+        (s.history_turns, s.history_dropped, s.note.as_str()),
+        (1, 0, "")
+    );
+
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].body["messages"], json!([user("my name is Ada")]));
+    assert_eq!(
+        seen[1].body["messages"],
+        json!([
+            user("my name is Ada"),
+            assistant("Hello Ada"),
+            user("what is my name?")
+        ])
+    );
+    // A command of another session, or of none, starts from nothing.
+    completed_turn(&mut client, request_in("s2", "who am I?")).await;
+    completed_turn(&mut client, crate::support::request("who am I?")).await;
+    let seen = mock.seen();
+    assert_eq!(seen[2].body["messages"], json!([user("who am I?")]));
+    assert_eq!(seen[3].body["messages"], json!([user("who am I?")]));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_second_turn_carries_the_first_as_responses_input() {
+    let codex = MockCodex::start(&["Hello ", "Ada"]).await;
+    let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let mut config = config_for(&anthropic);
+    config.providers.openai_codex.base_url = codex.base_url();
+    let hub = TestHub::start_without_credentials(config).await;
+    store_codex(hub.path(), 1, now_ms() + 3_600_000);
+    let mut client = hub.client().await;
+    for prompt in ["my name is Ada", "what is my name?"] {
+        let mut req = request_in("s1", prompt);
+        req.provider = Provider::OpenaiCodex as i32;
+        completed_turn(&mut client, req).await;
+    }
+    let seen = codex.seen();
+    assert_eq!(seen.len(), 2);
+    let message = |role: &str, kind: &str, text: &str| json!({"type": "message", "role": role, "content": [{"type": kind, "text": text}]});
+    assert_eq!(
+        seen[1].body["input"],
+        json!([
+            message("user", "input_text", "my name is Ada"),
+            message("assistant", "output_text", "Hello Ada"),
+            message("user", "input_text", "what is my name?"),
+        ])
+    );
+    assert_eq!(seen[1].body["store"], false);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_second_turn_carries_the_first_as_gemini_contents() {
+    let gemini = MockGemini::start(&["Hello ", "Ada"]).await;
+    let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
+    let mut config = config_for(&anthropic);
+    config.providers.google_gemini.base_url = gemini.base_url();
+    let hub = TestHub::start_without_credentials(config).await;
+    CredentialStore::in_dir(hub.path())
+        .set_api_key(Provider::GoogleGemini, Secret::new("AIza-test-key-77"))
+        .unwrap();
+    let mut client = hub.client().await;
+    for prompt in ["my name is Ada", "what is my name?"] {
+        let mut req = request_in("s1", prompt);
+        req.provider = Provider::GoogleGemini as i32;
+        completed_turn(&mut client, req).await;
+    }
+    let seen = gemini.seen();
+    assert_eq!(seen.len(), 2);
+    let content = |role: &str, text: &str| json!({"role": role, "parts": [{"text": text}]});
+    assert_eq!(
+        seen[1].body["contents"],
+        json!([
+            content("user", "my name is Ada"),
+            content("model", "Hello Ada"),
+            content("user", "what is my name?"),
+        ])
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_and_cancelled_turns_stay_in_the_session_but_are_not_sent() {
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([
+        Reply::text(&["Hello Ada"]),
+        // Refused: not retried, no output.
+        Reply::status(400),
+        // Part of an answer, then an error: the part is not a turn.
+        Reply::error_after(&["half an ans"], "invalid_request_error"),
+        Reply::hang_after(&["never finished"]),
+        Reply::text(&["Ada"]),
+    ]);
+    let hub = TestHub::start(config_for(&mock)).await;
+    let mut client = hub.client().await;
+    completed_turn(&mut client, request_in("s1", "my name is Ada")).await;
+    for prompt in ["refused", "broken"] {
+        let events = run(&mut client, request_in("s1", prompt)).await;
+        assert_eq!(finished(&events).status, CommandStatus::Failed as i32);
+    }
+    let hanging = request_in("s1", "cancelled");
+    let hanging_id = hanging.command_id.clone();
+    let mut stream = client.execute(hanging).await.unwrap().into_inner();
+    read_until(&mut stream, crate::support::is_output).await;
+    client
+        .cancel(pb::CancelRequest {
+            command_id: hanging_id,
+        })
+        .await
+        .unwrap();
+    let events = crate::support::collect(stream).await;
+    assert_eq!(finished(&events).status, CommandStatus::Cancelled as i32);
+
+    let last = completed_turn(&mut client, request_in("s1", "what is my name?")).await;
+    assert_eq!(started(&last).history_turns, 1);
+    assert_eq!(
+        mock.seen().last().unwrap().body["messages"],
+        json!([
+            user("my name is Ada"),
+            assistant("Hello Ada"),
+            user("what is my name?")
+        ])
+    );
+    // Every turn is still in the session.
+    let listed = client
+        .list_commands(pb::ListCommandsRequest {
+            session_id: "s1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let statuses: Vec<i32> = listed.commands.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            CommandStatus::Completed as i32,
+            CommandStatus::Cancelled as i32,
+            CommandStatus::Failed as i32,
+            CommandStatus::Failed as i32,
+            CommandStatus::Completed as i32,
+        ]
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_sessions_commands_run_one_after_another_while_other_sessions_run_beside_them() {
+    let mock = MockAnthropic::start(Reply::hang_after(&["unused"])).await;
+    mock.script([
+        Reply::hang_after(&["first answer"]),
+        Reply::hang_after(&["other session"]),
+        Reply::text(&["second answer"]),
+    ]);
+    let hub = TestHub::start(config_for(&mock)).await;
+    let mut client = hub.client().await;
+
+    // The first turn of s1 starts and hangs; the next are submitted while it runs.
+    let first = request_in("s1", "turn 1");
+    let mut first_stream = client.execute(first.clone()).await.unwrap().into_inner();
+    read_until(&mut first_stream, crate::support::is_output).await;
+    let second = request_in("s1", "turn 2");
+    let mut second_stream = client.execute(second.clone()).await.unwrap().into_inner();
+    let queued = read_until(&mut second_stream, |e| {
+        matches!(e.kind, Some(Kind::Queued(_)))
+    })
+    .await;
+    assert_eq!(kinds(&queued), ["queued"]);
+    // A third turn waits too; the second, cancelled while it waits, leaves it next in line.
+    let third = request_in("s1", "turn 3");
+    let mut third_stream = client.execute(third.clone()).await.unwrap().into_inner();
+    read_until(&mut third_stream, |e| {
+        matches!(e.kind, Some(Kind::Queued(_)))
+    })
+    .await;
+    let cancelled = client
+        .cancel(pb::CancelRequest {
+            command_id: second.command_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(cancelled.was_queued);
+    let second_events = crate::support::collect(second_stream).await;
+    assert_eq!(
+        kinds(&second_events),
+        ["finished"],
+        "after its queued event"
+    );
+    assert_eq!(
+        finished(&second_events).error,
+        "cancelled before it started"
+    );
+    let second = third;
+    let second_stream = third_stream;
+    // Another session is not held up: it reaches the provider while s1's first turn runs.
+    let other = request_in("s2", "elsewhere");
+    let mut other_stream = client.execute(other).await.unwrap().into_inner();
+    read_until(&mut other_stream, crate::support::is_output).await;
+    mock.wait_until("two sessions in flight", |m| m.in_flight() == 2)
+        .await;
+    assert_eq!(mock.requests(), 2, "s1's second turn waits for its first");
+    assert_eq!(
+        status_of(&mut client, &second.command_id).await,
+        CommandStatus::Pending
+    );
+
+    mock.release();
+    let first_events = crate::support::collect(first_stream).await;
+    let second_events = crate::support::collect(second_stream).await;
+    crate::support::collect(other_stream).await;
+    let first_end = first_events.last().unwrap().time.unwrap();
+    let second_start = second_events
+        .iter()
+        .find(|e| matches!(e.kind, Some(Kind::Started(_))))
+        .unwrap()
+        .time
+        .unwrap();
+    assert!(
+        (second_start.seconds, second_start.nanos) >= (first_end.seconds, first_end.nanos),
+        "the second turn started after the first ended"
+    );
+    assert_eq!(output(&second_events), "second answer");
+    let seen = mock.seen();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[1].body["messages"], json!([user("elsewhere")]));
+    assert_eq!(
+        seen[2].body["messages"],
+        json!([user("turn 1"), assistant("first answer"), user("turn 3")])
+    );
+    assert_eq!(mock.max_in_flight(), 2);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_budget_leaves_out_the_oldest_turns_and_the_started_event_says_so() {
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script((1..=3).map(|n| Reply::text(&[&format!("answer {n}")])));
+    let mut config = config_for(&mock);
+    config.agents.insert(
+        "main".into(),
+        AgentConfig {
+            history_turns: Some(2),
+            ..AgentConfig::default()
+        },
+    );
+    // "turn 3" + "answer 3" is 14 bytes: only the newest turn fits.
+    config.agents.insert(
+        "tight".into(),
+        AgentConfig {
+            history_bytes: Some(14),
+            ..AgentConfig::default()
+        },
+    );
+    let hub = TestHub::start(config).await;
+    let mut client = hub.client().await;
+    for n in 1..=3 {
+        completed_turn(&mut client, request_in("s1", &format!("turn {n}"))).await;
+    }
+    let fourth = completed_turn(&mut client, request_in("s1", "turn 4")).await;
+    let s = started(&fourth);
+    assert_eq!((s.history_turns, s.history_dropped), (2, 1));
+    assert_eq!(
+        s.note,
+        "1 earlier turn of this session left out: the agent's history budget is 2 turns and 262144 bytes (history_turns, history_bytes)"
+    );
+    assert_eq!(
+        mock.seen().last().unwrap().body["messages"],
+        json!([
+            user("turn 2"),
+            assistant("answer 2"),
+            user("turn 3"),
+            assistant("answer 3"),
+            user("turn 4")
+        ])
+    );
+
+    let mut tight = request_in("s1", "turn 5");
+    tight.agent_id = "tight".into();
+    let fifth = completed_turn(&mut client, tight).await;
+    let s = started(&fifth);
+    // Turn 4's answer is the mock's default, "unused": 6 + 6 bytes fit, turn 3 does not.
+    assert_eq!((s.history_turns, s.history_dropped), (1, 3));
+    assert!(
+        s.note
+            .starts_with("3 earlier turns of this session left out"),
+        "{}",
+        s.note
+    );
+    assert_eq!(
+        mock.seen().last().unwrap().body["messages"],
+        json!([user("turn 4"), assistant("unused"), user("turn 5")])
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_hub_keeps_its_sessions() {
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script((1..=3).map(|n| Reply::text(&[&format!("answer {n}")])));
+    let mut hub = TestHub::start(config_for(&mock)).await;
+    let mut client = hub.client().await;
+    for n in 1..=2 {
+        completed_turn(&mut client, request_in("s1", &format!("turn {n}"))).await;
+    }
+    hub.restart().await;
+    let mut client = hub.client().await;
+    let third = completed_turn(&mut client, request_in("s1", "turn 3")).await;
+    assert_eq!(started(&third).history_turns, 2);
+    assert_eq!(
+        mock.seen().last().unwrap().body["messages"],
+        json!([
+            user("turn 1"),
+            assistant("answer 1"),
+            user("turn 2"),
+            assistant("answer 2"),
+            user("turn 3")
+        ])
+    );
+    hub.shutdown().await;
+}
+
+/// As a person would try it: two `helix run --session` invocations, and the second one knows
+/// the first. A turn left out by the budget is said on stderr.
+#[tokio::test]
+async fn helix_run_with_a_session_continues_the_conversation() {
+    use crate::support::bins::{helix, run_helix};
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([Reply::text(&["Hello Ada"]), Reply::text(&["Ada"])]);
+    let mut config = config_for(&mock);
+    config.agents.insert(
+        "main".into(),
+        AgentConfig {
+            history_turns: Some(1),
+            ..AgentConfig::default()
+        },
+    );
+    let hub = TestHub::start(config).await;
+    for prompt in ["my name is Ada", "what is my name?"] {
+        let mut cmd = helix(hub.path());
+        cmd.args(["run", "--session", "s1", prompt]);
+        let done = run_helix(cmd, None).await;
+        assert_eq!(done.code, Some(0), "{}", done.stderr);
+        assert!(!done.stderr.contains("left out"), "{}", done.stderr);
+    }
+    assert_eq!(
+        mock.seen()[1].body["messages"],
+        json!([
+            user("my name is Ada"),
+            assistant("Hello Ada"),
+            user("what is my name?")
+        ])
+    );
+    let mut cmd = helix(hub.path());
+    cmd.args(["run", "--session", "s1", "--json", "and now?"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stderr.contains(
+            "1 earlier turn of this session left out: the agent's history budget is 1 turn"
+        ),
+        "{}",
+        done.stderr
+    );
+    let records = crate::support::json_lines(&done.stdout);
+    let started = records.iter().find(|r| r["type"] == "started").unwrap();
+    assert_eq!(
+        (&started["history_turns"], &started["history_dropped"]),
+        (&json!(1), &json!(1))
+    );
+    hub.shutdown().await;
+}
