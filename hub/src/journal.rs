@@ -28,7 +28,7 @@ use std::{
     thread,
 };
 
-use helix_mesh::pb::CommandStatus;
+use helix_mesh::pb::{self, CommandStatus};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -42,6 +42,7 @@ mod recovery;
 mod schema;
 #[cfg(test)]
 mod session_tests;
+mod sessions;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -451,6 +452,24 @@ impl Journal {
     /// A page of commands, newest first.
     pub async fn list(&self, filter: ListFilter) -> Result<ListPage, JournalError> {
         self.read(move |c| read::list(c, &filter)).await
+    }
+
+    /// The sessions with ended turns, the most recently active first (`ListSessions`).
+    pub async fn list_sessions(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<pb::SessionSummary>, JournalError> {
+        self.read(move |c| sessions::list_sessions(c, limit)).await
+    }
+
+    /// A session's newest ended turns, oldest first; `None` when it has none (`GetSession`).
+    pub async fn get_session(
+        &self,
+        session_id: String,
+        max_turns: usize,
+    ) -> Result<Option<pb::Session>, JournalError> {
+        self.read(move |c| sessions::get_session(c, &session_id, max_turns))
+            .await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, JournalError>

@@ -26,6 +26,11 @@ const HISTORY_PAGE: usize = 1000;
 /// Default and largest `ListCommands` page.
 const DEFAULT_PAGE_SIZE: usize = 50;
 const MAX_PAGE_SIZE: usize = 500;
+/// Turns of one `GetSession` answer: the default, and the most.
+const DEFAULT_SESSION_TURNS: usize = 100;
+const MAX_SESSION_TURNS: usize = 1000;
+/// A session id is validated like `ExecuteRequest.session_id`.
+const MAX_SESSION_ID_BYTES: usize = 256;
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
 type StatusStream = Pin<Box<dyn Stream<Item = Result<pb::StatusChange, Status>> + Send>>;
@@ -311,6 +316,54 @@ impl RemoteExecution for RemoteExecutionService {
                 .map(encode_page_token)
                 .unwrap_or_default(),
         }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let limit = match request.into_inner().page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n => (n as usize).min(MAX_PAGE_SIZE),
+        };
+        let sessions = self
+            .inner
+            .journal
+            .list_sessions(limit)
+            .await
+            .map_err(grpc_status::journal)?;
+        Ok(Response::new(pb::ListSessionsResponse { sessions }))
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        let req = request.into_inner();
+        if req.session_id.is_empty() {
+            return Err(Status::invalid_argument("session_id: must not be empty"));
+        }
+        if req.session_id.len() > MAX_SESSION_ID_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "session_id: is longer than {MAX_SESSION_ID_BYTES} bytes"
+            )));
+        }
+        let max_turns = match req.max_turns {
+            0 => DEFAULT_SESSION_TURNS,
+            n => (n as usize).min(MAX_SESSION_TURNS),
+        };
+        let session_id = req.session_id.clone();
+        self.inner
+            .journal
+            .get_session(req.session_id, max_turns)
+            .await
+            .map_err(grpc_status::journal)?
+            .map(Response::new)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "no session {session_id:?}: no turn of it has ended"
+                ))
+            })
     }
 
     async fn get_hub_info(

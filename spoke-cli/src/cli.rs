@@ -111,9 +111,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "auto")]
         via: Via,
     },
-    /// Show one command: status, times, error and output.
+    /// Show one command: status, times, error and output (with --session: a session's turns).
     Show {
-        id: String,
+        #[arg(required_unless_present = "session")]
+        id: Option<String>,
+        /// Show this session's turns instead (as `helix sessions SESSION`).
+        #[arg(long, conflicts_with_all = ["id", "via"])]
+        session: Option<String>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -124,6 +128,14 @@ pub enum Command {
     },
     /// List commands, newest first.
     Ls(LsArgs),
+    /// List the hub's sessions (conversations), the most recently active first; with SESSION,
+    /// its turns: each prompt and answer, oldest first.
+    Sessions {
+        session: Option<String>,
+        /// JSON: one object per session (a stream of lines), or one document for SESSION.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stream every command's status changes on the hub.
     Watch {
         /// One JSON object per change instead of text.

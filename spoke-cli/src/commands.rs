@@ -15,7 +15,7 @@ use crate::{
     exit::Exit,
     hub_info,
     keeper::{self, Keeper},
-    pair, queries, run,
+    pair, queries, run, sessions,
     settings::Settings,
 };
 
@@ -43,7 +43,18 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
             via,
         } => run::attach(spoke, hub, id, after_seq, json, via, quiet).await?,
         Command::Cancel { id, via } => cancel::cancel(spoke, hub, id, via, quiet).await?,
-        Command::Show { id, json, via } => queries::show(spoke, hub, id, json, via).await?,
+        Command::Show {
+            session: Some(session),
+            json,
+            ..
+        } => sessions::sessions(spoke, hub, Some(session), json).await?,
+        Command::Show { id, json, via, .. } => {
+            // clap requires one of `id` and `--session`.
+            queries::show(spoke, hub, id.unwrap_or_default(), json, via).await?
+        }
+        Command::Sessions { session, json } => {
+            sessions::sessions(spoke, hub, session, json).await?
+        }
         Command::Ls(args) => queries::ls(spoke, hub, args).await?,
         Command::Watch { json } => hub_info::watch(spoke, hub, json, quiet).await?,
         Command::Info { json } => hub_info::info(spoke, hub, json).await?,

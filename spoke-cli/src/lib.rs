@@ -6,6 +6,7 @@
 //!   - [`run`]: `helix run` and `helix attach`;
 //!   - [`cancel`]: `helix cancel`, on the hub or in the cloud;
 //!   - [`queries`]: `helix show` (from the hub, or `--via cloud`) and `helix ls`;
+//!   - [`sessions`]: `helix sessions` (and `helix show --session`);
 //!   - [`hub_info`]: `helix watch` and `helix info`;
 //!   - [`pair`]: `helix pair` and `helix hubs`;
 //!   - [`device`]: `helix whoami` and `helix cloud`.
@@ -43,4 +44,5 @@ pub mod queries;
 pub mod render;
 pub mod route_watch;
 pub mod run;
+pub mod sessions;
 pub mod settings;

@@ -154,6 +154,20 @@ impl RemoteExecution for BenchService {
     ) -> Result<Response<pb::HubInfo>, Status> {
         Ok(Response::new(pb::HubInfo::default()))
     }
+
+    async fn list_sessions(
+        &self,
+        _: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        Err(Status::unimplemented("the bench server keeps no sessions"))
+    }
+
+    async fn get_session(
+        &self,
+        _: Request<pb::GetSessionRequest>,
+    ) -> Result<Response<pb::Session>, Status> {
+        Err(Status::unimplemented("the bench server keeps no sessions"))
+    }
 }
 
 /// A server endpoint (raw + gRPC) and what a client needs to reach it.

@@ -444,3 +444,85 @@ async fn helix_run_with_a_session_continues_the_conversation() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn helix_sessions_lists_the_conversations_and_shows_one_turn_by_turn() {
+    use crate::support::bins::{helix, run_helix};
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([
+        Reply::text(&["Hello Ada"]),
+        Reply::text(&["a lone answer"]),
+        Reply::text(&["You are Ada"]),
+    ]);
+    let hub = TestHub::start(config_for(&mock)).await;
+    let run_in = |args: &'static [&'static str]| {
+        let mut cmd = helix(hub.path());
+        cmd.arg("run").args(args);
+        run_helix(cmd, None)
+    };
+    for done in [
+        run_in(&["--session", "trip", "my name is Ada\nand I like trains"]).await,
+        run_in(&["a single turn"]).await,
+        run_in(&["--session", "trip", "what is my name?"]).await,
+    ] {
+        assert_eq!(done.code, Some(0), "{}", done.stderr);
+    }
+
+    // The list: the named session only (a command's own session is one turn of nothing).
+    let mut cmd = helix(hub.path());
+    cmd.args(["sessions", "--json"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let listed = crate::support::json_lines(&done.stdout);
+    assert_eq!(listed.len(), 1, "{}", done.stdout);
+    assert_eq!(listed[0]["session_id"], "trip");
+    assert_eq!(listed[0]["title"], "my name is Ada");
+    assert_eq!(listed[0]["turns"], 2);
+    assert_eq!(listed[0]["provider"], "anthropic");
+
+    // One session, turn by turn, in both forms (and as `helix show --session`).
+    let mut cmd = helix(hub.path());
+    cmd.args(["sessions", "trip", "--json"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let session: Value = serde_json::from_str(done.stdout.trim()).unwrap();
+    assert_eq!(session["total_turns"], 2);
+    let turns = session["turns"].as_array().unwrap();
+    assert_eq!(
+        turns
+            .iter()
+            .map(|t| (t["prompt"].as_str().unwrap(), t["answer"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("my name is Ada\nand I like trains", "Hello Ada"),
+            ("what is my name?", "You are Ada")
+        ]
+    );
+    assert_eq!(turns[0]["status"], "completed");
+    let mut cmd = helix(hub.path());
+    cmd.args(["show", "--session", "trip"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert!(
+        done.stdout.starts_with("session trip: 2 turn(s)\n"),
+        "{}",
+        done.stdout
+    );
+    assert!(
+        done.stdout.contains("> what is my name?\nYou are Ada\n"),
+        "{}",
+        done.stdout
+    );
+
+    // An unknown session is a clear NOT_FOUND.
+    let mut cmd = helix(hub.path());
+    cmd.args(["sessions", "nope"]);
+    let done = run_helix(cmd, None).await;
+    assert_ne!(done.code, Some(0));
+    assert!(
+        done.stderr.contains("no session \"nope\""),
+        "{}",
+        done.stderr
+    );
+    hub.shutdown().await;
+}
