@@ -4,7 +4,7 @@
  * a hub that is offline when the prompt is sent, a spliced event, the offline shell.
  * Screenshots go to web/test-results/.
  */
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "vitest";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import {
   CliDevice,
@@ -38,6 +38,12 @@ beforeAll(async () => {
   phone = await newDevice(browser, "phone");
   page = await phone.newPage();
   problems = collectProblems(page);
+});
+
+// Every test leaves a screenshot of the phone's page as it ended (web/test-results/).
+afterEach(async (context) => {
+  const name = context.task.name.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "").slice(0, 60);
+  if (page && !page.isClosed()) await screenshot(page, `end-${name}`).catch(() => undefined);
 });
 
 afterAll(async () => {
