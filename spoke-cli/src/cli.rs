@@ -216,9 +216,14 @@ pub struct RunArgs {
     #[arg(long, default_value = "main")]
     pub agent: String,
 
-    /// Session id grouping related commands (default: a new session).
+    /// The session (conversation) this prompt is a turn of: the hub gives the provider its
+    /// earlier turns (default: a new session, named after the command).
     #[arg(long)]
     pub session: Option<String>,
+
+    /// Continue this device's most recent session on this hub (that of its last `helix run`).
+    #[arg(long = "continue", conflicts_with = "session")]
+    pub continue_session: bool,
 
     /// Model override.
     #[arg(long)]

@@ -82,6 +82,7 @@ fn run_exit(e: &RunError) -> Exit {
     match e {
         RunError::ReadPrompt(_)
         | RunError::EmptyPrompt
+        | RunError::NothingToContinue
         | RunError::RunViaCloudWithoutHub
         | RunError::AttachViaCloudWithoutHub => Exit::Usage,
         RunError::Resolve(e) => resolve_exit(e),

@@ -39,6 +39,7 @@ pub mod fallback;
 pub mod follow;
 pub mod hub_info;
 pub mod keeper;
+pub mod last_session;
 pub mod pair;
 pub mod queries;
 pub mod render;

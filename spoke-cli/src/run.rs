@@ -16,6 +16,7 @@ use crate::{
     exit::Exit,
     fallback::{Route, hub_or_cloud, no_route},
     follow::{FollowError, Start, Until, follow},
+    last_session,
     render::Printer,
 };
 
@@ -27,6 +28,10 @@ pub enum RunError {
     ReadPrompt(#[source] std::io::Error),
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error(
+        "no session to continue on this hub from this device: start one with `helix run --session NAME …` (any `helix run` starts one that --continue goes on from)"
+    )]
+    NothingToContinue,
     #[error("--via cloud needs --hub (a paired hub's name, id or ticket)")]
     RunViaCloudWithoutHub,
     #[error("--via cloud needs --hub")]
@@ -61,6 +66,19 @@ pub async fn run(
     let target = spoke.resolve(hub)?;
     let now = SystemTime::now();
     let command_id = uuid::Uuid::new_v4().to_string();
+    let hub_key = last_session::hub_key(&target);
+    let session = if args.continue_session {
+        last_session::last(&spoke.config.dir, &hub_key).ok_or(RunError::NothingToContinue)?
+    } else {
+        // Named after the command when not given, as the hub would: then --continue can go on
+        // from a command that started no named session.
+        args.session.clone().unwrap_or_else(|| command_id.clone())
+    };
+    if let Err(e) = last_session::remember(&spoke.config.dir, &hub_key, &session) {
+        printer.note(&format!(
+            "could not remember this session for --continue: {e}"
+        ));
+    }
     let request = pb::ExecuteRequest {
         command_id,
         source_device_id: String::new(),
@@ -71,7 +89,7 @@ pub async fn run(
             .map(Provider::from)
             .unwrap_or(Provider::Unspecified) as i32,
         content,
-        session_id: args.session.clone().unwrap_or_default(),
+        session_id: session,
         channel_id: None,
         created_at: Some(ms_to_timestamp(system_time_to_ms(now))),
         expires_at: Some(ms_to_timestamp(system_time_to_ms(now + args.ttl))),

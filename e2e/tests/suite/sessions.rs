@@ -526,3 +526,48 @@ async fn helix_sessions_lists_the_conversations_and_shows_one_turn_by_turn() {
     );
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn helix_run_continue_goes_on_from_this_devices_last_command() {
+    use crate::support::bins::{helix, run_helix};
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([Reply::text(&["Hi Ada"]), Reply::text(&["Ada, of course"])]);
+    let hub = TestHub::start(config_for(&mock)).await;
+    let config = tempfile::tempdir().unwrap();
+    let run = |args: &'static [&'static str]| {
+        let mut cmd = helix(hub.path());
+        cmd.arg("--config-dir")
+            .arg(config.path())
+            .arg("run")
+            .args(args);
+        run_helix(cmd, None)
+    };
+    // Nothing to continue yet: said, and nothing is sent.
+    let done = run(&["--continue", "what is my name?"]).await;
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("no session to continue"),
+        "{}",
+        done.stderr
+    );
+    assert!(mock.seen().is_empty());
+
+    // A command without --session starts a session that --continue goes on from.
+    let done = run(&["my name is Ada"]).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let done = run(&["--continue", "what is my name?"]).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    assert_eq!(done.stdout, "Ada, of course");
+    assert_eq!(
+        mock.seen()[1].body["messages"],
+        json!([
+            user("my name is Ada"),
+            assistant("Hi Ada"),
+            user("what is my name?")
+        ])
+    );
+    // --continue and --session together are a usage error.
+    let done = run(&["--continue", "--session", "x", "hi"]).await;
+    assert_eq!(done.code, Some(2), "{}", done.stderr);
+    hub.shutdown().await;
+}
