@@ -3,6 +3,7 @@
 //! connection to a socket task the realtime tracker owns.
 
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use axum::{
     Json,
@@ -89,7 +90,9 @@ pub async fn websocket(State(shared): State<Arc<Shared>>, mut request: Request) 
     }
     let realtime = shared.realtime.clone();
     let (outbox_tx, outbox) = mpsc::channel(OUTBOX_CAPACITY);
-    let kick = realtime.stop.child_token();
+    // Its own token, not a child of `stop`: a shutdown must close the socket as "going away"
+    // (1001), and a child would be cancelled with it, racing the "too slow" close (1013).
+    let kick = CancellationToken::new();
     let conn = match realtime.registry.open(outbox_tx, kick.clone()) {
         Ok(conn) => conn,
         Err(refused) => return refuse(StatusCode::SERVICE_UNAVAILABLE, &refused.to_string()),
