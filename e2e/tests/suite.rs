@@ -1,3 +1,4 @@
+mod chat;
 mod cli;
 mod cloud_keys;
 mod cloud_lookup;

@@ -128,6 +128,17 @@ pub enum Command {
     },
     /// List commands, newest first.
     Ls(LsArgs),
+    /// A conversation in the terminal: each line a turn of one session, streamed as it comes.
+    /// Ctrl-C cancels the running turn; at the prompt Ctrl-C or Ctrl-D leaves. /new, /model M,
+    /// /provider P, /help.
+    Chat {
+        /// Continue this session (default: a new one, named chat-…).
+        #[arg(long)]
+        session: Option<String>,
+        /// Agent profile configured on the hub.
+        #[arg(long, default_value = "main")]
+        agent: String,
+    },
     /// List the hub's sessions (conversations), the most recently active first; with SESSION,
     /// its turns: each prompt and answer, oldest first.
     Sessions {

@@ -6,7 +6,7 @@
 use helix_mesh::transport::{EndpointOptions, RelayChoice};
 
 use crate::{
-    cancel,
+    cancel, chat,
     cli::{Cli, Command},
     client::Spoke,
     config::{SpokeConfig, default_config_dir},
@@ -52,6 +52,7 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
             // clap requires one of `id` and `--session`.
             queries::show(spoke, hub, id.unwrap_or_default(), json, via).await?
         }
+        Command::Chat { session, agent } => chat::chat(spoke, hub, session, agent, quiet).await?,
         Command::Sessions { session, json } => {
             sessions::sessions(spoke, hub, session, json).await?
         }

@@ -85,6 +85,7 @@ fn run_exit(e: &RunError) -> Exit {
         | RunError::NothingToContinue
         | RunError::RunViaCloudWithoutHub
         | RunError::AttachViaCloudWithoutHub => Exit::Usage,
+        RunError::LineEditor(_) => Exit::Failed,
         RunError::Resolve(e) => resolve_exit(e),
         RunError::Connect(e) => connect_exit(e),
         RunError::Follow(e) => match e {

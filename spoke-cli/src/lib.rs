@@ -3,7 +3,7 @@
 //! Module map:
 //! - [`cli`]: the command line (clap); [`commands`]: the dispatcher, handing each subcommand to
 //!   the file of its group:
-//!   - [`run`]: `helix run` and `helix attach`;
+//!   - [`run`]: `helix run` and `helix attach`; [`chat`]: `helix chat`;
 //!   - [`cancel`]: `helix cancel`, on the hub or in the cloud;
 //!   - [`queries`]: `helix show` (from the hub, or `--via cloud`) and `helix ls`;
 //!   - [`sessions`]: `helix sessions` (and `helix show --session`);
@@ -27,6 +27,7 @@
 //! Group files import the shared modules only, never each other or [`commands`].
 
 pub mod cancel;
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod cloud_route;

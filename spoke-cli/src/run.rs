@@ -32,6 +32,8 @@ pub enum RunError {
         "no session to continue on this hub from this device: start one with `helix run --session NAME …` (any `helix run` starts one that --continue goes on from)"
     )]
     NothingToContinue,
+    #[error("helix chat's line editor: {0}")]
+    LineEditor(String),
     #[error("--via cloud needs --hub (a paired hub's name, id or ticket)")]
     RunViaCloudWithoutHub,
     #[error("--via cloud needs --hub")]
