@@ -571,3 +571,72 @@ async fn helix_run_continue_goes_on_from_this_devices_last_command() {
     assert_eq!(done.code, Some(2), "{}", done.stderr);
     hub.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_goes_on_from_a_second_device_through_the_table_relay() {
+    use crate::support::{
+        bins::{helix, pairing_ticket, run_helix, spoke},
+        cloud::TestCloud,
+        relay::{hub_config, signed_in_spoke, wait_registered},
+    };
+    let cloud = TestCloud::start().await;
+    let mock = MockAnthropic::start(Reply::text(&["unused"])).await;
+    mock.script([Reply::text(&["Noted, Ada"]), Reply::text(&["Ada"])]);
+    let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
+    wait_registered(&cloud.db, hub.hub().hub_id()).await;
+
+    // Turn 1 on the desktop itself (the hub's local listener).
+    let mut cmd = helix(hub.path());
+    cmd.args(["run", "--session", "errand", "my name is Ada"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+
+    // Turn 2 from a phone paired through the cloud, sent through the table relay.
+    let phone = signed_in_spoke(&cloud).await;
+    let ticket = pairing_ticket(hub.path(), &[]).await;
+    let mut cmd = spoke(phone.path());
+    cmd.args(["pair", "--via", "cloud", &ticket, "--name", "desk"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let mut cmd = spoke(phone.path());
+    cmd.args([
+        "run",
+        "--hub",
+        "desk",
+        "--via",
+        "cloud",
+        "--session",
+        "errand",
+        "what is my name?",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(
+        (done.code, done.stdout.as_str()),
+        (Some(0), "Ada"),
+        "{}",
+        done.stderr
+    );
+    assert_eq!(
+        mock.seen()[1].body["messages"],
+        json!([
+            user("my name is Ada"),
+            assistant("Noted, Ada"),
+            user("what is my name?")
+        ])
+    );
+
+    // One session, two devices: the desktop lists both turns.
+    let mut cmd = helix(hub.path());
+    cmd.args(["sessions", "errand", "--json"]);
+    let done = run_helix(cmd, None).await;
+    let session: Value = serde_json::from_str(done.stdout.trim()).unwrap();
+    assert_eq!(session["total_turns"], 2, "{session}");
+    let devices: Vec<&str> = session["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["source_device_id"].as_str().unwrap())
+        .collect();
+    assert_ne!(devices[0], devices[1], "two devices: {devices:?}");
+    hub.shutdown().await;
+}
