@@ -146,6 +146,10 @@ pub enum Command {
         /// JSON: one object per session (a stream of lines), or one document for SESSION.
         #[arg(long)]
         json: bool,
+        /// `cloud` reads them from the cloud's history (the hub's newest 500 commands this
+        /// device can read; needs --hub); `auto` and `iroh` ask the hub.
+        #[arg(long, value_enum, default_value = "auto")]
+        via: Via,
     },
     /// Stream every command's status changes on the hub.
     Watch {

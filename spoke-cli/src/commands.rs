@@ -7,7 +7,7 @@ use helix_mesh::transport::{EndpointOptions, RelayChoice};
 
 use crate::{
     cancel, chat,
-    cli::{Cli, Command},
+    cli::{Cli, Command, Via},
     client::Spoke,
     config::{SpokeConfig, default_config_dir},
     device,
@@ -47,14 +47,14 @@ async fn dispatch_with(spoke: &Spoke, cli: Cli) -> Result<Exit, Error> {
             session: Some(session),
             json,
             ..
-        } => sessions::sessions(spoke, hub, Some(session), json).await?,
+        } => sessions::sessions(spoke, hub, Some(session), json, Via::Auto).await?,
         Command::Show { id, json, via, .. } => {
             // clap requires one of `id` and `--session`.
             queries::show(spoke, hub, id.unwrap_or_default(), json, via).await?
         }
         Command::Chat { session, agent } => chat::chat(spoke, hub, session, agent, quiet).await?,
-        Command::Sessions { session, json } => {
-            sessions::sessions(spoke, hub, session, json).await?
+        Command::Sessions { session, json, via } => {
+            sessions::sessions(spoke, hub, session, json, via).await?
         }
         Command::Ls(args) => queries::ls(spoke, hub, args).await?,
         Command::Watch { json } => hub_info::watch(spoke, hub, json, quiet).await?,

@@ -187,6 +187,7 @@ fn cloud_exit(e: &CloudRouteError) -> Exit {
         | CloudRouteError::ExpiryRefused { .. }
         | CloudRouteError::NotAllowed { .. }
         | CloudRouteError::UnknownCommand(_)
+        | CloudRouteError::NoSession(_)
         | CloudRouteError::NotAUuid(_)
         | CloudRouteError::NoKey { .. } => Exit::Refused,
     }

@@ -585,17 +585,19 @@ async fn a_session_goes_on_from_a_second_device_through_the_table_relay() {
     let hub = TestHub::start_in(cloud.hub_dir().await, hub_config(&mock)).await;
     wait_registered(&cloud.db, hub.hub().hub_id()).await;
 
-    // Turn 1 on the desktop itself (the hub's local listener).
-    let mut cmd = helix(hub.path());
-    cmd.args(["run", "--session", "errand", "my name is Ada"]);
-    let done = run_helix(cmd, None).await;
-    assert_eq!(done.code, Some(0), "{}", done.stderr);
-
-    // Turn 2 from a phone paired through the cloud, sent through the table relay.
+    // A phone paired through the cloud (before the session starts: a device reads only the
+    // commands that began after it was paired).
     let phone = signed_in_spoke(&cloud).await;
     let ticket = pairing_ticket(hub.path(), &[]).await;
     let mut cmd = spoke(phone.path());
     cmd.args(["pair", "--via", "cloud", &ticket, "--name", "desk"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+
+    // Turn 1 on the desktop itself (the hub's local listener); turn 2 from the phone, sent
+    // through the table relay.
+    let mut cmd = helix(hub.path());
+    cmd.args(["run", "--session", "errand", "my name is Ada"]);
     let done = run_helix(cmd, None).await;
     assert_eq!(done.code, Some(0), "{}", done.stderr);
     let mut cmd = spoke(phone.path());
@@ -638,5 +640,45 @@ async fn a_session_goes_on_from_a_second_device_through_the_table_relay() {
         .map(|t| t["source_device_id"].as_str().unwrap())
         .collect();
     assert_ne!(devices[0], devices[1], "two devices: {devices:?}");
+
+    // The phone, through the cloud alone, sees the same session and both turns.
+    let mut cmd = spoke(phone.path());
+    cmd.args(["sessions", "--hub", "desk", "--via", "cloud", "--json"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let listed = crate::support::json_lines(&done.stdout);
+    assert_eq!(listed.len(), 1, "{}", done.stdout);
+    assert_eq!(
+        (&listed[0]["session_id"], &listed[0]["turns"]),
+        (&json!("errand"), &json!(2))
+    );
+    let mut cmd = spoke(phone.path());
+    cmd.args([
+        "sessions", "errand", "--hub", "desk", "--via", "cloud", "--json",
+    ]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+    let seen: Value = serde_json::from_str(done.stdout.trim()).unwrap();
+    assert_eq!(
+        seen["turns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["prompt"].as_str().unwrap(), t["answer"].as_str().unwrap()))
+            .collect::<Vec<_>>(),
+        [
+            ("my name is Ada", "Noted, Ada"),
+            ("what is my name?", "Ada")
+        ]
+    );
+    let mut cmd = spoke(phone.path());
+    cmd.args(["sessions", "nope", "--hub", "desk", "--via", "cloud"]);
+    let done = run_helix(cmd, None).await;
+    assert_eq!(done.code, Some(6), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("no session \"nope\""),
+        "{}",
+        done.stderr
+    );
     hub.shutdown().await;
 }

@@ -57,6 +57,10 @@ pub enum CloudRouteError {
     NotAllowed { message: String },
     #[error("no command {0} in the cloud")]
     UnknownCommand(String),
+    #[error(
+        "no session {0:?} among the hub's newest commands in the cloud that this device can read"
+    )]
+    NoSession(String),
     #[error("command_id: {0:?} is not a UUID")]
     NotAUuid(String),
     /// The row names another hub than the paired one this device checks signatures against.
