@@ -245,6 +245,13 @@ export class Hub {
     return done.stdout;
   }
 
+  /** `helix --hub-dir DIR sessions SESSION --json`: the session as the hub keeps it. */
+  async session(id: string): Promise<{ total_turns: number; turns: { prompt: string; source_device_id: string }[] }> {
+    const done = await run(bin("helix"), ["--hub-dir", this.dir, "sessions", id, "--json"], { env: this.env() });
+    if (done.code !== 0) throw new Error(`helix sessions ${id} exited ${done.code}: ${done.stderr}`);
+    return JSON.parse(done.stdout) as { total_turns: number; turns: { prompt: string; source_device_id: string }[] };
+  }
+
   /** A pairing ticket for the CLI. */
   async ticket(): Promise<string> {
     const out = await this.cli(["pair", "--ttl", "5m"]);

@@ -154,6 +154,34 @@ describe("the web spoke", () => {
     }
   });
 
+  test("a conversation started in the CLI goes on from the phone", async () => {
+    const cli = await CliDevice.pair(cloud, hub);
+    try {
+      const first = await cli.run(["run", "--hub", "desk", "--via", "cloud", "--session", "trip", "plan a trip"]);
+      expect(first.code, first.stderr).toBe(0);
+      await toHub(page);
+      const entry = page.locator("ul.history a", { hasText: "plan a trip" });
+      await entry.waitFor({ timeout: 30_000 });
+      await expect(entry.textContent()).resolves.toContain("session trip");
+      await entry.click();
+      await finished(page);
+      await page.getByRole("link", { name: "Continue this conversation" }).click();
+      await expect(page.getByLabel("Session").inputValue()).resolves.toBe("trip");
+      await send(page, "and a rainy day");
+      await finished(page);
+      // The hub gave the provider the CLI's turn first (the dev provider says how many).
+      expect(await raw(page)).toBe("(helix-dev-provider echo, after 1 earlier turn(s)) You said: and a rainy day\n");
+      const session = await hub.session("trip");
+      expect(session.total_turns).toBe(2);
+      expect(session.turns.map((t) => t.prompt)).toEqual(["plan a trip", "and a rainy day"]);
+      const phoneId = (await page.locator("footer code").getAttribute("title")) ?? "";
+      expect(session.turns[1]?.source_device_id).toBe(phoneId);
+      expect(session.turns[0]?.source_device_id).not.toBe(phoneId);
+    } finally {
+      cli.cleanup();
+    }
+  });
+
   test("a reload mid-stream resumes after the last event shown: the answer is whole, nothing twice", async () => {
         const prompt = words("reload", 60);
     await send(page, prompt);

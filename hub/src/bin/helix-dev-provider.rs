@@ -3,8 +3,9 @@
 //!
 //! It serves `POST /v1/messages` with `"stream": true` in the documented SSE format
 //! (message_start, content_block_start, ping, content_block_delta/text_delta per word,
-//! content_block_stop, message_delta, message_stop) and answers by echoing the prompt, one
-//! word at a time. It requires an `x-api-key` header (any value) like the real API. It prints
+//! content_block_stop, message_delta, message_stop) and answers by echoing the prompt (the
+//! last message; with a session's earlier turns before it, it says how many), one word at a
+//! time. It requires an `x-api-key` header (any value) like the real API. It prints
 //! `http://127.0.0.1:PORT` on stdout once listening, and runs until SIGINT/SIGTERM.
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
@@ -109,12 +110,23 @@ async fn messages(State(delay): State<Duration>, headers: HeaderMap, body: Bytes
             "this dev server only streams",
         );
     }
-    let prompt = match &request["messages"][0]["content"] {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+    // The prompt is the last message; the ones before it are the session's earlier turns.
+    let messages = request["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let prompt = match messages.last().map(|m| &m["content"]) {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
     };
+    let earlier = messages.len().saturating_sub(1) / 2;
     let model = request["model"].as_str().unwrap_or("dev").to_owned();
-    let reply = format!("(helix-dev-provider echo) You said: {prompt}\n");
+    let reply = if earlier == 0 {
+        format!("(helix-dev-provider echo) You said: {prompt}\n")
+    } else {
+        format!("(helix-dev-provider echo, after {earlier} earlier turn(s)) You said: {prompt}\n")
+    };
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     tokio::spawn(async move {
         let head = [

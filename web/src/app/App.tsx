@@ -113,7 +113,16 @@ export function App({ boot }: { boot: Boot }) {
       />
     );
   } else if (route.page === "hub" && current) {
-    body = <HubView client={client} device={device} pairing={current} presence={presence.get(current.hubId)} />;
+    body = (
+      <HubView
+        key={route.session ?? ""}
+        client={client}
+        device={device}
+        pairing={current}
+        presence={presence.get(current.hubId)}
+        session={route.session}
+      />
+    );
   } else {
     body = <Hubs pairings={pairings} presence={presence} error={presenceError} />;
   }

@@ -12,6 +12,7 @@ import { Reassembly } from "../lib/reassembly";
 import { renderMarkdown } from "../lib/markdown";
 import type { Presence } from "./state";
 import { hrefFor } from "./routes";
+import { namedSession } from "./HubView";
 
 const SAVE_EVERY_MS = 250;
 
@@ -151,8 +152,12 @@ export function CommandView(props: {
         <section class="card prompt" aria-label="Prompt">
           <p class="prompt-text">{prompt.content}</p>
           <p class="meta">
-            {[prompt.provider, prompt.model, prompt.sessionId && `session ${prompt.sessionId}`].filter(Boolean).join(" · ")}
+            {[prompt.provider, prompt.model, namedSession(prompt) && `session ${prompt.sessionId}`].filter(Boolean).join(" · ")}
           </p>
+          {/* Any command can be continued: its session goes on with the next prompt. */}
+          <a class="continue" href={hrefFor({ page: "hub", hub, session: prompt.sessionId ?? prompt.commandId })}>
+            Continue this conversation
+          </a>
         </section>
       )}
       <p class="phase" data-testid="status" aria-live="polite">

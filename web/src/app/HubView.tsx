@@ -13,6 +13,8 @@ export function HubView(props: {
   device: Device;
   pairing: StoredPairing;
   presence: Presence | undefined;
+  /** A session to continue: the prompt box starts in it. */
+  session?: string;
 }) {
   const { client, device, pairing, presence } = props;
   const hub = pairing.hubId;
@@ -56,7 +58,7 @@ export function HubView(props: {
         <h2>{pairing.hubName || hub.slice(0, 10)}</h2>
         <span class={presence ? "badge online" : "badge offline"}>{presence ? "online" : "offline"}</span>
       </header>
-      <Composer client={client} device={device} hub={hub} presence={presence} />
+      <Composer client={client} device={device} hub={hub} presence={presence} session={props.session} />
       <section aria-labelledby="history-title">
         <h3 id="history-title">History</h3>
         {error && (
@@ -78,6 +80,7 @@ export function HubView(props: {
                   <span class="meta">
                     {entry.row.source_device_id === device.id ? "this device" : deviceLabel(entry.row.source_device_id, hub)} ·{" "}
                     {age(entry.row.created_at)}
+                    {entry.prompt && namedSession(entry.prompt) ? ` · session ${entry.prompt.sessionId}` : ""}
                   </span>
                 </a>
               </li>
@@ -87,6 +90,11 @@ export function HubView(props: {
       </section>
     </div>
   );
+}
+
+/** Whether a command names its session (one it shares with other commands, or could). */
+export function namedSession(prompt: { commandId: string; sessionId?: string }): boolean {
+  return !!prompt.sessionId && prompt.sessionId !== prompt.commandId;
 }
 
 function firstLine(text: string): string {
@@ -100,12 +108,18 @@ function deviceLabel(id: string | null, hub: string): string {
   return `device ${id.slice(0, 10)}`;
 }
 
-function Composer(props: { client: SupabaseClient; device: Device; hub: string; presence: Presence | undefined }) {
+function Composer(props: {
+  client: SupabaseClient;
+  device: Device;
+  hub: string;
+  presence: Presence | undefined;
+  session?: string;
+}) {
   const { client, device, hub, presence } = props;
   const [content, setContent] = useState("");
   const [provider, setProvider] = useState("");
   const [model, setModel] = useState("");
-  const [session, setSession] = useState("");
+  const [session, setSession] = useState(props.session ?? "");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
   const providers = presence?.providers ?? ["anthropic", "openai-codex", "google-gemini"];

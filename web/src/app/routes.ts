@@ -3,7 +3,7 @@ import { useEffect, useState } from "preact/hooks";
 
 export type Route =
   | { page: "home" }
-  | { page: "hub"; hub: string }
+  | { page: "hub"; hub: string; session?: string }
   | { page: "command"; hub: string; commandId: string };
 
 const HEX64 = "[0-9a-f]{64}";
@@ -13,8 +13,15 @@ const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
 export function parseRoute(hash: string): Route {
   const command = new RegExp(`^#/hub/(${HEX64})/c/(${UUID})$`).exec(hash);
   if (command?.[1] && command[2]) return { page: "command", hub: command[1], commandId: command[2] };
-  const hub = new RegExp(`^#/hub/(${HEX64})$`).exec(hash);
-  if (hub?.[1]) return { page: "hub", hub: hub[1] };
+  const hub = new RegExp(`^#/hub/(${HEX64})(?:/session/([^/]+))?$`).exec(hash);
+  if (hub?.[1]) {
+    if (!hub[2]) return { page: "hub", hub: hub[1] };
+    try {
+      return { page: "hub", hub: hub[1], session: decodeURIComponent(hub[2]) };
+    } catch {
+      return { page: "hub", hub: hub[1] };
+    }
+  }
   return { page: "home" };
 }
 
@@ -23,7 +30,9 @@ export function hrefFor(route: Route): string {
     case "home":
       return "#/";
     case "hub":
-      return `#/hub/${route.hub}`;
+      return route.session
+        ? `#/hub/${route.hub}/session/${encodeURIComponent(route.session)}`
+        : `#/hub/${route.hub}`;
     case "command":
       return `#/hub/${route.hub}/c/${route.commandId}`;
   }
