@@ -208,3 +208,60 @@ async fn a_cloud_whose_clock_is_an_hour_off_fails_the_clock_check() {
     assert_eq!(check(&report, "cloud rest")["status"], "ok", "{report}");
     assert_eq!(check(&report, "clock")["status"], "ok", "{report}");
 }
+
+#[tokio::test]
+async fn against_the_local_cloud_every_cloud_check_passes_realtime_included() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(crate::support::bins::bin("helix-local-cloud"))
+        .args([
+            "--port",
+            "0",
+            "--web-dir",
+            std::env::temp_dir().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut values = std::collections::HashMap::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == "ready" {
+                break;
+            }
+            if let Some((k, v)) = line.split_once('=') {
+                values.insert(k.to_owned(), v.to_owned());
+            }
+        }
+    })
+    .await
+    .expect("helix-local-cloud did not get ready");
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::store_api_key(dir.path());
+    let mut cmd = hub_cli(dir.path());
+    cmd.args([
+        "cloud",
+        "login",
+        "--url",
+        &values["HELIX_SUPABASE_URL"],
+        "--anon-key",
+        &values["HELIX_SUPABASE_ANON_KEY"],
+        "--email",
+        &values["HELIX_TEST_EMAIL"],
+    ]);
+    let done = run_helix(cmd, Some(&values["HELIX_TEST_PASSWORD"])).await;
+    assert_eq!(done.code, Some(0), "{}", done.stderr);
+
+    let (_, report) = doctor(dir.path()).await;
+    for name in ["cloud session", "cloud rest", "clock", "cloud realtime"] {
+        assert_eq!(check(&report, name)["status"], "ok", "{name}: {report}");
+    }
+    // SIGINT: the local cloud drops its database.
+    let pid = child.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let _ = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+}

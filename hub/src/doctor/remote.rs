@@ -1,5 +1,5 @@
 //! The checks that ask something over a connection: the running hub's listener, and the
-//! cloud (session, REST, the clock against the server's).
+//! cloud (session, REST, the clock against the server's, a Realtime join).
 
 use std::{path::Path, time::Duration};
 
@@ -17,6 +17,8 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// (sealed envelopes expire, or live too long).
 const SKEW_WARN: Duration = Duration::from_secs(30);
 const SKEW_FAIL: Duration = Duration::from_secs(300);
+/// How long a Realtime channel may take to join.
+const REALTIME_JOIN: Duration = Duration::from_secs(5);
 
 /// Whether a hub runs on this data dir and answers on its listener.
 pub async fn listener(dir: &Path) -> Check {
@@ -171,7 +173,41 @@ pub async fn cloud(dir: &Path) -> Vec<Check> {
         ));
     }
     checks.push(clock(date, std::time::SystemTime::now()));
+    checks.push(realtime(&config, &session.access_token).await);
     checks
+}
+
+/// Whether a Realtime channel joins (on a topic of its own, watching no real row): without
+/// it the hub still works, but wakes only by polling.
+async fn realtime(config: &helix_discovery::rest::SupabaseConfig, access_token: &str) -> Check {
+    use helix_discovery::realtime::{self, RealtimeConfig, Watch};
+    let probe = uuid::Uuid::new_v4().to_string();
+    let (wake, _woken) = tokio::sync::mpsc::channel(1);
+    let realtime_config =
+        match RealtimeConfig::for_command(config, &probe, vec![Watch::command_row(&probe, wake)]) {
+            Ok(c) => c,
+            Err(e) => return Check::fail("cloud realtime", e.to_string(), "check the project URL"),
+        };
+    let (_token_tx, token) = tokio::sync::watch::channel(access_token.to_owned());
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (task, mut joined) = realtime::spawn_with_health(realtime_config, token, cancel.clone());
+    let outcome = tokio::time::timeout(REALTIME_JOIN, joined.wait_for(|j| *j)).await;
+    tracing::debug!(joined = outcome.is_ok(), "doctor: realtime probe done");
+    cancel.cancel();
+    task.abort();
+    tracing::debug!("doctor: realtime probe closed");
+    match outcome {
+        Ok(Ok(_)) => Check::ok("cloud realtime", "a channel joins"),
+        _ => Check::warn(
+            "cloud realtime",
+            format!(
+                "no channel joined within {}s at {}/realtime/v1/websocket",
+                REALTIME_JOIN.as_secs(),
+                config.url.trim_end_matches('/')
+            ),
+            "the hub still works, but notices new commands and pairings only by polling (every 15 s): check that the project's Realtime is enabled and the tables are in its publication (migrations/)",
+        ),
+    }
 }
 
 /// The machine's clock against the server's `Date` (whole seconds).
