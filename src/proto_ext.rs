@@ -150,9 +150,37 @@ pub fn ms_to_system_time(ms: i64) -> SystemTime {
     }
 }
 
+/// Longest session title (`SessionSummary.title`), in characters.
+pub const SESSION_TITLE_CHARS: usize = 120;
+
+/// A session's title from its first prompt: the first line, at most
+/// [`SESSION_TITLE_CHARS`] characters (cut with `…`).
+pub fn session_title(prompt: &str) -> String {
+    let line = prompt
+        .trim_start()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end();
+    if line.chars().count() <= SESSION_TITLE_CHARS {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(SESSION_TITLE_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_title_is_the_first_line_cut_short() {
+        assert_eq!(session_title("  hello\nworld"), "hello");
+        let t = session_title(&"x".repeat(200));
+        assert_eq!(t.chars().count(), SESSION_TITLE_CHARS);
+        assert!(t.ends_with('…'));
+    }
 
     #[test]
     fn provider_names_round_trip() {

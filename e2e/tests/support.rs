@@ -284,6 +284,44 @@ pub async fn attach_all(
     .await
 }
 
+/// The `started` event of `events`' first attempt.
+pub fn started(events: &[pb::CommandEvent]) -> pb::Started {
+    events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(pb::command_event::Kind::Started(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("a started event")
+}
+
+/// A Messages API message of the user (as the hub sends a turn's prompt).
+pub fn user(text: &str) -> serde_json::Value {
+    serde_json::json!({"role": "user", "content": text})
+}
+
+/// A Messages API message of the assistant (as the hub sends a turn's answer).
+pub fn assistant(text: &str) -> serde_json::Value {
+    serde_json::json!({"role": "assistant", "content": text})
+}
+
+/// A hub whose only credential is a Gemini API key, with Gemini at `gemini`'s server.
+pub async fn gemini_hub(
+    gemini: &mock_gemini::MockGemini,
+    anthropic: &mock_anthropic::MockAnthropic,
+) -> TestHub {
+    let mut config = config_for(anthropic);
+    config.providers.google_gemini.base_url = gemini.base_url();
+    let hub = TestHub::start_without_credentials(config).await;
+    CredentialStore::in_dir(hub.path())
+        .set_api_key(Provider::GoogleGemini, Secret::new(GEMINI_TEST_KEY))
+        .unwrap();
+    hub
+}
+
+/// The API key [`gemini_hub`] stores.
+pub const GEMINI_TEST_KEY: &str = "AIza-test-key-77";
+
 /// Each line of a `--json` output as a JSON value.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()

@@ -303,7 +303,7 @@ impl LocalCloud {
     /// The throwaway database's URL as its owner, without a password (psql takes one from
     /// `PGPASSWORD` or `~/.pgpass`): for looking at the rows, or playing a hostile cloud.
     pub fn database_url(&self) -> Option<String> {
-        self.db.as_ref().map(|d| without_password(&d.url()))
+        self.db.as_ref().map(|d| pg::without_password(&d.url()))
     }
 
     /// Open Realtime sockets.
@@ -400,34 +400,5 @@ mod tests {
         assert!("bob@example.com".parse::<UserSpec>().is_err());
         assert!("bob:longpassword".parse::<UserSpec>().is_err());
         assert!("bob@example.com:short".parse::<UserSpec>().is_err());
-    }
-}
-
-/// `scheme://user:password@host/…` without `:password`.
-fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((user, host)) => {
-            let user = user.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod url_tests {
-    #[test]
-    fn a_database_url_is_shown_without_its_password() {
-        assert_eq!(
-            super::without_password("postgres://postgres:s3cret@db:5432/x"),
-            "postgres://postgres@db:5432/x"
-        );
-        assert_eq!(
-            super::without_password("postgres://postgres@127.0.0.1:5432/x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
     }
 }

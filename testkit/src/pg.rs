@@ -58,6 +58,16 @@ pub fn admin_url_for_display() -> String {
 
 /// `url` with the password of its user info replaced by `***`.
 fn redact(url: &str) -> String {
+    replace_password(url, Some("***"))
+}
+
+/// `url` without the password of its user info (psql then takes one from `PGPASSWORD` or
+/// `~/.pgpass`): a URL that can be shown and still used.
+pub fn without_password(url: &str) -> String {
+    replace_password(url, None)
+}
+
+fn replace_password(url: &str, with: Option<&str>) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -65,7 +75,10 @@ fn redact(url: &str) -> String {
     match authority.rsplit_once('@') {
         Some((user_info, host)) if user_info.contains(':') => {
             let user = user_info.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}{path}")
+            match with {
+                Some(mask) => format!("{scheme}://{user}:{mask}@{host}{path}"),
+                None => format!("{scheme}://{user}@{host}{path}"),
+            }
         }
         _ => url.to_owned(),
     }
@@ -290,6 +303,14 @@ mod tests {
         assert_eq!(
             super::redact("postgres://postgres@127.0.0.1:5432/postgres"),
             "postgres://postgres@127.0.0.1:5432/postgres"
+        );
+        assert_eq!(
+            super::without_password("postgres://postgres:s3cret@db:5432/x"),
+            "postgres://postgres@db:5432/x"
+        );
+        assert_eq!(
+            super::without_password("postgres://postgres@127.0.0.1:5432/x"),
+            "postgres://postgres@127.0.0.1:5432/x"
         );
     }
 }

@@ -6,19 +6,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestHub,
+    TestHub, assistant,
     bins::{Finished, bin, run_helix},
     config_for,
     mock_anthropic::{MockAnthropic, Reply},
+    user,
 };
-
-fn user(text: &str) -> Value {
-    json!({"role": "user", "content": text})
-}
-
-fn assistant(text: &str) -> Value {
-    json!({"role": "assistant", "content": text})
-}
 
 /// Runs `helix --hub-dir HUB --config-dir CONFIG chat` in a pseudo-terminal through
 /// `support/pty_driver.py`, following `steps`.

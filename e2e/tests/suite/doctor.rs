@@ -149,7 +149,7 @@ async fn skewed_rest() -> String {
             let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
             (
                 [
-                    (header::DATE, httpdate(an_hour_ago)),
+                    (header::DATE, httpdate::fmt_http_date(an_hour_ago)),
                     (header::CONTENT_TYPE, "application/json".to_owned()),
                 ],
                 "[]",
@@ -161,24 +161,6 @@ async fn skewed_rest() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
-}
-
-fn httpdate(t: SystemTime) -> String {
-    // RFC 3339 to an HTTP date: "2026-12-04T10:20:30Z" → "Fri, 04 Dec 2026 10:20:30 GMT".
-    let text = humantime::format_rfc3339_seconds(t).to_string();
-    let (date, time) = text.trim_end_matches('Z').split_once('T').unwrap();
-    let mut parts = date.split('-');
-    let (y, m, d) = (
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-        parts.next().unwrap(),
-    );
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS[m.parse::<usize>().unwrap() - 1];
-    // The weekday is not read by the doctor; any is well-formed enough.
-    format!("Mon, {d} {month} {y} {time} GMT")
 }
 
 #[tokio::test]

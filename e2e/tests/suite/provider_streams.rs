@@ -76,12 +76,7 @@ async fn codex_commands_stream_and_refresh_their_token() {
 async fn gemini_commands_stream_with_the_api_key() {
     let gemini = MockGemini::start(&["Bonjour", " le ", "monde"]).await;
     let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
-    let mut config = config_for(&anthropic);
-    config.providers.google_gemini.base_url = gemini.base_url();
-    let hub = TestHub::start_without_credentials(config).await;
-    CredentialStore::in_dir(hub.path())
-        .set_api_key(Provider::GoogleGemini, Secret::new("AIza-test-key-77"))
-        .unwrap();
+    let hub = crate::support::gemini_hub(&gemini, &anthropic).await;
     let mut client = hub.client().await;
     let mut req = request("say hello in French");
     req.provider = Provider::GoogleGemini as i32;
@@ -96,7 +91,10 @@ async fn gemini_commands_stream_with_the_api_key() {
     );
     assert_eq!(finished(&events).status, CommandStatus::Completed as i32);
     let seen = gemini.seen();
-    assert_eq!(seen[0].api_key.as_deref(), Some("AIza-test-key-77"));
+    assert_eq!(
+        seen[0].api_key.as_deref(),
+        Some(crate::support::GEMINI_TEST_KEY)
+    );
     assert_eq!(
         seen[0].model_action,
         "gemini-2.5-flash:streamGenerateContent"

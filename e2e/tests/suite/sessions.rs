@@ -4,10 +4,7 @@
 //! sessions run beside them; the agent's history budget leaves the oldest turns out and the
 //! `started` event says so; a restarted hub keeps every session.
 
-use helix_hub::{
-    config::AgentConfig,
-    credentials::{CredentialStore, Secret},
-};
+use helix_hub::config::AgentConfig;
 use helix_mesh::{
     pb::{self, CommandEvent, CommandStatus, Provider, command_event::Kind},
     proto_ext::now_ms,
@@ -15,32 +12,13 @@ use helix_mesh::{
 use serde_json::{Value, json};
 
 use crate::support::{
-    TestHub, config_for, finished, kinds,
+    TestHub, assistant, config_for, finished, gemini_hub, kinds,
     mock_anthropic::{MockAnthropic, Reply},
     mock_codex::MockCodex,
     mock_gemini::MockGemini,
     mock_oauth::store_codex,
-    output, read_until, request_in, run, status_of,
+    output, read_until, request_in, run, started, status_of, user,
 };
-
-/// The `started` event of `events`' first attempt.
-fn started(events: &[CommandEvent]) -> pb::Started {
-    events
-        .iter()
-        .find_map(|e| match &e.kind {
-            Some(Kind::Started(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .expect("a started event")
-}
-
-fn user(text: &str) -> Value {
-    json!({"role": "user", "content": text})
-}
-
-fn assistant(text: &str) -> Value {
-    json!({"role": "assistant", "content": text})
-}
 
 /// Runs a command and checks that it completed.
 async fn completed_turn(
@@ -127,12 +105,7 @@ async fn the_second_turn_carries_the_first_as_responses_input() {
 async fn the_second_turn_carries_the_first_as_gemini_contents() {
     let gemini = MockGemini::start(&["Hello ", "Ada"]).await;
     let anthropic = MockAnthropic::start(Reply::text(&["unused"])).await;
-    let mut config = config_for(&anthropic);
-    config.providers.google_gemini.base_url = gemini.base_url();
-    let hub = TestHub::start_without_credentials(config).await;
-    CredentialStore::in_dir(hub.path())
-        .set_api_key(Provider::GoogleGemini, Secret::new("AIza-test-key-77"))
-        .unwrap();
+    let hub = gemini_hub(&gemini, &anthropic).await;
     let mut client = hub.client().await;
     for prompt in ["my name is Ada", "what is my name?"] {
         let mut req = request_in("s1", prompt);

@@ -4,25 +4,15 @@
 //! a session whose files are gone starts afresh and the `started` event says so.
 
 use helix_hub::credentials::{CredentialStore, Secret};
-use helix_mesh::pb::{self, CommandEvent, CommandStatus, Provider, command_event::Kind};
+use helix_mesh::pb::{CommandStatus, Provider};
 use serde_json::Value;
 
 use super::provider_streams::claude_binary;
 use crate::support::{
     TestHub, config_for, finished,
     mock_anthropic::{MockAnthropic, Reply},
-    output, request_in, run,
+    output, request_in, run, started,
 };
-
-fn started(events: &[CommandEvent]) -> pb::Started {
-    events
-        .iter()
-        .find_map(|e| match &e.kind {
-            Some(Kind::Started(s)) => Some(s.clone()),
-            _ => None,
-        })
-        .expect("a started event")
-}
 
 /// The conversation of a Messages request, as (role, text) pairs; Claude Code sends content
 /// as blocks and adds reminders of its own to the first user message.

@@ -3,14 +3,12 @@
 
 use helix_mesh::{
     pb::{self, CommandStatus, Provider},
-    proto_ext::ms_to_timestamp,
+    proto_ext::{ms_to_timestamp, session_title},
 };
 use rusqlite::{Connection, params};
 
 use super::JournalError;
 
-/// Longest session title, in characters.
-const TITLE_CHARS: usize = 120;
 /// Most bytes of prompts and answers one `GetSession` answer carries: under the 4 MiB gRPC
 /// message limit with room for the rest.
 pub const MAX_SESSION_BYTES: usize = 3 << 20;
@@ -41,7 +39,7 @@ pub(super) fn list_sessions(
         let provider: String = r.get(4)?;
         Ok(pb::SessionSummary {
             session_id: r.get(0)?,
-            title: title(&first_prompt),
+            title: session_title(&first_prompt),
             turns: r.get(1)?,
             last_activity: Some(ms_to_timestamp(r.get(2)?)),
             provider: provider.parse().unwrap_or(Provider::Unspecified) as i32,
@@ -104,34 +102,4 @@ pub(super) fn get_session(
         turns,
         total_turns: total,
     }))
-}
-
-/// The first line of a prompt, at most [`TITLE_CHARS`] characters.
-fn title(prompt: &str) -> String {
-    let line = prompt
-        .trim_start()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end();
-    if line.chars().count() <= TITLE_CHARS {
-        return line.to_owned();
-    }
-    let mut cut: String = line.chars().take(TITLE_CHARS - 1).collect();
-    cut.push('…');
-    cut
-}
-
-#[cfg(test)]
-mod tests {
-    use super::title;
-
-    #[test]
-    fn a_title_is_the_first_line_cut_short() {
-        assert_eq!(title("  hello\nworld"), "hello");
-        let long = "x".repeat(200);
-        let t = title(&long);
-        assert_eq!(t.chars().count(), 120);
-        assert!(t.ends_with('…'));
-    }
 }

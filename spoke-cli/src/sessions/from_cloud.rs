@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use helix_mesh::pb::{self, CommandStatus};
+use helix_mesh::{
+    pb::{self, CommandStatus},
+    proto_ext::session_title,
+};
 use iroh::PublicKey;
 
 use crate::{
     client::Spoke,
     cloud_route::{self, CloudRouteError, ListFilter, MAX_LIST, Prompt},
 };
-
-/// Longest title, in characters (as the hub's `ListSessions`).
-const TITLE_CHARS: usize = 120;
 
 /// The ended commands this device can read, oldest first.
 async fn ended(
@@ -61,7 +61,7 @@ pub async fn list(
                 at,
                 pb::SessionSummary {
                     session_id: id,
-                    title: title(&first.content),
+                    title: session_title(&first.content),
                     turns: u32::try_from(turns.len()).unwrap_or(u32::MAX),
                     last_activity: Some(at),
                     provider: last.provider,
@@ -109,19 +109,4 @@ pub async fn session(
         total_turns: u32::try_from(turns.len()).unwrap_or(u32::MAX),
         turns,
     })
-}
-
-fn title(prompt: &str) -> String {
-    let line = prompt
-        .trim_start()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end();
-    if line.chars().count() <= TITLE_CHARS {
-        return line.to_owned();
-    }
-    let mut cut: String = line.chars().take(TITLE_CHARS - 1).collect();
-    cut.push('…');
-    cut
 }
